@@ -1,0 +1,283 @@
+"""Batched Whisper decoding of chunks that may come from different audios.
+
+This is the seam the service batches across requests on: `transcribe_chunks` takes any
+list of chunks, groups them by decode options, runs each group in batches of `batch_size`
+(one encoder pass and one beam search per batch), then times every word with Whisper's
+cross-attention alignment, so words have times even without an alignment model.
+Decoding matches WhisperX's batched pipeline (no timestamps, beam 5, same prompt).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import numpy as np
+
+from pipeline.errors import InvalidOption, UnsupportedLanguage
+from pipeline.models import default_compute_type, resolve_asr_model, resolve_device
+from pipeline.schema import SAMPLE_RATE, Chunk, ChunkResult, Segment, Word
+
+log = logging.getLogger(__name__)
+
+N_SAMPLES = 30 * SAMPLE_RATE
+HOP_LENGTH = 160
+SENTENCE_END = (".", "?", "!", "。", "？", "！")
+PREPEND_PUNCTUATION = "\"'“¿([{-"
+APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
+
+
+@dataclass(frozen=True)
+class AsrConfig:
+    model: str = "bundled"
+    device: str = "auto"
+    compute_type: str | None = None       # None: int8 on CPU, float16 on GPU
+    cpu_threads: int = 2                  # per process; Ray replicas get OMP_NUM_THREADS=1
+    batch_size: int = 16
+    language_detection_chunks: int = 5    # chunks voted over when the language is not given
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Per-request decoding choices. Chunks that share them can share a batch."""
+
+    language: str | None = None
+    task: str = "transcribe"
+    initial_prompt: str | None = None
+    temperature: float = 0.0
+    beam_size: int = 5
+    word_timestamps: bool = True
+
+
+class Transcriber:
+    def __init__(self, config: AsrConfig = AsrConfig()):
+        from whisperx.asr import WhisperModel
+
+        self.config = config
+        resolved = resolve_asr_model(config.model)
+        self.model_id = resolved.model_id
+        self.device = resolve_device(config.device)
+        self.compute_type = config.compute_type or default_compute_type(self.device)
+        self._model = WhisperModel(
+            str(resolved.path), device=self.device, compute_type=self.compute_type,
+            cpu_threads=config.cpu_threads, local_files_only=True,
+        )
+        self._n_mels = self._model.feat_kwargs.get("feature_size") or 80
+
+    # --- language -------------------------------------------------------------------------
+
+    @property
+    def is_multilingual(self) -> bool:
+        return bool(self._model.model.is_multilingual)
+
+    @property
+    def languages(self) -> list[str]:
+        return list(self._model.supported_languages)
+
+    def check_options(self, options: DecodeOptions) -> None:
+        """Reject options this model cannot honour before any work is queued."""
+        if options.task not in ("transcribe", "translate"):
+            raise InvalidOption(f"task must be 'transcribe' or 'translate', not {options.task!r}")
+        if options.task == "translate" and not self.is_multilingual:
+            raise InvalidOption(f"{self.model_id} is English-only and cannot translate")
+        if options.language is not None and options.language not in self.languages:
+            raise UnsupportedLanguage(
+                f"language {options.language!r} is not supported by {self.model_id}; "
+                f"supported: {', '.join(self.languages)}"
+            )
+        if not 0.0 <= options.temperature <= 1.0:
+            raise InvalidOption("temperature must be between 0 and 1")
+        if not 1 <= options.beam_size <= 16:
+            raise InvalidOption("beam_size must be between 1 and 16")
+
+    def detect_language(self, chunks: Sequence[Chunk]) -> tuple[str, float]:
+        """Vote over up to `language_detection_chunks` chunks (the longest, i.e. most speech)."""
+        if not self.is_multilingual:
+            return "en", 1.0
+        if not chunks:
+            return "en", 0.0
+        sample = sorted(chunks, key=lambda c: c.end - c.start, reverse=True)
+        sample = sample[: self.config.language_detection_chunks]
+        encoded = self._encode(sample)
+        totals: dict[str, float] = defaultdict(float)
+        for per_chunk in self._model.model.detect_language(encoded):
+            for token, prob in per_chunk:
+                totals[token[2:-2]] += prob
+        language = max(totals, key=totals.get)
+        return language, totals[language] / len(sample)
+
+    def resolve_options(self, options: DecodeOptions, chunks: Sequence[Chunk]) -> DecodeOptions:
+        """Fill in the language (given, English-only model, or detected) and validate."""
+        self.check_options(options)
+        if options.language is None:
+            options = replace(options, language=self.detect_language(chunks)[0])
+        return options
+
+    # --- decoding --------------------------------------------------------------------------
+
+    def transcribe_chunks(
+        self, chunks: Sequence[Chunk], options: DecodeOptions | Sequence[DecodeOptions],
+    ) -> list[ChunkResult]:
+        """Decode chunks from any number of audios; results come back in input order.
+        Each option's language must be resolved (see `resolve_options`)."""
+        if isinstance(options, DecodeOptions):
+            options = [options] * len(chunks)
+        if len(options) != len(chunks):
+            raise ValueError("one DecodeOptions per chunk")
+        results: list[ChunkResult | None] = [None] * len(chunks)
+        groups: dict[DecodeOptions, list[int]] = defaultdict(list)
+        for i, opt in enumerate(options):
+            if opt.language is None:
+                raise ValueError("DecodeOptions.language must be resolved before decoding")
+            groups[opt].append(i)
+        step = max(1, self.config.batch_size)
+        for opt, indices in groups.items():
+            for start in range(0, len(indices), step):
+                batch = indices[start: start + step]
+                for i, result in zip(batch, self._decode_batch([chunks[i] for i in batch], opt)):
+                    results[i] = result
+        return results  # type: ignore[return-value]
+
+    def _encode(self, chunks: Sequence[Chunk]):
+        import ctranslate2
+        import torch
+        from whisperx.audio import log_mel_spectrogram
+
+        features = []
+        for chunk in chunks:
+            samples = torch.from_numpy(np.ascontiguousarray(chunk.samples[:N_SAMPLES]))
+            mel = log_mel_spectrogram(samples, n_mels=self._n_mels, padding=N_SAMPLES - samples.shape[0])
+            features.append(mel.numpy())
+        batch = np.ascontiguousarray(np.stack(features).astype(np.float32))
+        return self._model.model.encode(ctranslate2.StorageView.from_array(batch), to_cpu=False)
+
+    def _tokenizer(self, options: DecodeOptions):
+        from faster_whisper.tokenizer import Tokenizer
+
+        return Tokenizer(self._model.hf_tokenizer, self.is_multilingual,
+                         task=options.task, language=options.language)
+
+    def _decode_batch(self, chunks: Sequence[Chunk], options: DecodeOptions) -> list[ChunkResult]:
+        tokenizer = self._tokenizer(options)
+        previous = []
+        if options.initial_prompt:
+            previous = tokenizer.encode(" " + options.initial_prompt.strip())
+        prompt = self._model.get_prompt(tokenizer, previous, without_timestamps=True)
+        encoded = self._encode(chunks)
+        sampling = options.temperature > 0
+        generated = self._model.model.generate(
+            encoded,
+            [prompt] * len(chunks),
+            beam_size=1 if sampling else options.beam_size,
+            patience=1,
+            length_penalty=1,
+            max_length=self._model.max_length,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+            no_repeat_ngram_size=0,
+            repetition_penalty=1,
+            return_scores=True,
+            sampling_temperature=options.temperature if sampling else 1.0,
+            sampling_topk=0 if sampling else 1,
+        )
+        token_lists = [[t for t in g.sequences_ids[0] if t < tokenizer.eot] for g in generated]
+        avg_logprobs = [g.scores[0] * (len(g.sequences_ids[0]) ** 1) / (len(g.sequences_ids[0]) + 1)
+                        for g in generated]
+        alignments: list[list[dict]] = [[] for _ in chunks]
+        if options.word_timestamps:
+            aligned = [i for i, tokens in enumerate(token_lists) if tokens]
+            if aligned:
+                frames = [min(len(chunks[i].samples), N_SAMPLES) // HOP_LENGTH for i in aligned]
+                found = self._model.model.align(
+                    _select(encoded, aligned), tokenizer.sot_sequence,
+                    [token_lists[i] for i in aligned], frames, median_filter_width=7,
+                )
+                for i, result in zip(aligned, found):
+                    alignments[i] = _word_timings(tokenizer, token_lists[i], result, self._model.tokens_per_second)
+        out = []
+        for chunk, tokens, logprob, alignment in zip(chunks, token_lists, avg_logprobs, alignments):
+            text = tokenizer.decode(tokens)
+            segments = _segments(chunk, text, alignment, float(logprob))
+            out.append(ChunkResult(audio_id=chunk.audio_id, index=chunk.index,
+                                   language=options.language or "en", segments=segments))
+        return out
+
+
+def _select(encoded, indices: list[int]):
+    """Rows of an encoder output, as a new StorageView (align needs only the aligned rows)."""
+    import ctranslate2
+
+    array = np.asarray(encoded) if encoded.device == "cpu" else None
+    if array is None:  # on GPU: go through torch, which reads CUDA StorageViews zero-copy
+        import torch
+
+        tensor = torch.as_tensor(encoded, device="cuda")[indices].contiguous()
+        return ctranslate2.StorageView.from_array(tensor)
+    if len(indices) == array.shape[0]:
+        return encoded
+    return ctranslate2.StorageView.from_array(np.ascontiguousarray(array[indices]))
+
+
+def _word_timings(tokenizer, tokens: list[int], result, tokens_per_second: float) -> list[dict]:
+    """Cross-attention DTW path -> words with times relative to the chunk start."""
+    from faster_whisper.transcribe import merge_punctuations
+
+    words, word_tokens = tokenizer.split_to_word_tokens(tokens + [tokenizer.eot])
+    if len(word_tokens) <= 1:
+        return []
+    text_indices = np.array([pair[0] for pair in result.alignments])
+    time_indices = np.array([pair[1] for pair in result.alignments])
+    if len(text_indices) == 0:
+        return []
+    boundaries = np.pad(np.cumsum([len(t) for t in word_tokens[:-1]]), (1, 0))
+    jumps = np.pad(np.diff(text_indices), (1, 0), constant_values=1).astype(bool)
+    jump_times = time_indices[jumps] / tokens_per_second
+    probs = np.asarray(result.text_token_probs)
+    timings = []
+    for k, (word, toks) in enumerate(zip(words[:-1], word_tokens[:-1])):
+        lo, hi = boundaries[k], boundaries[k + 1]
+        timings.append({
+            "word": word, "tokens": toks,
+            "start": float(jump_times[min(lo, len(jump_times) - 1)]),
+            "end": float(jump_times[min(hi, len(jump_times) - 1)]),
+            "probability": float(np.mean(probs[lo:hi])) if hi > lo and len(probs) >= hi else 0.0,
+        })
+    merge_punctuations(timings, PREPEND_PUNCTUATION, APPEND_PUNCTUATION)
+    return [t for t in timings if t["word"]]
+
+
+def _segments(chunk: Chunk, text: str, timings: list[dict], avg_logprob: float) -> list[Segment]:
+    """Words placed in the audio's time, split into sentence segments."""
+    if not text.strip():
+        return []
+    if not timings:
+        return [Segment(start=chunk.start, end=chunk.end, text=text.strip(), avg_logprob=avg_logprob)]
+    words: list[Word] = []
+    previous_start = chunk.start
+    for t in timings:
+        start = min(max(chunk.start + t["start"], previous_start), chunk.end)
+        end = min(max(chunk.start + t["end"], start), chunk.end)
+        words.append(Word(word=t["word"], start=round(start, 3), end=round(end, 3),
+                          score=round(t["probability"], 3)))
+        previous_start = start
+    segments: list[Segment] = []
+    current: list[Word] = []
+    for word in words:
+        current.append(word)
+        if word.word.strip().endswith(SENTENCE_END):
+            segments.append(_segment_of(current, avg_logprob))
+            current = []
+    if current:
+        segments.append(_segment_of(current, avg_logprob))
+    for seg in segments:
+        for w in seg.words:
+            w.word = w.word.strip()
+    return segments
+
+
+def _segment_of(words: list[Word], avg_logprob: float) -> Segment:
+    text = "".join(w.word for w in words).strip()
+    return Segment(start=words[0].start, end=max(w.end for w in words), text=text,
+                   words=list(words), avg_logprob=avg_logprob)

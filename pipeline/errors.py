@@ -1,0 +1,39 @@
+"""Typed errors raised by the pipeline. serve/ maps them to HTTP status codes in one place."""
+
+
+class PipelineError(Exception):
+    """Base class: something about the input or configuration, not a bug."""
+
+    code = "pipeline_error"
+
+
+class AudioEmpty(PipelineError):
+    code = "audio_empty"
+
+
+class AudioDecodeError(PipelineError):
+    code = "audio_undecodable"
+
+
+class AudioTruncated(AudioDecodeError):
+    code = "audio_truncated"
+
+
+class AudioTooLarge(PipelineError):
+    code = "audio_too_large"
+
+
+class AudioTooLong(PipelineError):
+    code = "audio_too_long"
+
+
+class UnsupportedLanguage(PipelineError):
+    code = "unsupported_language"
+
+
+class InvalidOption(PipelineError):
+    code = "invalid_option"
+
+
+class ModelNotFound(PipelineError):
+    code = "model_not_found"

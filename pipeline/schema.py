@@ -1,0 +1,108 @@
+"""Typed seams between the stages. Times are seconds from the start of the audio."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+
+
+@dataclass(frozen=True)
+class Audio:
+    """Decoded audio: 16 kHz mono float32 in [-1, 1]."""
+
+    samples: np.ndarray
+    source: str = "<bytes>"
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """At most 30 s of speech cut from one audio; the unit that ASR batches."""
+
+    audio_id: str
+    index: int
+    start: float
+    end: float
+    samples: np.ndarray = field(repr=False)
+
+
+@dataclass
+class Word:
+    word: str
+    start: float
+    end: float
+    score: float | None = None
+    speaker: str | None = None
+
+
+@dataclass
+class Segment:
+    start: float
+    end: float
+    text: str
+    words: list[Word] = field(default_factory=list)
+    avg_logprob: float | None = None
+    speaker: str | None = None
+
+
+@dataclass
+class ChunkResult:
+    """What ASR returns for one chunk: its text split into segments with word times."""
+
+    audio_id: str
+    index: int
+    language: str
+    segments: list[Segment]
+
+
+@dataclass
+class Transcript:
+    segments: list[Segment]
+    language: str
+    duration: float
+    models: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return " ".join(s.text.strip() for s in self.segments if s.text.strip())
+
+    @property
+    def words(self) -> list[Word]:
+        return [w for s in self.segments for w in s.words]
+
+    def to_dict(self) -> dict:
+        """WhisperX's result shape: segments with words, plus word_segments and language."""
+        segments = [_drop_none(asdict(s)) for s in self.segments]
+        for seg in segments:
+            seg["words"] = [_drop_none(w) for w in seg["words"]]
+        return {
+            "language": self.language,
+            "duration": round(self.duration, 3),
+            "text": self.text,
+            "segments": segments,
+            "word_segments": [w for seg in segments for w in seg["words"]],
+            "models": dict(self.models),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Transcript:
+        segments = [
+            Segment(
+                start=s["start"], end=s["end"], text=s["text"],
+                words=[Word(**w) for w in s.get("words", [])],
+                avg_logprob=s.get("avg_logprob"), speaker=s.get("speaker"),
+            )
+            for s in data["segments"]
+        ]
+        return cls(segments=segments, language=data["language"], duration=data["duration"],
+                   models=dict(data.get("models", {})))
+
+
+def _drop_none(d: dict) -> dict:
+    return {k: v for k, v in d.items() if v is not None}

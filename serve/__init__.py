@@ -1,0 +1,1 @@
+"""Ray Serve deployments for whisperx-serve (built on pipeline/)."""

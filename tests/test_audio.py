@@ -1,0 +1,105 @@
+"""Decoding: formats, channels and rates, limits, and the typed errors for bad input."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from pipeline.audio import AudioLimits, load_audio
+from pipeline.errors import AudioDecodeError, AudioEmpty, AudioTooLarge, AudioTooLong, AudioTruncated
+from tests.conftest import ffmpeg
+
+# extension -> (sample rate, encoder args); opus only takes 48 kHz, the others 44.1 kHz.
+FORMATS = {"wav": (44100, []), "flac": (44100, []), "mp3": (44100, ["-b:a", "64k"]),
+           "ogg": (48000, ["-c:a", "libopus"]), "m4a": (44100, ["-c:a", "aac"])}
+
+
+@pytest.fixture(scope="module")
+def reference(pyannote_sample):
+    return load_audio(pyannote_sample)
+
+
+def test_sample_decodes_to_16k_mono_float(reference):
+    assert reference.samples.dtype == np.float32
+    assert reference.samples.ndim == 1
+    assert reference.duration == pytest.approx(30.0, abs=0.01)
+    assert 0.01 < float(np.abs(reference.samples).max()) <= 1.0
+
+
+@pytest.mark.parametrize("ext", sorted(FORMATS))
+def test_formats_from_path_and_bytes(ext, pyannote_sample, reference, tmp_path):
+    # 44.1/48 kHz stereo input exercises resampling and down-mixing as well as the codec.
+    rate, codec = FORMATS[ext]
+    path = tmp_path / f"sample.{ext}"
+    ffmpeg("-i", str(pyannote_sample), "-ac", "2", "-ar", str(rate), *codec, str(path))
+    from_path = load_audio(path)
+    from_bytes = load_audio(path.read_bytes())
+    assert from_path.duration == pytest.approx(reference.duration, abs=0.1)
+    np.testing.assert_array_equal(from_path.samples, from_bytes.samples)
+    n = min(len(reference.samples), len(from_path.samples))
+    if ext in ("wav", "flac"):  # lossless: resampled there and back, still the same signal
+        corr = np.corrcoef(reference.samples[:n], from_path.samples[:n])[0, 1]
+        assert corr > 0.99
+
+
+def test_stereo_is_averaged_to_mono(tmp_path):
+    # left = 440 Hz tone, right = silence -> mono is half the tone's amplitude
+    path = tmp_path / "stereo.wav"
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000:duration=1",
+           "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-filter_complex",
+           "[0:a][1:a]amerge=inputs=2[a]", "-map", "[a]", "-t", "1", str(path))
+    audio = load_audio(path)
+    tone = load_audio(_tone(tmp_path))
+    assert np.abs(audio.samples).max() == pytest.approx(np.abs(tone.samples).max() / 2, rel=0.05)
+
+
+def _tone(tmp_path):
+    path = tmp_path / "tone.wav"
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000:duration=1", str(path))
+    return path
+
+
+def test_empty_bytes():
+    with pytest.raises(AudioEmpty):
+        load_audio(b"")
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.wav").write_bytes(b"")
+    with pytest.raises(AudioEmpty):
+        load_audio(tmp_path / "empty.wav")
+
+
+def test_random_bytes_are_undecodable():
+    rng = np.random.default_rng(0)
+    with pytest.raises(AudioDecodeError) as info:
+        load_audio(rng.bytes(4096))
+    assert not isinstance(info.value, AudioTruncated)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(AudioDecodeError):
+        load_audio(tmp_path / "nope.wav")
+
+
+def test_truncated_flac(pyannote_sample, tmp_path):
+    path = tmp_path / "sample.flac"
+    ffmpeg("-i", str(pyannote_sample), str(path))
+    data = path.read_bytes()
+    with pytest.raises(AudioTruncated):
+        load_audio(data[: len(data) // 2])
+
+
+def test_too_long(pyannote_sample):
+    with pytest.raises(AudioTooLong):
+        load_audio(pyannote_sample, AudioLimits(max_seconds=10))
+
+
+def test_too_large(pyannote_sample):
+    size = os.path.getsize(pyannote_sample)
+    with pytest.raises(AudioTooLarge):
+        load_audio(pyannote_sample, AudioLimits(max_bytes=size - 1))
+    with pytest.raises(AudioTooLarge):
+        load_audio(pyannote_sample.read_bytes(), AudioLimits(max_bytes=size - 1))

@@ -1,0 +1,41 @@
+"""`whisperx-serve transcribe` as a user runs it: a real subprocess, real files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", "transcribe", *args],
+                          capture_output=True, text=True, timeout=600, cwd=cwd)
+
+
+def test_one_file_prints_json(pyannote_sample):
+    proc = run_cli(str(pyannote_sample))
+    assert proc.returncode == 0, proc.stderr
+    body = json.loads(proc.stdout)
+    assert "New Jersey" in body["text"]
+    assert body["word_segments"] and body["models"]["asr"] == "bundled/tiny.en"
+
+
+def test_many_files_with_a_bad_one(pyannote_sample, speak, tmp_path):
+    bad = tmp_path / "broken.mp3"
+    bad.write_bytes(np.random.default_rng(2).bytes(1000))
+    fox = speak("The quick brown fox jumps over the lazy dog.")
+    out = tmp_path / "out"
+    proc = run_cli(str(pyannote_sample), str(bad), str(fox), "--output-dir", str(out), "--output-format", "srt")
+    assert proc.returncode == 1
+    assert "broken.mp3" in proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"{fox.stem}.srt", "sample.srt"])
+    assert "lazy dog" in (out / f"{fox.stem}.srt").read_text()
+
+
+def test_bad_language_is_a_clear_error(pyannote_sample):
+    proc = run_cli(str(pyannote_sample), "--language", "de")
+    assert proc.returncode == 2
+    assert "not supported" in proc.stderr and "Traceback" not in proc.stderr
