@@ -68,7 +68,7 @@ if [ "$RELOCK" = 1 ]; then
   "$PYTHON" -m venv "$tmp/venv"
   "$tmp/venv/bin/pip" install -q -U pip
   "$tmp/venv/bin/pip" install -q ".[test]"
-  { sed -n '1,2p' requirements.lock; "$tmp/venv/bin/pip" freeze --exclude whisperx-serve | sort -f; } > requirements.lock.new
+  { sed -n '1,2p' requirements.lock; "$tmp/venv/bin/pip" freeze --all --exclude whisperx-serve --exclude pip | sort -f; } > requirements.lock.new
   mv requirements.lock.new requirements.lock
   rm -rf "$tmp"
   say "wrote requirements.lock"
