@@ -17,10 +17,10 @@ from pipeline.errors import (  # noqa: E402
     PipelineError,
     UnsupportedLanguage,
 )
-from pipeline.schema import Audio, Chunk, ChunkResult, Segment, Transcript, Word  # noqa: E402
+from pipeline.schema import Audio, Chunk, ChunkResult, Segment, Transcript, Turn, Word  # noqa: E402
 
 __all__ = [
-    "Audio", "Chunk", "ChunkResult", "Segment", "Transcript", "Word",
+    "Audio", "Chunk", "ChunkResult", "Segment", "Transcript", "Turn", "Word",
     "PipelineError", "AudioDecodeError", "AudioEmpty", "AudioTooLarge", "AudioTooLong",
     "AudioTruncated", "InvalidOption", "ModelNotFound", "UnsupportedLanguage",
 ]

@@ -201,7 +201,8 @@ class Transcriber:
             text = tokenizer.decode(tokens)
             segments = _segments(chunk, text, alignment, float(logprob))
             out.append(ChunkResult(audio_id=chunk.audio_id, index=chunk.index,
-                                   language=options.language or "en", segments=segments))
+                                   language=options.language or "en", segments=segments,
+                                   start=chunk.start, end=chunk.end))
         return out
 
 

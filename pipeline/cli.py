@@ -34,6 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="VAD window step in seconds (1.0 = WhisperX; larger is faster)")
     t.add_argument("--initial-prompt", default=None)
     t.add_argument("--max-seconds", type=float, default=4 * 3600, help="reject longer audio")
+    t.add_argument("--align-model", default=None,
+                   help="wav2vec2 CTC alignment: 'default' (whisperx's model for the language), an HF "
+                        "name or a local directory; without it words keep Whisper's cross-attention times")
+    t.add_argument("--diarize", action="store_true", help="label each word and segment with a speaker")
+    t.add_argument("--num-speakers", type=int, default=None)
+    t.add_argument("--min-speakers", type=int, default=None)
+    t.add_argument("--max-speakers", type=int, default=None)
+    t.add_argument("--diarize-model", default=None,
+                   help="pyannote pipeline: HF name (e.g. pyannote/speaker-diarization-community-1, with "
+                        "HF_TOKEN) or a local directory with config.yaml; default: the offline speaker "
+                        "encoder shipped in resemblyzer")
     t.add_argument("-v", "--verbose", action="store_true")
     return parser
 
@@ -52,11 +63,13 @@ def main(argv: list[str] | None = None) -> int:
 def _transcribe(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from pipeline.align import AlignConfig
     from pipeline.asr import AsrConfig, DecodeOptions
     from pipeline.audio import AudioLimits
+    from pipeline.diarize import DiarizeConfig, SpeakerCount
     from pipeline.errors import PipelineError
     from pipeline.formats import render
-    from pipeline.runner import LocalPipeline, PipelineConfig
+    from pipeline.runner import JobOptions, LocalPipeline, PipelineConfig
     from pipeline.vad import VadOptions
 
     config = PipelineConfig(
@@ -64,11 +77,20 @@ def _transcribe(args: argparse.Namespace) -> int:
                       cpu_threads=args.threads, batch_size=args.batch_size),
         vad=VadOptions(step_seconds=args.vad_step),
         limits=AudioLimits(max_seconds=args.max_seconds),
+        align=AlignConfig(model=args.align_model, device=_torch_device(args.device)),
+        diarize=DiarizeConfig(model=args.diarize_model, device=_torch_device(args.device)),
     )
-    options = DecodeOptions(language=args.language, task=args.task, initial_prompt=args.initial_prompt)
+    options = JobOptions(
+        decode=DecodeOptions(language=args.language, task=args.task, initial_prompt=args.initial_prompt),
+        diarize=args.diarize,
+        speakers=SpeakerCount(args.num_speakers, args.min_speakers, args.max_speakers),
+    )
     try:
         pipe = LocalPipeline(config)
-        pipe.transcriber.check_options(options)
+        pipe.transcriber.check_options(options.decode)
+        options.speakers.bounds()
+        if args.diarize:
+            pipe.diarizer  # load now, so a missing model fails before any work
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -92,6 +114,12 @@ def _transcribe(args: argparse.Namespace) -> int:
             (output_dir / f"{path.stem}.{EXTENSIONS[args.output_format]}").write_bytes(body)
     progress.close()
     return 1 if failures else 0
+
+
+def _torch_device(device: str) -> str:
+    from pipeline.models import resolve_device
+
+    return resolve_device(device)
 
 
 if __name__ == "__main__":

@@ -48,3 +48,90 @@ def read_references(speech_dir: Path) -> list[Reference]:
         rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     return [Reference(speech_dir / r["path"], float(r["duration_s"]), r["language"], r["transcript"])
             for r in rows]
+
+
+# --- diarization ---------------------------------------------------------------------------
+
+def read_rttm(path: Path):
+    """An RTTM file as a pyannote Annotation (all of its files' turns)."""
+    from pyannote.core import Annotation, Segment as Span
+
+    annotation = Annotation()
+    for line in Path(path).read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 8 and parts[0] == "SPEAKER":
+            start, duration = float(parts[3]), float(parts[4])
+            annotation[Span(start, start + duration)] = parts[7]
+    return annotation
+
+
+def annotation_of(turns):
+    from pyannote.core import Annotation, Segment as Span
+
+    annotation = Annotation()
+    for turn in turns:
+        if turn.end > turn.start:
+            annotation[Span(turn.start, turn.end)] = turn.speaker
+    return annotation
+
+
+def diarization_error_rate(reference, turns, collar: float = 0.0) -> float:
+    """DER with pyannote.metrics; `collar` as pyannote defines it (total width around each
+    reference boundary that is not scored)."""
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    return float(DiarizationErrorRate(collar=collar)(reference, annotation_of(turns)))
+
+
+# --- word timing -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Utterance:
+    start: float
+    end: float
+    speaker: str
+    text: str
+
+
+def read_stm(path: Path) -> list[Utterance]:
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        parts = line.split(maxsplit=5)
+        if len(parts) >= 6 and not line.startswith(";;"):
+            rows.append(Utterance(float(parts[3]), float(parts[4]), parts[2], parts[5]))
+    return sorted(rows, key=lambda u: u.start)
+
+
+def boundary_errors(utterances: Sequence[Utterance], words) -> list[float]:
+    """|hypothesis word time - known utterance boundary| at each utterance's start and end.
+
+    Reference and hypothesis words are matched after normalisation (difflib); a boundary
+    counts only when the utterance's first (last) word was matched to a hypothesis word.
+    """
+    from difflib import SequenceMatcher
+
+    ref_tokens, ref_utt = [], []
+    for u, utt in enumerate(utterances):
+        tokens = normalize_english(utt.text).split()
+        ref_tokens += tokens
+        ref_utt += [u] * len(tokens)
+    hyp_tokens, hyp_word = [], []
+    for w, word in enumerate(words):
+        tokens = normalize_english(word.word).split()
+        hyp_tokens += tokens
+        hyp_word += [w] * len(tokens)
+    matched: dict[int, int] = {}
+    for block in SequenceMatcher(None, ref_tokens, hyp_tokens, autojunk=False).get_matching_blocks():
+        for k in range(block.size):
+            matched[block.a + k] = hyp_word[block.b + k]
+    errors = []
+    for u, utt in enumerate(utterances):
+        positions = [i for i, owner in enumerate(ref_utt) if owner == u]
+        if not positions:
+            continue
+        first, last = positions[0], positions[-1]
+        if first in matched:
+            errors.append(abs(words[matched[first]].start - utt.start))
+        if last in matched:
+            errors.append(abs(words[matched[last]].end - utt.end))
+    return errors

@@ -11,14 +11,18 @@ import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+from pipeline.align import AlignConfig, Aligner, word_separator
 from pipeline.asr import AsrConfig, DecodeOptions, Transcriber
 from pipeline.audio import AudioLimits, load_audio
+from pipeline.diarize import DiarizeConfig, Diarizer, SpeakerCount
 from pipeline.errors import PipelineError
-from pipeline.schema import Audio, Chunk, ChunkResult, Transcript
-from pipeline.vad import SpeechDetector, VadOptions
+from pipeline.merge import assign_speakers
+from pipeline.schema import Audio, Chunk, ChunkResult, Transcript, Turn
+from pipeline.vad import SpeechDetector, SpeechMap, VadOptions, cut
 
 Source = str | os.PathLike | bytes
 
@@ -28,6 +32,18 @@ class PipelineConfig:
     asr: AsrConfig = field(default_factory=AsrConfig)
     vad: VadOptions = field(default_factory=VadOptions)
     limits: AudioLimits = field(default_factory=AudioLimits)
+    align: AlignConfig = field(default_factory=AlignConfig)
+    diarize: DiarizeConfig = field(default_factory=DiarizeConfig)
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """What one request asks for."""
+
+    decode: DecodeOptions = field(default_factory=DecodeOptions)
+    align: bool = True                 # use the configured alignment model, if any
+    diarize: bool = False
+    speakers: SpeakerCount = field(default_factory=SpeakerCount)
 
 
 @dataclass
@@ -39,9 +55,19 @@ class FileResult:
     error: PipelineError | None = None
 
 
-def assemble(audio: Audio, results: Sequence[ChunkResult], language: str, models: dict[str, str]) -> Transcript:
+def finish(audio: Audio, results: Sequence[ChunkResult], language: str, *, aligner: Aligner | None,
+           turns: list[Turn] | None, models: dict[str, str]) -> Transcript:
+    """ASR results (+ alignment) (+ speaker turns) -> the transcript."""
     ordered = sorted(results, key=lambda r: r.index)
-    segments = [seg for r in ordered for seg in r.segments]
+    models = dict(models)
+    if aligner is not None and aligner.model_name(language):
+        segments = aligner.align(audio, ordered, language)
+        models["align"] = aligner.model_id(language)
+    else:
+        segments = [seg for r in ordered for seg in r.segments]
+        models["align"] = "whisper-cross-attention"
+    if turns is not None:
+        segments = assign_speakers(segments, turns, word_separator(language))
     return Transcript(segments=segments, language=language, duration=audio.duration, models=models)
 
 
@@ -50,13 +76,20 @@ class LocalPipeline:
         self.config = config
         self.transcriber = Transcriber(config.asr)
         self.vad = SpeechDetector(config.vad, device=self.transcriber.device)
+        self.aligner = Aligner(config.align)
 
-    @property
-    def models(self) -> dict[str, str]:
-        return {"asr": self.transcriber.model_id, "vad": "whisperx/pyannote-segmentation",
-                "align": "whisper-cross-attention"}
+    @cached_property
+    def diarizer(self) -> Diarizer:
+        """Loaded on first use: most requests do not diarize."""
+        return Diarizer(self.config.diarize)
 
-    def transcribe(self, source: Source, options: DecodeOptions = DecodeOptions()) -> Transcript:
+    def models(self, diarize: bool) -> dict[str, str]:
+        models = {"asr": self.transcriber.model_id, "vad": "whisperx/pyannote-segmentation"}
+        if diarize:
+            models["diarize"] = self.diarizer.model_id
+        return models
+
+    def transcribe(self, source: Source, options: JobOptions | DecodeOptions = JobOptions()) -> Transcript:
         """One input; raises the pipeline's typed errors."""
         result = next(iter(self.transcribe_many([source], options)))
         if result.error is not None:
@@ -64,10 +97,13 @@ class LocalPipeline:
         assert result.transcript is not None
         return result.transcript
 
-    def transcribe_many(self, sources: Iterable[Source], options: DecodeOptions = DecodeOptions()
+    def transcribe_many(self, sources: Iterable[Source], options: JobOptions | DecodeOptions = JobOptions()
                         ) -> Iterator[FileResult]:
         """Yields one FileResult per source, in input order; a bad file does not stop the rest."""
-        self.transcriber.check_options(options)
+        if isinstance(options, DecodeOptions):
+            options = JobOptions(decode=options)
+        self.transcriber.check_options(options.decode)
+        options.speakers.bounds()
         batch_size = max(1, self.config.asr.batch_size)
         pending: deque[_Pending] = deque()      # files decoded, in order, awaiting chunks
         queue: list[tuple[Chunk, DecodeOptions]] = []
@@ -86,27 +122,37 @@ class LocalPipeline:
                 pending.append(item)
                 try:
                     audio = decoded.result()
-                    chunks = self.vad.chunks(audio, item.audio_id)
-                    resolved = self.transcriber.resolve_options(options, chunks)
+                    speech = self.vad.analyze(audio)
+                    chunks = cut(audio, item.audio_id, speech.chunks)
+                    resolved = self.transcriber.resolve_options(options.decode, chunks)
                 except PipelineError as exc:
                     item.error = exc
                 else:
-                    item.audio, item.language, item.expected = audio, resolved.language, len(chunks)
+                    item.audio, item.speech, item.language = audio, speech, resolved.language
+                    item.expected = len(chunks)
                     queue.extend((c, resolved) for c in chunks)
                 flush(up_to_full_batches=True)
-                yield from self._completed(pending)
+                yield from self._completed(pending, options)
             flush(up_to_full_batches=False)
-            yield from self._completed(pending)
+            yield from self._completed(pending, options)
 
-    def _completed(self, pending: deque[_Pending]) -> Iterator[FileResult]:
+    def _completed(self, pending: deque[_Pending], options: JobOptions) -> Iterator[FileResult]:
         while pending and pending[0].done:
             item = pending.popleft()
             if item.error is not None:
                 yield FileResult(source=item.source, error=item.error)
+                continue
+            assert item.audio is not None and item.language is not None and item.speech is not None
+            try:
+                turns = (self.diarizer.diarize(item.audio, item.speech.speech, options.speakers)
+                         if options.diarize else None)
+                transcript = finish(item.audio, item.results, item.language,
+                                    aligner=self.aligner if options.align else None, turns=turns,
+                                    models=self.models(options.diarize))
+            except PipelineError as exc:
+                yield FileResult(source=item.source, error=exc)
             else:
-                assert item.audio is not None and item.language is not None
-                yield FileResult(source=item.source,
-                                 transcript=assemble(item.audio, item.results, item.language, self.models))
+                yield FileResult(source=item.source, transcript=transcript)
 
 
 @dataclass
@@ -114,6 +160,7 @@ class _Pending:
     audio_id: str
     source: str
     audio: Audio | None = None
+    speech: SpeechMap | None = None
     language: str | None = None
     expected: int = -1
     results: list[ChunkResult] = field(default_factory=list)

@@ -39,6 +39,9 @@ class Word:
     end: float
     score: float | None = None
     speaker: str | None = None
+    # True when the alignment model could not place the word (digits, symbols) and its
+    # times were interpolated from its neighbours.
+    interpolated: bool | None = None
 
 
 @dataclass
@@ -51,6 +54,15 @@ class Segment:
     speaker: str | None = None
 
 
+@dataclass(frozen=True)
+class Turn:
+    """A stretch of one speaker's speech."""
+
+    start: float
+    end: float
+    speaker: str
+
+
 @dataclass
 class ChunkResult:
     """What ASR returns for one chunk: its text split into segments with word times."""
@@ -59,6 +71,8 @@ class ChunkResult:
     index: int
     language: str
     segments: list[Segment]
+    start: float = 0.0      # the chunk's span in the audio
+    end: float = 0.0
 
 
 @dataclass

@@ -47,28 +47,49 @@ class SpeechDetector:
         )
 
     def chunks(self, audio: Audio, audio_id: str) -> list[Chunk]:
-        return [
-            Chunk(audio_id=audio_id, index=i, start=start, end=end,
-                  samples=audio.samples[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)])
-            for i, (start, end) in enumerate(self.regions(audio))
-        ]
+        return cut(audio, audio_id, self.analyze(audio).chunks)
 
-    def regions(self, audio: Audio) -> list[tuple[float, float]]:
-        """(start, end) of each chunk: speech merged up to chunk_seconds, in order."""
+    def analyze(self, audio: Audio) -> SpeechMap:
+        """Score the audio once; derive both the speech regions and the ASR chunks."""
         import torch
-        from whisperx.vads.pyannote import Pyannote
+        from whisperx.vads.pyannote import Binarize, Pyannote
 
         if audio.duration < 0.1:
-            return []
+            return SpeechMap(speech=[], chunks=[])
         waveform = torch.from_numpy(audio.samples).unsqueeze(0)
         scores = self._inference({"waveform": waveform, "sample_rate": SAMPLE_RATE})
         merged = Pyannote.merge_chunks(
             scores, self.options.chunk_seconds, onset=self.options.onset, offset=self.options.offset,
         )
-        regions = []
-        for m in merged:
-            start = max(0.0, float(m["start"]))
-            end = min(audio.duration, float(m["end"]))
-            if end - start > 0.02:
-                regions.append((round(start, 3), round(end, 3)))
-        return regions
+        chunks = _clip([(float(m["start"]), float(m["end"])) for m in merged], audio.duration)
+        binarize = Binarize(onset=self.options.onset, offset=self.options.offset,
+                            min_duration_on=0.1, min_duration_off=0.1)
+        timeline = binarize(scores).get_timeline().support()
+        speech = _clip([(seg.start, seg.end) for seg in timeline], audio.duration)
+        return SpeechMap(speech=speech, chunks=chunks)
+
+
+@dataclass(frozen=True)
+class SpeechMap:
+    """What the VAD found in one audio."""
+
+    speech: list[tuple[float, float]]   # speech regions as detected (diarization embeds these)
+    chunks: list[tuple[float, float]]   # regions merged up to chunk_seconds (ASR decodes these)
+
+
+def cut(audio: Audio, audio_id: str, regions: list[tuple[float, float]]) -> list[Chunk]:
+    """Chunks that view (not copy) the audio's samples."""
+    return [
+        Chunk(audio_id=audio_id, index=i, start=start, end=end,
+              samples=audio.samples[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)])
+        for i, (start, end) in enumerate(regions)
+    ]
+
+
+def _clip(regions: list[tuple[float, float]], duration: float) -> list[tuple[float, float]]:
+    out = []
+    for start, end in regions:
+        start, end = max(0.0, start), min(duration, end)
+        if end - start > 0.02:
+            out.append((round(start, 3), round(end, 3)))
+    return out
