@@ -62,6 +62,12 @@ class Aligner:
         local = Path(name).expanduser()
         return f"wav2vec2/local/{local.name}" if local.is_dir() else f"wav2vec2/{name}"
 
+    def preload(self, language: str) -> None:
+        """Load the language's model now (if one is configured), so a missing model fails early."""
+        name = self.model_name(language)
+        if name:
+            self._load(language, name)
+
     def loaded(self) -> list[str]:
         return list(self._models)
 

@@ -90,7 +90,10 @@ def _transcribe(args: argparse.Namespace) -> int:
         pipe.transcriber.check_options(options.decode)
         options.speakers.bounds()
         if args.diarize:
-            pipe.diarizer  # load now, so a missing model fails before any work
+            _ = pipe.diarizer  # load now, so a missing model fails before any work
+        known_language = args.language or (None if pipe.transcriber.is_multilingual else "en")
+        if known_language:
+            pipe.aligner.preload(known_language)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

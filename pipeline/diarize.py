@@ -78,8 +78,13 @@ class Diarizer:
 
 class _EncoderBackend:
     def __init__(self, config: DiarizeConfig):
+        import warnings
+
         import torch
-        from resemblyzer import VoiceEncoder
+
+        with warnings.catch_warnings():  # webrtcvad (imported by resemblyzer) warns about pkg_resources
+            warnings.simplefilter("ignore")
+            from resemblyzer import VoiceEncoder
 
         self.config = config
         self.encoder = VoiceEncoder(device=torch.device(config.device), verbose=False)

@@ -39,3 +39,24 @@ def test_bad_language_is_a_clear_error(pyannote_sample):
     proc = run_cli(str(pyannote_sample), "--language", "de")
     assert proc.returncode == 2
     assert "not supported" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_diarize_prints_speaker_labelled_words(pyannote_sample):
+    proc = run_cli(str(pyannote_sample), "--diarize")
+    assert proc.returncode == 0, proc.stderr
+    body = json.loads(proc.stdout)
+    assert body["models"]["diarize"] == "resemblyzer+spectral"
+    assert len({w["speaker"] for w in body["word_segments"]}) == 2
+    assert all({"start", "end", "speaker"} <= w.keys() for w in body["word_segments"])
+    vtt = run_cli(str(pyannote_sample), "--diarize", "--num-speakers", "2", "--output-format", "vtt")
+    assert "[SPEAKER_00]: " in vtt.stdout and "[SPEAKER_01]: " in vtt.stdout
+
+
+def test_missing_models_are_clear_errors(pyannote_sample):
+    proc = run_cli(str(pyannote_sample), "--diarize", "--diarize-model", "org/not-cached-pipeline")
+    assert proc.returncode == 2 and "--diarize-model" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_alignment_model_fails_before_work(pyannote_sample):
+    proc = run_cli(str(pyannote_sample), "--align-model", "default")
+    assert proc.returncode == 2 and "--align-model" in proc.stderr and "Traceback" not in proc.stderr
