@@ -29,7 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", help="cpu, cuda or auto")
     t.add_argument("--compute-type", default=None, help="int8 (CPU default), float16 (GPU default), ...")
     t.add_argument("--batch-size", type=int, default=16, help="chunks per ASR batch")
-    t.add_argument("--threads", type=int, default=2, help="CPU threads for the ASR model")
+    t.add_argument("--threads", type=int, default=None, help="CPU threads per ASR worker (default: auto)")
+    t.add_argument("--workers", type=int, default=None,
+                   help="ASR workers decoding batches in parallel (default: auto, 2 on a multi-core CPU)")
     t.add_argument("--vad-step", type=float, default=1.0,
                    help="VAD window step in seconds (1.0 = WhisperX; larger is faster)")
     t.add_argument("--initial-prompt", default=None)
@@ -74,7 +76,7 @@ def _transcribe(args: argparse.Namespace) -> int:
 
     config = PipelineConfig(
         asr=AsrConfig(model=args.model, device=args.device, compute_type=args.compute_type,
-                      cpu_threads=args.threads, batch_size=args.batch_size),
+                      cpu_threads=args.threads, num_workers=args.workers, batch_size=args.batch_size),
         vad=VadOptions(step_seconds=args.vad_step),
         limits=AudioLimits(max_seconds=args.max_seconds),
         align=AlignConfig(model=args.align_model, device=_torch_device(args.device)),

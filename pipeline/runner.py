@@ -21,7 +21,7 @@ from pipeline.audio import AudioLimits, load_audio
 from pipeline.diarize import DiarizeConfig, Diarizer, SpeakerCount
 from pipeline.errors import PipelineError
 from pipeline.merge import assign_speakers
-from pipeline.schema import Audio, Chunk, ChunkResult, Transcript, Turn
+from pipeline.schema import Audio, Chunk, ChunkResult, Segment, Transcript, Turn
 from pipeline.vad import SpeechDetector, SpeechMap, VadOptions, cut
 
 Source = str | os.PathLike | bytes
@@ -55,20 +55,12 @@ class FileResult:
     error: PipelineError | None = None
 
 
-def finish(audio: Audio, results: Sequence[ChunkResult], language: str, *, aligner: Aligner | None,
-           turns: list[Turn] | None, models: dict[str, str]) -> Transcript:
-    """ASR results (+ alignment) (+ speaker turns) -> the transcript."""
-    ordered = sorted(results, key=lambda r: r.index)
-    models = dict(models)
-    if aligner is not None and aligner.model_name(language):
-        segments = aligner.align(audio, ordered, language)
-        models["align"] = aligner.model_id(language)
-    else:
-        segments = [seg for r in ordered for seg in r.segments]
-        models["align"] = "whisper-cross-attention"
+def assemble(duration: float, segments: list[Segment], language: str, turns: list[Turn] | None,
+             models: dict[str, str]) -> Transcript:
+    """Timed segments (+ speaker turns) -> the transcript. Shared with the service."""
     if turns is not None:
         segments = assign_speakers(segments, turns, word_separator(language))
-    return Transcript(segments=segments, language=language, duration=audio.duration, models=models)
+    return Transcript(segments=segments, language=language, duration=duration, models=dict(models))
 
 
 class LocalPipeline:
@@ -105,18 +97,25 @@ class LocalPipeline:
         self.transcriber.check_options(options.decode)
         options.speakers.bounds()
         batch_size = max(1, self.config.asr.batch_size)
+        workers = self.transcriber.num_workers
         pending: deque[_Pending] = deque()      # files decoded, in order, awaiting chunks
         queue: list[tuple[Chunk, DecodeOptions]] = []
 
         def flush(up_to_full_batches: bool) -> None:
-            while queue and (len(queue) >= batch_size or not up_to_full_batches):
-                batch, queue[:] = queue[:batch_size], queue[batch_size:]
-                results = self.transcriber.transcribe_chunks([c for c, _ in batch], [o for _, o in batch])
+            # With several CTranslate2 workers, decode that many batches at once.
+            while queue and (len(queue) >= batch_size * workers or not up_to_full_batches):
+                groups = []
+                while queue and len(groups) < workers:
+                    groups.append(queue[:batch_size])
+                    del queue[:batch_size]
+                decoded = asr_pool.map(
+                    lambda g: self.transcriber.transcribe_chunks([c for c, _ in g], [o for _, o in g]), groups)
                 by_id = {p.audio_id: p for p in pending}
-                for result in results:
+                for result in (r for results in decoded for r in results):
                     by_id[result.audio_id].results.append(result)
 
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as decoder:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as decoder, \
+                ThreadPoolExecutor(max_workers=workers, thread_name_prefix="asr") as asr_pool:
             for n, (name, decoded) in enumerate(_prefetch(decoder, sources, self.config.limits)):
                 item = _Pending(audio_id=f"{n}", source=name)
                 pending.append(item)
@@ -146,9 +145,10 @@ class LocalPipeline:
             try:
                 turns = (self.diarizer.diarize(item.audio, item.speech.speech, options.speakers)
                          if options.diarize else None)
-                transcript = finish(item.audio, item.results, item.language,
-                                    aligner=self.aligner if options.align else None, turns=turns,
-                                    models=self.models(options.diarize))
+                aligner = self.aligner if options.align else Aligner()
+                segments = aligner.align(item.audio, item.results, item.language)
+                models = {**self.models(options.diarize), "align": aligner.model_id(item.language)}
+                transcript = assemble(item.audio.duration, segments, item.language, turns, models)
             except PipelineError as exc:
                 yield FileResult(source=item.source, error=exc)
             else:

@@ -103,3 +103,16 @@ def test_too_large(pyannote_sample):
         load_audio(pyannote_sample, AudioLimits(max_bytes=size - 1))
     with pytest.raises(AudioTooLarge):
         load_audio(pyannote_sample.read_bytes(), AudioLimits(max_bytes=size - 1))
+
+
+@pytest.mark.parametrize("ext", ["wav", "flac"])
+def test_in_process_reader_matches_ffmpeg(ext, pyannote_sample, tmp_path):
+    """16 kHz mono 16-bit WAV/FLAC skip the ffmpeg process; the samples must be identical."""
+    from pipeline.audio import _read_pcm16k, _run_ffmpeg
+
+    path = tmp_path / f"s.{ext}"
+    ffmpeg("-i", str(pyannote_sample), "-ar", "16000", "-ac", "1", "-sample_fmt", "s16", str(path))
+    fast = _read_pcm16k(path, AudioLimits(), str(path))
+    assert fast is not None
+    np.testing.assert_array_equal(fast.samples, _run_ffmpeg(str(path), AudioLimits(), source_name="x").samples)
+    assert _read_pcm16k(tmp_path / "missing.wav", AudioLimits(), "x") is None

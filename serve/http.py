@@ -1,0 +1,144 @@
+"""HTTP request parsing: size-limited body, multipart form or raw audio, typed options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+
+from pipeline.asr import DecodeOptions
+from pipeline.diarize import SpeakerCount
+from pipeline.errors import InvalidOption
+from pipeline.formats import CONTENT_TYPES
+from pipeline.runner import JobOptions
+from serve.errors import RequestError
+
+OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
+NATIVE_FORMATS = tuple(CONTENT_TYPES)
+
+
+@dataclass(frozen=True)
+class Upload:
+    audio: bytes
+    fields: dict[str, list[str]]
+
+    def get(self, name: str) -> str | None:
+        values = self.fields.get(name)
+        return values[-1] if values else None
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
+        raise RequestError(413, "upload_too_large", f"the upload is {declared} bytes; the limit is {max_bytes}")
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > max_bytes + 64 * 1024:   # allowance for the multipart envelope
+            raise RequestError(413, "upload_too_large", f"the upload is over the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_upload(request: Request, max_bytes: int) -> Upload:
+    """A multipart form with a `file` part (OpenAI's shape), or the raw audio as the body
+    with options in the query string (handy for curl --data-binary)."""
+    body = await read_body(request, max_bytes)
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        fields = {k: request.query_params.getlist(k) for k in request.query_params.keys()}
+        return Upload(audio=body, fields=fields)
+
+    async def replay():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    form_request = Request(request.scope, replay)
+    try:
+        form = await form_request.form(max_files=1, max_fields=64)
+    except Exception as exc:  # starlette raises several types for malformed multipart bodies
+        raise RequestError(400, "invalid_form", f"cannot parse the multipart form: {exc}") from exc
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise RequestError(400, "missing_file", "the form needs a `file` part holding the audio")
+        audio = await upload.read()
+        fields: dict[str, list[str]] = {}
+        for key, value in form.multi_items():
+            if isinstance(value, str):
+                fields.setdefault(key, []).append(value)
+        return Upload(audio=audio, fields=fields)
+    finally:
+        await form.close()
+
+
+def _float(upload: Upload, name: str, default: float) -> float:
+    raw = upload.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise RequestError(400, "invalid_field", f"{name} must be a number, not {raw!r}") from None
+
+
+def _int(upload: Upload, name: str) -> int | None:
+    raw = upload.get(name)
+    if raw in (None, ""):
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise RequestError(400, "invalid_field", f"{name} must be an integer, not {raw!r}") from None
+
+
+def _bool(upload: Upload, name: str, default: bool) -> bool:
+    raw = upload.get(name)
+    if raw in (None, ""):
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise RequestError(400, "invalid_field", f"{name} must be true or false, not {raw!r}")
+
+
+def _format(upload: Upload, allowed: tuple[str, ...], default: str) -> str:
+    fmt = upload.get("response_format") or default
+    if fmt not in allowed:
+        raise InvalidOption(f"response_format must be one of {', '.join(allowed)}, not {fmt!r}")
+    return fmt
+
+
+def _decode(upload: Upload) -> DecodeOptions:
+    language = (upload.get("language") or "").strip().lower() or None
+    return DecodeOptions(language=language, initial_prompt=upload.get("prompt") or None,
+                         temperature=_float(upload, "temperature", 0.0))
+
+
+@dataclass(frozen=True)
+class ParsedRequest:
+    job: JobOptions
+    response_format: str
+    word_timestamps: bool = True
+
+
+def openai_request(upload: Upload) -> ParsedRequest:
+    """OpenAI's /v1/audio/transcriptions fields."""
+    granularities = upload.fields.get("timestamp_granularities[]", []) + upload.fields.get("timestamp_granularities", [])
+    for g in granularities:
+        if g not in ("word", "segment"):
+            raise InvalidOption(f"timestamp_granularities[] must be word or segment, not {g!r}")
+    return ParsedRequest(job=JobOptions(decode=_decode(upload)),
+                         response_format=_format(upload, OPENAI_FORMATS, "json"),
+                         word_timestamps="word" in granularities)
+
+
+def native_request(upload: Upload) -> ParsedRequest:
+    """The native endpoint: WhisperX's options."""
+    speakers = SpeakerCount(_int(upload, "num_speakers"), _int(upload, "min_speakers"), _int(upload, "max_speakers"))
+    speakers.bounds()
+    diarize = _bool(upload, "diarize", False) or speakers != SpeakerCount()
+    return ParsedRequest(job=JobOptions(decode=_decode(upload), align=_bool(upload, "align", True),
+                                        diarize=diarize, speakers=speakers),
+                         response_format=_format(upload, NATIVE_FORMATS, "whisperx"))

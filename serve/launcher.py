@@ -1,0 +1,71 @@
+"""Start the service from this process on a local Ray cluster bound to 127.0.0.1, the way
+`serve run config.yaml` does (a declarative config whose import path is serve.app:build_app),
+for the tests and benchmarks. A later `redeploy` with only `user_config` changed reconfigures
+the replicas in place, as `serve deploy` would.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+
+APP_NAME = "whisperx"
+
+
+def schema(args: dict | None, port: int, deployments: dict[str, dict] | None = None) -> dict:
+    return {
+        "proxy_location": "HeadOnly",
+        "http_options": {"host": "127.0.0.1", "port": port, "request_timeout_s": 900},
+        "applications": [{
+            "name": APP_NAME, "route_prefix": "/", "import_path": "serve.app:build_app",
+            "args": args or {},
+            "deployments": [{"name": name, **options} for name, options in (deployments or {}).items()],
+        }],
+    }
+
+
+def start(args: dict | None = None, port: int = 8000, deployments: dict[str, dict] | None = None,
+          num_cpus: int | None = None, ready_timeout_s: float = 300.0) -> str:
+    """Deploy and wait until /healthz answers 200; returns the base URL."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                 logging_level="WARNING", log_to_driver=False)
+    _deploy(schema(args, port, deployments))
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + ready_timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=5) as response:
+                if response.status == 200:
+                    return base
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the service at {base} was not ready after {ready_timeout_s:.0f} s")
+        time.sleep(1.0)
+
+
+def redeploy(args: dict | None, port: int, deployments: dict[str, dict] | None = None) -> None:
+    _deploy(schema(args, port, deployments))
+
+
+def _deploy(config: dict) -> None:
+    from ray.serve._private import api as serve_api
+    from ray.serve.schema import ServeDeploySchema
+
+    validated = ServeDeploySchema.model_validate(config)
+    client = serve_api.serve_start(http_options=validated.http_options.model_dump(),
+                                   proxy_location=validated.proxy_location)
+    client.deploy_apps(validated, _blocking=False)
+
+
+def stop() -> None:
+    import ray
+    from ray import serve
+
+    try:
+        serve.shutdown()
+    finally:
+        ray.shutdown()

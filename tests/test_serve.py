@@ -1,0 +1,210 @@
+"""The Ray Serve application on a real local Ray cluster, over real HTTP on 127.0.0.1.
+
+One module-scoped deployment of serve.app:build_app, with an API key, small limits so the
+limit paths are cheap to reach, and the same VAD step as the library pipeline it is compared
+against.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+
+from pipeline.evaluation import normalize_english
+from tests.conftest import ffmpeg
+
+PORT = 18123
+API_KEY = "test-key-123"
+ARGS = {
+    "vad_step_seconds": 2.5,
+    "max_upload_bytes": 4 * 1024 * 1024,
+    "max_audio_seconds": 150,
+    "max_chunks_in_flight": 8,
+    "api_key_env": "WXS_TEST_API_KEY",
+    "deployments": {"Ingress": {"ray_actor_options": {"runtime_env": {"env_vars": {"WXS_TEST_API_KEY": API_KEY}}}}},
+}
+# As config.yaml's `deployments:` list. A longer batch wait than config.yaml's 20 ms, so that
+# concurrent requests reliably meet in one batch on this 2-core machine, where two batches
+# already run at once.
+USER_CONFIG = {"Transcriber": {"user_config": {"max_batch_size": 4, "batch_wait_timeout_s": 0.3}}}
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+@pytest.fixture(scope="module")
+def service():
+    from serve import launcher
+
+    base = launcher.start(ARGS, port=PORT, deployments=USER_CONFIG)
+    yield base
+    launcher.stop()
+
+
+@pytest.fixture(scope="module")
+def client(service):
+    with httpx.Client(base_url=service, headers=AUTH, timeout=600) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def library():
+    """The library pipeline configured as the service is (VAD step 2.5 s)."""
+    from pipeline.runner import LocalPipeline, PipelineConfig
+    from pipeline.vad import VadOptions
+
+    return LocalPipeline(PipelineConfig(vad=VadOptions(step_seconds=2.5)))
+
+
+@pytest.fixture(scope="module")
+def long_audio(pyannote_sample, tmp_path_factory):
+    """~120 s: sample.wav four times (several 30 s chunks)."""
+    path = tmp_path_factory.mktemp("long") / "long.wav"
+    ffmpeg("-stream_loop", "3", "-i", str(pyannote_sample), "-c", "copy", str(path))
+    return path
+
+
+def post_native(client, path, **fields):
+    with open(path, "rb") as f:
+        return client.post("/v1/transcribe", files={"file": (path.name, f)}, data=fields)
+
+
+def test_health_and_models(client):
+    health = client.get("/healthz")
+    assert health.status_code == 200 and health.json()["asr"] == "bundled/tiny.en"
+    ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
+    assert ids == ["whisper-1", "bundled/tiny.en"]
+
+
+def test_native_result_equals_the_library(client, library, pyannote_sample, long_audio):
+    for path in (pyannote_sample, long_audio):
+        response = post_native(client, path)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        expected = library.transcribe(path)
+        assert body["text"] == expected.text
+        assert [w["word"] for w in body["word_segments"]] == [w.word for w in expected.words]
+        assert body["service"]["chunks"] == len(body["service"]["batch_sizes"]) >= 1
+
+
+def test_concurrent_requests_are_batched_together(client, library, speech_dir):
+    paths = sorted((speech_dir / "librispeech").glob("*.wav"))[:8]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(pool.map(lambda p: post_native(client, p), paths))
+    assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200]
+    bodies = [r.json() for r in responses]
+    for path, body in zip(paths, bodies):   # each gets its own, correct transcript
+        assert normalize_english(body["text"]) == normalize_english(library.transcribe(path).text), path
+    mixed = [n for b in bodies for n in b["service"]["batch_requests"]]
+    print("\nbatch sizes:", [b["service"]["batch_sizes"] for b in bodies], "requests per batch:", mixed)
+    assert max(mixed) >= 2, "no batch mixed chunks of different requests"
+
+
+def test_openai_sdk_unchanged(service, pyannote_sample):
+    import openai
+
+    sdk = openai.OpenAI(base_url=f"{service}/v1", api_key=API_KEY)
+    with open(pyannote_sample, "rb") as f:
+        plain = sdk.audio.transcriptions.create(model="whisper-1", file=f)
+    assert "New Jersey" in plain.text
+    with open(pyannote_sample, "rb") as f:
+        verbose = sdk.audio.transcriptions.create(model="whisper-1", file=f, response_format="verbose_json",
+                                                  timestamp_granularities=["word", "segment"])
+    assert verbose.language == "english" and verbose.duration == pytest.approx(30.0, abs=0.01)
+    assert verbose.words and all(w.start <= w.end for w in verbose.words)
+    assert verbose.text == plain.text
+    for fmt, marker in (("srt", "-->"), ("vtt", "WEBVTT"), ("text", "New Jersey")):
+        with open(pyannote_sample, "rb") as f:
+            out = sdk.audio.transcriptions.create(model="whisper-1", file=f, response_format=fmt)
+        assert marker in out
+
+
+def test_diarize_runs_with_asr(client, pyannote_sample):
+    body = post_native(client, pyannote_sample, diarize="true").json()
+    assert body["models"]["diarize"] == "resemblyzer+spectral"
+    assert len({w["speaker"] for w in body["word_segments"]}) == 2
+    assert "diarize_wait" in body["service"]["seconds"]
+    tsv = post_native(client, pyannote_sample, num_speakers="2", response_format="tsv")
+    assert tsv.status_code == 200 and "SPEAKER_0" in tsv.text
+
+
+def error_of(response, status, code):
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    assert response.json()["error"]["code"] == code
+    return response.json()["error"]["message"]
+
+
+def test_bad_input_gets_clear_errors(client, service, pyannote_sample, tmp_path):
+    url = "/v1/audio/transcriptions"
+    error_of(client.post(url, files={"file": ("a.wav", b"")}), 400, "audio_empty")
+    error_of(client.post(url, files={"file": ("a.mp3", np.random.default_rng(0).bytes(5000))}), 415,
+             "audio_undecodable")
+    flac = tmp_path / "s.flac"
+    ffmpeg("-i", str(pyannote_sample), str(flac))
+    data = flac.read_bytes()
+    error_of(client.post(url, files={"file": ("t.flac", data[: len(data) // 2])}), 415, "audio_truncated")
+    long = tmp_path / "long.flac"
+    ffmpeg("-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", "200", str(long))
+    error_of(client.post(url, files={"file": ("l.flac", long.read_bytes())}), 413, "audio_too_long")
+    error_of(client.post(url, files={"file": ("big.wav", b"\0" * (5 * 1024 * 1024))}), 413, "upload_too_large")
+    sample = pyannote_sample.read_bytes()
+    assert "supported" in error_of(client.post(url, files={"file": ("a.wav", sample)}, data={"language": "de"}),
+                                   422, "unsupported_language")
+    error_of(client.post(url, files={"file": ("a.wav", sample)}, data={"response_format": "docx"}), 422,
+             "invalid_option")
+    error_of(client.post(url, files={"file": ("a.wav", sample)}, data={"temperature": "hot"}), 400, "invalid_field")
+    error_of(client.post(url, files={"file": ("a.wav", sample)}, data={"model": "gpt-9"}), 400, "model_not_found")
+    error_of(client.post(url, data={"model": "whisper-1"}), 400, "missing_file")
+    error_of(client.post("/v1/transcribe", files={"file": ("a.wav", sample)},
+                         data={"min_speakers": "3", "max_speakers": "2"}), 422, "invalid_option")
+    error_of(client.get("/nope"), 404, "not_found")
+    error_of(client.get(url), 405, "method_not_allowed")
+    error_of(httpx.post(service + url, files={"file": ("a.wav", sample)}), 401, "invalid_api_key")
+    # none of that hurt the service
+    assert client.get("/healthz").status_code == 200
+    ok = client.post(url, files={"file": ("a.wav", sample)})
+    assert ok.status_code == 200 and "New Jersey" in ok.json()["text"]
+
+
+def test_raw_body_upload(client, pyannote_sample):
+    response = client.post("/v1/transcribe?response_format=text", content=pyannote_sample.read_bytes(),
+                           headers={"content-type": "audio/wav"})
+    assert response.status_code == 200 and "New Jersey" in response.text
+
+
+def test_overload_answers_503_with_retry_after(service, long_audio):
+    # max_chunks_in_flight is 8 and the long file has several chunks: three at once overflow it.
+    data = long_audio.read_bytes()
+    barrier = threading.Barrier(3)
+
+    def send(_):
+        with httpx.Client(base_url=service, headers=AUTH, timeout=600) as c:
+            barrier.wait()
+            return c.post("/v1/transcribe", files={"file": ("long.wav", data)})
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        responses = list(pool.map(send, range(3)))
+    codes = sorted(r.status_code for r in responses)
+    assert 200 in codes and 503 in codes, codes
+    rejected = next(r for r in responses if r.status_code == 503)
+    assert rejected.headers["retry-after"] == "5" and rejected.json()["error"]["code"] == "overloaded"
+
+
+def test_batching_reconfigures_without_restart(client):
+    from serve import launcher
+
+    before = client.get("/healthz").json()["transcriber"]
+    assert before["max_batch_size"] == 4
+    launcher.redeploy(ARGS, PORT, {"Transcriber": {"user_config": {"max_batch_size": 2, "batch_wait_timeout_s": 0.01}}})
+
+    for _ in range(60):
+        after = client.get("/healthz").json()["transcriber"]
+        if after["max_batch_size"] == 2:
+            break
+        time.sleep(1)
+    assert after["max_batch_size"] == 2 and after["batch_wait_timeout_s"] == 0.01
+    assert after["pid"] == before["pid"], "the replica restarted instead of reconfiguring"
