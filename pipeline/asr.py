@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Sequence
 
@@ -155,12 +156,24 @@ class Transcriber:
             if opt.language is None:
                 raise ValueError("DecodeOptions.language must be resolved before decoding")
             groups[opt].append(i)
-        step = max(1, self.config.batch_size)
+        batches = []
         for opt, indices in groups.items():
-            for start in range(0, len(indices), step):
-                batch = indices[start: start + step]
-                for i, result in zip(batch, self._decode_batch([chunks[i] for i in batch], opt)):
-                    results[i] = result
+            # Enough batches to give every CTranslate2 worker one, none larger than batch_size.
+            step = max(1, min(self.config.batch_size, -(-len(indices) // self.num_workers)))
+            batches += [(opt, indices[start: start + step]) for start in range(0, len(indices), step)]
+
+        def run(batch: tuple[DecodeOptions, list[int]]) -> None:
+            opt, members = batch
+            for i, result in zip(members, self._decode_batch([chunks[i] for i in members], opt)):
+                results[i] = result
+
+        if self.num_workers > 1 and len(batches) > 1:
+            # CTranslate2 decodes concurrent calls in parallel, one per worker.
+            with ThreadPoolExecutor(max_workers=min(self.num_workers, len(batches))) as pool:
+                list(pool.map(run, batches))
+        else:
+            for batch in batches:
+                run(batch)
         return results  # type: ignore[return-value]
 
     def _encode(self, chunks: Sequence[Chunk]):

@@ -13,9 +13,13 @@ from pipeline.formats import EXTENSIONS
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="whisperx-serve", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    add_transcribe_command(parser.add_subparsers(dest="command", required=True))
+    return parser
 
+
+def add_transcribe_command(commands) -> None:
     t = commands.add_parser("transcribe", help="transcribe audio files offline, in this process")
+    t.set_defaults(run=_transcribe)
     t.add_argument("files", nargs="+", type=Path, help="audio files (wav, flac, mp3, ogg/opus, m4a, ...)")
     t.add_argument("--language", default=None, help="language code (default: detected by voting over chunks)")
     t.add_argument("--task", default="transcribe", choices=["transcribe", "translate"])
@@ -48,18 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "HF_TOKEN) or a local directory with config.yaml; default: the offline speaker "
                         "encoder shipped in resemblyzer")
     t.add_argument("-v", "--verbose", action="store_true")
-    return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    args = (parser or build_parser()).parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    if not args.verbose:
+    if not verbose:
         warnings.filterwarnings("ignore")
         for name in ("lightning", "lightning.pytorch", "pytorch_lightning", "pyannote", "whisperx"):
             logging.getLogger(name).setLevel(logging.ERROR)
-    return _transcribe(args)
+    return args.run(args)
 
 
 def _transcribe(args: argparse.Namespace) -> int:

@@ -102,20 +102,15 @@ class LocalPipeline:
         queue: list[tuple[Chunk, DecodeOptions]] = []
 
         def flush(up_to_full_batches: bool) -> None:
-            # With several CTranslate2 workers, decode that many batches at once.
+            # With several CTranslate2 workers, gather that many batches: they decode in parallel.
             while queue and (len(queue) >= batch_size * workers or not up_to_full_batches):
-                groups = []
-                while queue and len(groups) < workers:
-                    groups.append(queue[:batch_size])
-                    del queue[:batch_size]
-                decoded = asr_pool.map(
-                    lambda g: self.transcriber.transcribe_chunks([c for c, _ in g], [o for _, o in g]), groups)
+                taken = queue[:batch_size * workers]
+                del queue[:batch_size * workers]
                 by_id = {p.audio_id: p for p in pending}
-                for result in (r for results in decoded for r in results):
+                for result in self.transcriber.transcribe_chunks([c for c, _ in taken], [o for _, o in taken]):
                     by_id[result.audio_id].results.append(result)
 
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as decoder, \
-                ThreadPoolExecutor(max_workers=workers, thread_name_prefix="asr") as asr_pool:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as decoder:
             for n, (name, decoded) in enumerate(_prefetch(decoder, sources, self.config.limits)):
                 item = _Pending(audio_id=f"{n}", source=name)
                 pending.append(item)

@@ -11,7 +11,7 @@ import numpy as np
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", "transcribe", *args],
+    return subprocess.run([sys.executable, "-m", "cluster.cli", "transcribe", *args],
                           capture_output=True, text=True, timeout=600, cwd=cwd)
 
 

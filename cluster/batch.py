@@ -1,0 +1,212 @@
+"""Ray Data batch transcription: a folder, glob or manifest of audio -> Parquet under OUTPUT.
+
+    whisperx-serve batch INPUT OUTPUT [options]
+    ray job submit --working-dir . -- python -m cluster.batch INPUT OUTPUT [options]
+
+read_binary_files (with paths) -> content hash -> skip what OUTPUT already holds -> decode +
+VAD (actors) -> ASR, chunks batched across files, + alignment (actor pool; GPUs go here) ->
+diarization (actors, optional) -> Parquet parts written atomically. A rerun with the same
+OUTPUT skips every file already written under the same key (content hash + options), so a
+killed job resumes without losing or redoing work; a file that fails is written as an error
+row and the rest go on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from dataclasses import dataclass
+
+from cluster.stages import Diarize, JobSettings, ParquetSink, Preprocess, Transcribe, hash_row, new_run_id
+
+log = logging.getLogger("whisperx_serve.batch")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How many actors and what they hold: not part of any file's key."""
+
+    asr_actors: int = 1
+    preprocess_actors: int = 1          # decode + VAD actors (CPU)
+    asr_num_gpus: float = 0.0
+    asr_num_cpus: float = 1.0
+    files_per_batch: int = 8
+    max_files: int | None = None        # process at most this many new files, then stop
+    retry_failed: bool = False           # redo files whose earlier row is an error
+    progress: bool = True
+
+
+@dataclass
+class Summary:
+    run_id: str
+    files_listed: int = 0
+    files_skipped: int | None = 0        # already in OUTPUT (None: not counted, --max-files)
+    files_done: int = 0
+    failures: int = 0
+    audio_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+    @property
+    def throughput(self) -> float:
+        return self.audio_seconds / self.wall_seconds if self.wall_seconds else 0.0
+
+    def __str__(self) -> str:
+        skipped = "some" if self.files_skipped is None else self.files_skipped
+        return (f"run {self.run_id}: {self.files_done} files transcribed ({self.failures} failed), "
+                f"{skipped} already done of {self.files_listed} listed; "
+                f"{self.audio_seconds / 3600:.3f} h of audio in {self.wall_seconds:.1f} s = "
+                f"{self.throughput:.1f}x real time")
+
+
+def done_keys(output: str, retry_failed: bool) -> set[str]:
+    """Keys of the files OUTPUT already holds. Unreadable parts (there should be none: parts
+    are renamed into place only once complete) are skipped, so their files are redone."""
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    from cluster.inputs import filesystem_of
+
+    fs, root = filesystem_of(output)
+    if fs.get_file_info(root).type != pafs.FileType.Directory:
+        return set()
+    keys: set[str] = set()
+    for info in fs.get_file_info(pafs.FileSelector(root, recursive=False)):
+        name = info.base_name
+        if info.type != pafs.FileType.File or not name.endswith(".parquet") or name.startswith("."):
+            continue
+        try:
+            with fs.open_input_file(info.path) as f:
+                table = pq.read_table(f, columns=["key", "error_code"])
+        except Exception as exc:  # noqa: BLE001 - a damaged part only means its files are redone
+            log.warning("skipping unreadable part %s: %s", info.path, exc)
+            continue
+        for key, error in zip(table.column("key").to_pylist(), table.column("error_code").to_pylist()):
+            if not (retry_failed and error is not None):
+                keys.add(key)
+    return keys
+
+
+def run_batch(input_uri: str, output: str, settings: JobSettings = JobSettings(),
+              run: RunOptions = RunOptions()) -> Summary:
+    import ray
+    from tqdm import tqdm
+
+    from cluster.inputs import list_inputs
+
+    summary = Summary(run_id=new_run_id())
+    started = time.perf_counter()
+    settings.speakers.bounds()
+    fs, paths = list_inputs(input_uri)
+    summary.files_listed = len(paths)
+    done = done_keys(output, run.retry_failed)
+
+    if not ray.is_initialized():
+        ray.init(logging_level="WARNING", log_to_driver=False, include_dashboard=False)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+
+    # Everything but the ASR actors asks for a quarter CPU (their real use is small or bursty),
+    # so on a small machine the stages always fit together; Ray Data's default of 1 CPU a task
+    # deadlocks a 2-CPU machine once the model actors hold their share.
+    light = 0.25
+    ds = ray.data.read_binary_files(paths, include_paths=True, filesystem=fs, ray_remote_args={"num_cpus": light})
+    ds = ds.map(hash_row, fn_kwargs={"settings": settings}, num_cpus=light)
+    ds = ds.filter(lambda row: row["key"] not in done, num_cpus=light)
+    if run.max_files is not None:
+        ds = ds.limit(run.max_files)
+    ds = ds.map_batches(Preprocess, fn_constructor_kwargs={"settings": settings}, batch_size=1,
+                        concurrency=run.preprocess_actors, num_cpus=light, batch_format="numpy")
+    ds = ds.map_batches(Transcribe, fn_constructor_kwargs={"settings": settings}, batch_size=run.files_per_batch,
+                        concurrency=run.asr_actors, num_cpus=run.asr_num_cpus, num_gpus=run.asr_num_gpus,
+                        batch_format="numpy")
+    if settings.diarize:
+        ds = ds.map_batches(Diarize, fn_constructor_kwargs={"settings": settings}, batch_size=run.files_per_batch,
+                            concurrency=1, num_cpus=light, batch_format="numpy")
+    ds = ds.map_batches(ParquetSink(output, settings, summary.run_id), batch_size=run.files_per_batch,
+                        num_cpus=light, batch_format="numpy")
+
+    progress = tqdm(total=min(len(paths), run.max_files or len(paths)), unit="file", disable=not run.progress,
+                    file=sys.stderr, desc="transcribing")
+    for row in ds.iter_rows():
+        summary.files_done += 1
+        summary.audio_seconds += float(row["duration_s"] or 0.0)
+        if row["error_code"]:
+            summary.failures += 1
+            progress.write(f"failed: {row['path']}: {row['error_code']}")
+        progress.update(1)
+    progress.close()
+    # Every listed file is either transcribed now or already in OUTPUT, unless --max-files cut
+    # the run short (then the rest is simply left for the next run).
+    summary.files_skipped = len(paths) - summary.files_done if run.max_files is None else None
+    summary.wall_seconds = time.perf_counter() - started
+    return summary
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m cluster.batch", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return parser
+
+
+def add_batch_command(commands) -> None:
+    parser = commands.add_parser("batch", help="transcribe a folder, glob or manifest with Ray Data into Parquet",
+                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    parser.set_defaults(run=lambda args: main(args=args))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", help="folder, glob, or .parquet/.csv manifest with a 'path' column (local or URI)")
+    parser.add_argument("output", help="folder (local or URI) for the Parquet parts; reruns resume into it")
+    parser.add_argument("--model", default="bundled", help="ASR model (see `whisperx-serve transcribe --help`)")
+    parser.add_argument("--language", default=None)
+    parser.add_argument("--task", default="transcribe", choices=["transcribe", "translate"])
+    parser.add_argument("--initial-prompt", default=None)
+    parser.add_argument("--align-model", default=None)
+    parser.add_argument("--diarize", action="store_true")
+    parser.add_argument("--diarize-model", default=None)
+    parser.add_argument("--num-speakers", type=int, default=None)
+    parser.add_argument("--min-speakers", type=int, default=None)
+    parser.add_argument("--max-speakers", type=int, default=None)
+    parser.add_argument("--vad-step", type=float, default=2.5)
+    parser.add_argument("--per-segment", action="store_true", help="one row per segment instead of per file")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--compute-type", default=None)
+    parser.add_argument("--batch-size", type=int, default=16, help="chunks per ASR batch")
+    parser.add_argument("--asr-actors", type=int, default=1, help="ASR actors (one per GPU on a cluster)")
+    parser.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per ASR actor (fractions allowed)")
+    parser.add_argument("--preprocess-actors", type=int, default=1, help="decode + VAD actors (CPU)")
+    parser.add_argument("--files-per-batch", type=int, default=8)
+    parser.add_argument("--max-files", type=int, default=None, help="stop after this many new files")
+    parser.add_argument("--retry-failed", action="store_true", help="redo files recorded as errors")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) -> int:
+    from pipeline.errors import PipelineError
+
+    args = args or build_parser().parse_args(argv)
+    settings = JobSettings(
+        asr_model=args.model, language=args.language, task=args.task, initial_prompt=args.initial_prompt,
+        align_model=args.align_model, diarize=args.diarize or args.num_speakers is not None,
+        diarize_model=args.diarize_model, num_speakers=args.num_speakers, min_speakers=args.min_speakers,
+        max_speakers=args.max_speakers, vad_step_seconds=args.vad_step, per_segment=args.per_segment,
+        device=args.device, compute_type=args.compute_type, batch_size=args.batch_size,
+    )
+    run = RunOptions(asr_actors=args.asr_actors, asr_num_gpus=args.num_gpus, preprocess_actors=args.preprocess_actors, files_per_batch=args.files_per_batch,
+                     max_files=args.max_files, retry_failed=args.retry_failed, progress=not args.no_progress)
+    try:
+        summary = run_batch(args.input, args.output, settings, run)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
