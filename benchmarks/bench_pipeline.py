@@ -53,8 +53,8 @@ def main() -> None:
                                  f"pipeline, 2 workers x 1 thread, vad step {step:g} s"))
     print(f"machine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores; "
           f"{len(paths)} files, {audio_seconds:.1f} s audio")
-    print(f"| run | wall s | x real time | vs plain WhisperX | WER % |")
-    print(f"|---|---|---|---|---|")
+    print("| run | wall s | x real time | vs plain WhisperX | WER % |")
+    print("|---|---|---|---|---|")
     for run in runs:
         wer = 100 * corpus_wer([r.text for r in refs], run.texts)
         print(f"| {run.name} | {run.wall_seconds:.1f} | {run.speed:.1f} | "

@@ -36,6 +36,7 @@ class RunOptions:
     max_files: int | None = None        # process at most this many new files, then stop
     retry_failed: bool = False           # redo files whose earlier row is an error
     progress: bool = True
+    stats: bool = False                  # log Ray Data's per-operator timings at the end
 
 
 @dataclass
@@ -117,14 +118,16 @@ def run_batch(input_uri: str, output: str, settings: JobSettings = JobSettings()
     ds = ds.filter(lambda row: row["key"] not in done, num_cpus=light)
     if run.max_files is not None:
         ds = ds.limit(run.max_files)
-    ds = ds.map_batches(Preprocess, fn_constructor_kwargs={"settings": settings}, batch_size=1,
-                        concurrency=run.preprocess_actors, num_cpus=light, batch_format="numpy")
+    ds = ds.map_batches(Preprocess, fn_constructor_kwargs={"settings": settings}, batch_size=4,
+                        compute=ray.data.ActorPoolStrategy(size=run.preprocess_actors), num_cpus=light,
+                        batch_format="numpy")
     ds = ds.map_batches(Transcribe, fn_constructor_kwargs={"settings": settings}, batch_size=run.files_per_batch,
-                        concurrency=run.asr_actors, num_cpus=run.asr_num_cpus, num_gpus=run.asr_num_gpus,
+                        compute=ray.data.ActorPoolStrategy(size=run.asr_actors), num_cpus=run.asr_num_cpus,
+                        num_gpus=run.asr_num_gpus,
                         batch_format="numpy")
     if settings.diarize:
         ds = ds.map_batches(Diarize, fn_constructor_kwargs={"settings": settings}, batch_size=run.files_per_batch,
-                            concurrency=1, num_cpus=light, batch_format="numpy")
+                            compute=ray.data.ActorPoolStrategy(size=1), num_cpus=light, batch_format="numpy")
     ds = ds.map_batches(ParquetSink(output, settings, summary.run_id), batch_size=run.files_per_batch,
                         num_cpus=light, batch_format="numpy")
 
@@ -138,6 +141,8 @@ def run_batch(input_uri: str, output: str, settings: JobSettings = JobSettings()
             progress.write(f"failed: {row['path']}: {row['error_code']}")
         progress.update(1)
     progress.close()
+    if run.stats:
+        print(ds.stats(), file=sys.stderr)
     # Every listed file is either transcribed now or already in OUTPUT, unless --max-files cut
     # the run short (then the rest is simply left for the next run).
     summary.files_skipped = len(paths) - summary.files_done if run.max_files is None else None
@@ -184,6 +189,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-files", type=int, default=None, help="stop after this many new files")
     parser.add_argument("--retry-failed", action="store_true", help="redo files recorded as errors")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--stats", action="store_true", help="print Ray Data's per-stage timings at the end")
 
 
 def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) -> int:
@@ -198,7 +204,8 @@ def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) 
         device=args.device, compute_type=args.compute_type, batch_size=args.batch_size,
     )
     run = RunOptions(asr_actors=args.asr_actors, asr_num_gpus=args.num_gpus, preprocess_actors=args.preprocess_actors, files_per_batch=args.files_per_batch,
-                     max_files=args.max_files, retry_failed=args.retry_failed, progress=not args.no_progress)
+                     max_files=args.max_files, retry_failed=args.retry_failed, progress=not args.no_progress,
+                     stats=args.stats)
     try:
         summary = run_batch(args.input, args.output, settings, run)
     except PipelineError as exc:

@@ -21,7 +21,7 @@ from pipeline.audio import AudioLimits, load_audio
 from pipeline.diarize import DiarizeConfig, Diarizer, SpeakerCount
 from pipeline.errors import PipelineError
 from pipeline.runner import assemble
-from pipeline.schema import Audio, Segment, Transcript, Turn, Word
+from pipeline.schema import Audio, Segment, Transcript, Word
 from pipeline.vad import SpeechDetector, VadOptions, cut
 
 

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator
 
 from pipeline.align import AlignConfig, Aligner, word_separator
 from pipeline.asr import AsrConfig, DecodeOptions, Transcriber
