@@ -96,6 +96,7 @@ class Ingress:
         except Exception as exc:  # noqa: BLE001 - not ready, whatever the reason
             return error_response(503, "not_ready", f"models are not ready: {type(exc).__name__}")
         return JSONResponse({"status": "ok", "asr": info["model"], "device": info["device"],
+                             "chunks_in_flight": self._chunks_in_flight,
                              "transcriber": {k: info[k] for k in ("pid", "max_batch_size", "batch_wait_timeout_s")}})
 
     async def list_models(self, request: Request) -> Response:
