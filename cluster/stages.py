@@ -10,7 +10,7 @@ import hashlib
 import json
 import os
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
 import numpy as np
@@ -185,7 +185,6 @@ class ParquetSink:
     output: str
     settings: JobSettings
     run_id: str
-    written: list = field(default_factory=list)
 
     def __call__(self, batch: dict) -> dict:
         import pyarrow as pa

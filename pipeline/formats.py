@@ -26,7 +26,7 @@ def render(transcript: Transcript, fmt: str, *, task: str = "transcribe",
     renderer = _RENDERERS.get(fmt)
     if renderer is None:
         raise InvalidOption(f"response_format must be one of {', '.join(_RENDERERS)}, not {fmt!r}")
-    if fmt == "verbose_json":
+    if fmt == "verbose_json":   # the one format that depends on the request's options
         return _verbose_json(transcript, task, word_granularity).encode()
     return renderer(transcript).encode()
 
@@ -63,6 +63,10 @@ def _verbose_json(t: Transcript, task: str, word_granularity: bool) -> str:
         body["words"] = [{"word": w.word, "start": w.start, "end": w.end,
                           **({"speaker": w.speaker} if w.speaker else {})} for w in t.words]
     return json.dumps(body, ensure_ascii=False)
+
+
+def _verbose_json_default(t: Transcript) -> str:
+    return _verbose_json(t, "transcribe", True)
 
 
 def _cue_text(segment: Segment) -> str:
@@ -104,7 +108,7 @@ def _tsv(t: Transcript) -> str:
 
 
 _RENDERERS: dict[str, Callable[[Transcript], str]] = {
-    "whisperx": _whisperx, "json": _json, "verbose_json": _whisperx, "text": _text,
+    "whisperx": _whisperx, "json": _json, "verbose_json": _verbose_json_default, "text": _text,
     "srt": _srt, "vtt": _vtt, "tsv": _tsv,
 }
 

@@ -72,24 +72,16 @@ async def read_upload(request: Request, max_bytes: int) -> Upload:
         await form.close()
 
 
-def _float(upload: Upload, name: str, default: float) -> float:
+def _number(upload: Upload, name: str, kind: type, default=None):
+    """A numeric form field (`kind` is float or int); absent or empty -> default."""
     raw = upload.get(name)
     if raw in (None, ""):
         return default
     try:
-        return float(raw)
+        return kind(raw)
     except ValueError:
-        raise RequestError(400, "invalid_field", f"{name} must be a number, not {raw!r}") from None
-
-
-def _int(upload: Upload, name: str) -> int | None:
-    raw = upload.get(name)
-    if raw in (None, ""):
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise RequestError(400, "invalid_field", f"{name} must be an integer, not {raw!r}") from None
+        noun = "an integer" if kind is int else "a number"
+        raise RequestError(400, "invalid_field", f"{name} must be {noun}, not {raw!r}") from None
 
 
 def _bool(upload: Upload, name: str, default: bool) -> bool:
@@ -113,7 +105,7 @@ def _format(upload: Upload, allowed: tuple[str, ...], default: str) -> str:
 def _decode(upload: Upload) -> DecodeOptions:
     language = (upload.get("language") or "").strip().lower() or None
     return DecodeOptions(language=language, initial_prompt=upload.get("prompt") or None,
-                         temperature=_float(upload, "temperature", 0.0))
+                         temperature=_number(upload, "temperature", float, 0.0))
 
 
 @dataclass(frozen=True)
@@ -136,7 +128,7 @@ def openai_request(upload: Upload) -> ParsedRequest:
 
 def native_request(upload: Upload) -> ParsedRequest:
     """The native endpoint: WhisperX's options."""
-    speakers = SpeakerCount(_int(upload, "num_speakers"), _int(upload, "min_speakers"), _int(upload, "max_speakers"))
+    speakers = SpeakerCount(_number(upload, "num_speakers", int), _number(upload, "min_speakers", int), _number(upload, "max_speakers", int))
     speakers.bounds()
     diarize = _bool(upload, "diarize", False) or speakers != SpeakerCount()
     return ParsedRequest(job=JobOptions(decode=_decode(upload), align=_bool(upload, "align", True),

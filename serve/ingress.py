@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import ray
 from ray import serve
@@ -164,7 +164,7 @@ class Ingress:
         if decode.language is None:
             language = "en" if not info["multilingual"] else await self.transcriber.detect_language.remote(
                 audio_ref, speech.chunks[:5])
-            decode = _with_language(decode, language)
+            decode = replace(decode, language=language)
 
         if self._chunks_in_flight + len(speech.chunks) > self.config.max_chunks_in_flight and self._chunks_in_flight:
             raise Overloaded()
@@ -225,12 +225,6 @@ class _Stopwatch:
 
     def total(self) -> None:
         self.seconds["total"] = round(time.perf_counter() - self.start, 4)
-
-
-def _with_language(options, language: str):
-    from dataclasses import replace
-
-    return replace(options, language=language)
 
 
 def _stats_headers(stats: ServiceStats) -> dict[str, str]:
