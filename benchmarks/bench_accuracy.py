@@ -34,8 +34,10 @@ def main() -> None:
     print(f"| whisperx-serve pipeline (same model) | {100 * ours_wer:.2f} |\n")
 
     print("## DER, offline diarizer (resemblyzer encoder + spectral clustering)\n")
-    print("| file | reference speakers | speakers found | DER collar 0 % | DER collar 0.25 % | "
-          "DER, count given, collar 0 % | diarize s |")
+    print(
+        "| file | reference speakers | speakers found | DER collar 0 % | DER collar 0.25 % | "
+        "DER, count given, collar 0 % | diarize s |"
+    )
     print("|---|---|---|---|---|---|---|")
     folder = SPEECH_DIR / "diarization"
     for name in ("sample.wav", "dev00.wav", "librispeech_3spk_turns.flac"):
@@ -47,10 +49,12 @@ def main() -> None:
         turns = pipe.diarizer.diarize(audio, speech)
         elapsed = time.perf_counter() - start
         given = pipe.diarizer.diarize(audio, speech, SpeakerCount(num_speakers=len(reference.labels())))
-        print(f"| {name} | {len(reference.labels())} | {len({t.speaker for t in turns})} | "
-              f"{100 * diarization_error_rate(reference, turns, 0.0):.1f} | "
-              f"{100 * diarization_error_rate(reference, turns, 0.25):.1f} | "
-              f"{100 * diarization_error_rate(reference, given, 0.0):.1f} | {elapsed:.2f} |")
+        print(
+            f"| {name} | {len(reference.labels())} | {len({t.speaker for t in turns})} | "
+            f"{100 * diarization_error_rate(reference, turns, 0.0):.1f} | "
+            f"{100 * diarization_error_rate(reference, turns, 0.25):.1f} | "
+            f"{100 * diarization_error_rate(reference, given, 0.0):.1f} | {elapsed:.2f} |"
+        )
     stereo = load_audio(folder / "stereo_diarization.wav")
     found = {t.speaker for t in pipe.diarizer.diarize(stereo, pipe.vad.analyze(stereo).speech)}
     print(f"\nstereo_diarization.wav (one speaker per channel, mixed to mono): {len(found)} speakers found\n")
@@ -58,8 +62,10 @@ def main() -> None:
     print("## Word boundaries (Whisper cross-attention times)\n")
     path = folder / "librispeech_3spk_turns.flac"
     errors = boundary_errors(read_stm(path.with_suffix(".stm")), pipe.transcribe(path).words)
-    print(f"librispeech_3spk_turns: {len(errors)} of 24 utterance boundaries matched; |error| median "
-          f"{np.median(errors):.3f} s, 90th percentile {np.percentile(errors, 90):.3f} s")
+    print(
+        f"librispeech_3spk_turns: {len(errors)} of 24 utterance boundaries matched; |error| median "
+        f"{np.median(errors):.3f} s, 90th percentile {np.percentile(errors, 90):.3f} s"
+    )
 
 
 if __name__ == "__main__":

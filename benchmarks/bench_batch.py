@@ -22,7 +22,8 @@ def main() -> None:
     import ray
 
     from cluster.batch import RunOptions, run_batch
-    from cluster.stages import JobSettings
+    from pipeline.config import PipelineConfig
+    from pipeline.plan import Request
 
     refs = english_dev_set()
     audio_seconds = sum(r.duration for r in refs)
@@ -40,7 +41,9 @@ def main() -> None:
                 (folder / f"copy{c}").mkdir(parents=True)
                 for r in refs:
                     shutil.copy(r.path, folder / f"copy{c}" / r.path.name)
-            summary = run_batch(str(folder), str(Path(tmp) / f"out{copies}"), JobSettings(), RunOptions(progress=False))
+            summary = run_batch(
+                str(folder), str(Path(tmp) / f"out{copies}"), PipelineConfig(), Request(), RunOptions(progress=False)
+            )
             assert summary.failures == 0 and summary.files_done == len(refs) * copies
             rows.append((copies, summary))
     ray.shutdown()
@@ -48,11 +51,15 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores; dev set: {len(refs)} files, {audio_seconds:.1f} s\n")
     print("| run | files | audio s | wall s | x real time | vs plain WhisperX |")
     print("|---|---|---|---|---|---|")
-    print(f"| plain WhisperX, sequential | {len(refs)} | {audio_seconds:.1f} | {plain.wall_seconds:.1f} | "
-          f"{plain.speed:.1f} | 1.00x |")
+    print(
+        f"| plain WhisperX, sequential | {len(refs)} | {audio_seconds:.1f} | {plain.wall_seconds:.1f} | "
+        f"{plain.speed:.1f} | 1.00x |"
+    )
     for copies, s in rows:
-        print(f"| batch job, dev set x{copies} | {s.files_done} | {s.audio_seconds:.1f} | {s.wall_seconds:.1f} | "
-              f"{s.throughput:.1f} | {s.throughput / plain.speed:.2f}x |")
+        print(
+            f"| batch job, dev set x{copies} | {s.files_done} | {s.audio_seconds:.1f} | {s.wall_seconds:.1f} | "
+            f"{s.throughput:.1f} | {s.throughput / plain.speed:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -15,15 +15,21 @@ import time
 from benchmarks.common import PlainWhisperX, RunResult, english_dev_set
 
 
-def run_pipeline(paths, audio_seconds, vad_step: float, threads: int | None, workers: int | None,
-                 batch_size: int, label: str) -> RunResult:
+def run_pipeline(
+    paths, audio_seconds, vad_step: float, threads: int | None, workers: int | None, batch_size: int, label: str
+) -> RunResult:
     from pipeline.asr import AsrConfig
-    from pipeline.runner import LocalPipeline, PipelineConfig
+    from pipeline.config import PipelineConfig
+    from pipeline.placement import Placement
+    from pipeline.runner import LocalPipeline
     from pipeline.vad import VadOptions
 
-    pipe = LocalPipeline(PipelineConfig(asr=AsrConfig(cpu_threads=threads, num_workers=workers,
-                                                      batch_size=batch_size),
-                                        vad=VadOptions(step_seconds=vad_step)))
+    pipe = LocalPipeline(
+        PipelineConfig(
+            asr=AsrConfig(num_workers=workers, batch_size=batch_size), vad=VadOptions(step_seconds=vad_step)
+        ),
+        Placement.local_cpu(threads),
+    )
     pipe.transcribe(paths[0])  # warm-up, as the baseline's model is warm after load
     start = time.perf_counter()
     results = list(pipe.transcribe_many(paths))
@@ -47,18 +53,39 @@ def main() -> None:
     baseline.transcribe(paths[0])  # warm-up
     runs = [baseline.run(paths, audio_seconds)]
     for step in args.vad_step:
-        runs.append(run_pipeline(paths, audio_seconds, step, args.threads, 1, args.batch_size,
-                                 f"pipeline, 1 worker x {args.threads} threads, vad step {step:g} s"))
-        runs.append(run_pipeline(paths, audio_seconds, step, 1, 2, args.batch_size,
-                                 f"pipeline, 2 workers x 1 thread, vad step {step:g} s"))
-    print(f"machine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores; "
-          f"{len(paths)} files, {audio_seconds:.1f} s audio")
+        runs.append(
+            run_pipeline(
+                paths,
+                audio_seconds,
+                step,
+                args.threads,
+                1,
+                args.batch_size,
+                f"pipeline, 1 worker x {args.threads} threads, vad step {step:g} s",
+            )
+        )
+        runs.append(
+            run_pipeline(
+                paths,
+                audio_seconds,
+                step,
+                args.threads,
+                2,
+                args.batch_size,
+                f"pipeline, 2 workers x 1 thread, vad step {step:g} s",
+            )
+        )
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores; "
+        f"{len(paths)} files, {audio_seconds:.1f} s audio"
+    )
     print("| run | wall s | x real time | vs plain WhisperX | WER % |")
     print("|---|---|---|---|---|")
     for run in runs:
         wer = 100 * corpus_wer([r.text for r in refs], run.texts)
-        print(f"| {run.name} | {run.wall_seconds:.1f} | {run.speed:.1f} | "
-              f"{run.speed / runs[0].speed:.2f}x | {wer:.2f} |")
+        print(
+            f"| {run.name} | {run.wall_seconds:.1f} | {run.speed:.1f} | {run.speed / runs[0].speed:.2f}x | {wer:.2f} |"
+        )
 
 
 if __name__ == "__main__":

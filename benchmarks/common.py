@@ -42,8 +42,9 @@ class PlainWhisperX:
         from pipeline.models import bundled_asr_dir
 
         self.batch_size = batch_size
-        self.model = whisperx.load_model(str(bundled_asr_dir()), "cpu", compute_type="int8",
-                                         language="en", vad_method="pyannote", threads=threads)
+        self.model = whisperx.load_model(
+            str(bundled_asr_dir()), "cpu", compute_type="int8", language="en", vad_method="pyannote", threads=threads
+        )
 
     def transcribe(self, path: Path) -> str:
         import whisperx

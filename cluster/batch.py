@@ -19,7 +19,9 @@ import sys
 import time
 from dataclasses import dataclass
 
-from cluster.stages import Diarize, JobSettings, ParquetSink, Preprocess, Transcribe, hash_row, new_run_id
+from cluster.stages import BatchJob, Diarize, ParquetSink, Preprocess, Transcribe, hash_row, new_run_id
+from pipeline.config import PipelineConfig
+from pipeline.plan import Request
 
 log = logging.getLogger("whisperx_serve.batch")
 
@@ -29,21 +31,22 @@ class RunOptions:
     """How many actors and what they hold: not part of any file's key."""
 
     asr_actors: int = 1
-    preprocess_actors: int = 1          # decode + VAD actors (CPU)
+    preprocess_actors: int = 1  # decode + VAD actors (CPU)
     asr_num_gpus: float = 0.0
-    asr_num_cpus: float = 1.0
+    asr_num_cpus: float = 1.25  # its threads follow the reservation (1.25 -> 2)
+    diarize_num_gpus: float = 0.0
     files_per_batch: int = 8
-    max_files: int | None = None        # process at most this many new files, then stop
-    retry_failed: bool = False           # redo files whose earlier row is an error
+    max_files: int | None = None  # process at most this many new files, then stop
+    retry_failed: bool = False  # redo files whose earlier row is an error
     progress: bool = True
-    stats: bool = False                  # log Ray Data's per-operator timings at the end
+    stats: bool = False  # log Ray Data's per-operator timings at the end
 
 
 @dataclass
 class Summary:
     run_id: str
     files_listed: int = 0
-    files_skipped: int | None = 0        # already in OUTPUT (None: not counted, --max-files)
+    files_skipped: int | None = 0  # already in OUTPUT (None: not counted, --max-files)
     files_done: int = 0
     failures: int = 0
     audio_seconds: float = 0.0
@@ -55,10 +58,12 @@ class Summary:
 
     def __str__(self) -> str:
         skipped = "some" if self.files_skipped is None else self.files_skipped
-        return (f"run {self.run_id}: {self.files_done} files transcribed ({self.failures} failed), "
-                f"{skipped} already done of {self.files_listed} listed; "
-                f"{self.audio_seconds / 3600:.3f} h of audio in {self.wall_seconds:.1f} s = "
-                f"{self.throughput:.1f}x real time")
+        return (
+            f"run {self.run_id}: {self.files_done} files transcribed ({self.failures} failed), "
+            f"{skipped} already done of {self.files_listed} listed; "
+            f"{self.audio_seconds / 3600:.3f} h of audio in {self.wall_seconds:.1f} s = "
+            f"{self.throughput:.1f}x real time"
+        )
 
 
 def done_keys(output: str, retry_failed: bool) -> set[str]:
@@ -89,8 +94,27 @@ def done_keys(output: str, retry_failed: bool) -> set[str]:
     return keys
 
 
-def run_batch(input_uri: str, output: str, settings: JobSettings = JobSettings(),
-              run: RunOptions = RunOptions()) -> Summary:
+def plan_job(config: PipelineConfig, request: Request, run: RunOptions, per_segment: bool = False) -> BatchJob:
+    """The job's plan, made once here. The ASR model's card is read where the ASR actors run
+    (that node has the model's files; this driver may not)."""
+    import ray
+
+    from pipeline.models import describe_asr_model
+    from pipeline.plan import Planner
+
+    describe = ray.remote(describe_asr_model).options(num_cpus=0.25, num_gpus=run.asr_num_gpus)
+    card = ray.get(describe.remote(config.asr.model))
+    return BatchJob(plan=Planner(config, card).plan(request), per_segment=per_segment)
+
+
+def run_batch(
+    input_uri: str,
+    output: str,
+    config: PipelineConfig = PipelineConfig(),
+    request: Request = Request(),
+    run: RunOptions = RunOptions(),
+    per_segment: bool = False,
+) -> Summary:
     import ray
     from tqdm import tqdm
 
@@ -98,13 +122,13 @@ def run_batch(input_uri: str, output: str, settings: JobSettings = JobSettings()
 
     summary = Summary(run_id=new_run_id())
     started = time.perf_counter()
-    settings.speakers.bounds()
     fs, paths = list_inputs(input_uri)
     summary.files_listed = len(paths)
     done = done_keys(output, run.retry_failed)
 
     if not ray.is_initialized():
         ray.init(logging_level="WARNING", log_to_driver=False, include_dashboard=False)
+    job = plan_job(config, request, run, per_segment)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
@@ -113,26 +137,49 @@ def run_batch(input_uri: str, output: str, settings: JobSettings = JobSettings()
     # so on a small machine the stages always fit together; Ray Data's default of 1 CPU a task
     # deadlocks a 2-CPU machine once the model actors hold their share.
     light = 0.25
-    ds = ray.data.read_binary_files(paths, include_paths=True, filesystem=fs, ray_remote_args={"num_cpus": light})
-    ds = ds.map(hash_row, fn_kwargs={"settings": settings}, num_cpus=light)
+    ds = ray.data.read_binary_files(paths, include_paths=True, filesystem=fs, num_cpus=light)
+    ds = ds.map(hash_row, fn_kwargs={"job": job}, num_cpus=light)
     ds = ds.filter(lambda row: row["key"] not in done, num_cpus=light)
     if run.max_files is not None:
         ds = ds.limit(run.max_files)
-    ds = ds.map_batches(Preprocess, fn_constructor_kwargs={"settings": settings}, batch_size=4,
-                        compute=ray.data.ActorPoolStrategy(size=run.preprocess_actors), num_cpus=light,
-                        batch_format="numpy")
-    ds = ds.map_batches(Transcribe, fn_constructor_kwargs={"settings": settings}, batch_size=run.files_per_batch,
-                        compute=ray.data.ActorPoolStrategy(size=run.asr_actors), num_cpus=run.asr_num_cpus,
-                        num_gpus=run.asr_num_gpus,
-                        batch_format="numpy")
-    if settings.diarize:
-        ds = ds.map_batches(Diarize, fn_constructor_kwargs={"settings": settings}, batch_size=run.files_per_batch,
-                            compute=ray.data.ActorPoolStrategy(size=1), num_cpus=light, batch_format="numpy")
-    ds = ds.map_batches(ParquetSink(output, settings, summary.run_id), batch_size=run.files_per_batch,
-                        num_cpus=light, batch_format="numpy")
+    ds = ds.map_batches(
+        Preprocess,
+        fn_constructor_kwargs={"job": job},
+        batch_size=4,
+        compute=ray.data.ActorPoolStrategy(size=run.preprocess_actors),
+        num_cpus=light,
+        batch_format="numpy",
+    )
+    ds = ds.map_batches(
+        Transcribe,
+        fn_constructor_kwargs={"job": job},
+        batch_size=run.files_per_batch,
+        compute=ray.data.ActorPoolStrategy(size=run.asr_actors),
+        num_cpus=run.asr_num_cpus,
+        num_gpus=run.asr_num_gpus,
+        batch_format="numpy",
+    )
+    if job.plan.diarize:
+        ds = ds.map_batches(
+            Diarize,
+            fn_constructor_kwargs={"job": job},
+            batch_size=run.files_per_batch,
+            compute=ray.data.ActorPoolStrategy(size=1),
+            num_cpus=light,
+            num_gpus=run.diarize_num_gpus,
+            batch_format="numpy",
+        )
+    ds = ds.map_batches(
+        ParquetSink(output, job, summary.run_id), batch_size=run.files_per_batch, num_cpus=light, batch_format="numpy"
+    )
 
-    progress = tqdm(total=min(len(paths), run.max_files or len(paths)), unit="file", disable=not run.progress,
-                    file=sys.stderr, desc="transcribing")
+    progress = tqdm(
+        total=min(len(paths), run.max_files or len(paths)),
+        unit="file",
+        disable=not run.progress,
+        file=sys.stderr,
+        desc="transcribing",
+    )
     for row in ds.iter_rows():
         summary.files_done += 1
         summary.audio_seconds += float(row["duration_s"] or 0.0)
@@ -151,39 +198,38 @@ def run_batch(input_uri: str, output: str, settings: JobSettings = JobSettings()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cluster.batch", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m cluster.batch", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_arguments(parser)
     return parser
 
 
 def add_batch_command(commands) -> None:
-    parser = commands.add_parser("batch", help="transcribe a folder, glob or manifest with Ray Data into Parquet",
-                                 description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = commands.add_parser(
+        "batch",
+        help="transcribe a folder, glob or manifest with Ray Data into Parquet",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_arguments(parser)
     parser.set_defaults(run=lambda args: main(args=args))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from pipeline.cli import add_model_arguments, add_request_arguments
+
     parser.add_argument("input", help="folder, glob, or .parquet/.csv manifest with a 'path' column (local or URI)")
     parser.add_argument("output", help="folder (local or URI) for the Parquet parts; reruns resume into it")
-    parser.add_argument("--model", default="bundled", help="ASR model (see `whisperx-serve transcribe --help`)")
-    parser.add_argument("--language", default=None)
-    parser.add_argument("--task", default="transcribe", choices=["transcribe", "translate"])
-    parser.add_argument("--initial-prompt", default=None)
-    parser.add_argument("--align-model", default=None)
-    parser.add_argument("--diarize", action="store_true")
-    parser.add_argument("--diarize-model", default=None)
-    parser.add_argument("--num-speakers", type=int, default=None)
-    parser.add_argument("--min-speakers", type=int, default=None)
-    parser.add_argument("--max-speakers", type=int, default=None)
-    parser.add_argument("--vad-step", type=float, default=2.5)
+    add_request_arguments(parser)
+    add_model_arguments(parser)
     parser.add_argument("--per-segment", action="store_true", help="one row per segment instead of per file")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--compute-type", default=None)
-    parser.add_argument("--batch-size", type=int, default=16, help="chunks per ASR batch")
     parser.add_argument("--asr-actors", type=int, default=1, help="ASR actors (one per GPU on a cluster)")
     parser.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per ASR actor (fractions allowed)")
+    parser.add_argument(
+        "--asr-cpus", type=float, default=1.25, help="CPUs per ASR actor; its threads follow (1.25 -> 2 threads)"
+    )
+    parser.add_argument("--diarize-gpus", type=float, default=0.0, help="GPUs for the diarization actor")
     parser.add_argument("--preprocess-actors", type=int, default=1, help="decode + VAD actors (CPU)")
     parser.add_argument("--files-per-batch", type=int, default=8)
     parser.add_argument("--max-files", type=int, default=None, help="stop after this many new files")
@@ -193,21 +239,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) -> int:
+    from pipeline.cli import config_from_args, request_from_args
     from pipeline.errors import PipelineError
 
     args = args or build_parser().parse_args(argv)
-    settings = JobSettings(
-        asr_model=args.model, language=args.language, task=args.task, initial_prompt=args.initial_prompt,
-        align_model=args.align_model, diarize=args.diarize or args.num_speakers is not None,
-        diarize_model=args.diarize_model, num_speakers=args.num_speakers, min_speakers=args.min_speakers,
-        max_speakers=args.max_speakers, vad_step_seconds=args.vad_step, per_segment=args.per_segment,
-        device=args.device, compute_type=args.compute_type, batch_size=args.batch_size,
+    run = RunOptions(
+        asr_actors=args.asr_actors,
+        asr_num_gpus=args.num_gpus,
+        asr_num_cpus=args.asr_cpus,
+        diarize_num_gpus=args.diarize_gpus,
+        preprocess_actors=args.preprocess_actors,
+        files_per_batch=args.files_per_batch,
+        max_files=args.max_files,
+        retry_failed=args.retry_failed,
+        progress=not args.no_progress,
+        stats=args.stats,
     )
-    run = RunOptions(asr_actors=args.asr_actors, asr_num_gpus=args.num_gpus, preprocess_actors=args.preprocess_actors, files_per_batch=args.files_per_batch,
-                     max_files=args.max_files, retry_failed=args.retry_failed, progress=not args.no_progress,
-                     stats=args.stats)
     try:
-        summary = run_batch(args.input, args.output, settings, run)
+        summary = run_batch(
+            args.input, args.output, config_from_args(args), request_from_args(args), run, per_segment=args.per_segment
+        )
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -39,7 +39,9 @@ def list_inputs(source: str) -> tuple[pafs.FileSystem, list[str]]:
             paths = [path]
         else:
             infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
-            paths = [i.path for i in infos if i.type == pafs.FileType.File and i.path.lower().endswith(AUDIO_EXTENSIONS)]
+            paths = [
+                i.path for i in infos if i.type == pafs.FileType.File and i.path.lower().endswith(AUDIO_EXTENSIONS)
+            ]
     if not paths:
         raise InvalidOption(f"no audio files found in {source!r} (extensions: {', '.join(AUDIO_EXTENSIONS)})")
     return fs, sorted(paths)
@@ -59,10 +61,10 @@ def _manifest(fs: pafs.FileSystem, path: str) -> list[str]:
         if p is None or not str(p).strip():
             continue
         p = str(p).strip()
-        if "://" in p:       # a URI on the manifest's filesystem: keep the path part
+        if "://" in p:  # a URI on the manifest's filesystem: keep the path part
             out.append(pafs.FileSystem.from_uri(p)[1])
         elif p.startswith("/"):
             out.append(p)
-        else:                # relative to the manifest's folder
+        else:  # relative to the manifest's folder
             out.append(posixpath.join(base, p))
     return out

@@ -19,12 +19,14 @@ import numpy as np
 
 from pipeline.errors import ModelNotFound, UnsupportedLanguage
 from pipeline.models import downloads_allowed
+from pipeline.placement import Placement
 from pipeline.schema import Audio, ChunkResult, Segment, Word
 
 log = logging.getLogger(__name__)
 
-DEFAULT = "default"                 # whisperx's default wav2vec2 model for the language
+DEFAULT = "default"  # whisperx's default wav2vec2 model for the language
 LANGUAGES_WITHOUT_SPACES = ("ja", "zh")
+CROSS_ATTENTION_ID = "whisper-cross-attention"
 
 
 @dataclass(frozen=True)
@@ -34,8 +36,22 @@ class AlignConfig:
     # not named in `language_models`.
     model: str | None = None
     language_models: dict[str, str] = field(default_factory=dict)
-    device: str = "cpu"
     max_loaded_models: int = 2
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.model or self.language_models)
+
+    def model_name(self, language: str) -> str | None:
+        return self.language_models.get(language, self.model)
+
+    def model_id(self, language: str) -> str:
+        """The id reported for `language`'s word times (pure: nothing is loaded)."""
+        name = self.model_name(language)
+        if not name:
+            return CROSS_ATTENTION_ID
+        local = Path(name).expanduser()
+        return f"wav2vec2/local/{local.name}" if local.is_dir() else f"wav2vec2/{name}"
 
 
 def word_separator(language: str) -> str:
@@ -43,24 +59,21 @@ def word_separator(language: str) -> str:
 
 
 class Aligner:
-    def __init__(self, config: AlignConfig = AlignConfig()):
+    def __init__(self, config: AlignConfig = AlignConfig(), placement: Placement = Placement()):
         self.config = config
+        self.device = placement.torch_device
         self._models: OrderedDict[str, tuple[object, dict]] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
     def enabled(self) -> bool:
-        return bool(self.config.model or self.config.language_models)
+        return self.config.enabled
 
     def model_name(self, language: str) -> str | None:
-        return self.config.language_models.get(language, self.config.model)
+        return self.config.model_name(language)
 
     def model_id(self, language: str) -> str:
-        name = self.model_name(language)
-        if not name:
-            return "whisper-cross-attention"
-        local = Path(name).expanduser()
-        return f"wav2vec2/local/{local.name}" if local.is_dir() else f"wav2vec2/{name}"
+        return self.config.model_id(language)
 
     def preload(self, language: str) -> None:
         """Load the language's model now (if one is configured), so a missing model fails early."""
@@ -91,8 +104,14 @@ class Aligner:
             text = sep.join(s.text for s in r.segments).strip()
             if not text:
                 continue
-            result = whisperx.align([{"start": r.start, "end": r.end, "text": text}], model, metadata,
-                                    audio.samples, self.config.device, return_char_alignments=False)
+            result = whisperx.align(
+                [{"start": r.start, "end": r.end, "text": text}],
+                model,
+                metadata,
+                audio.samples,
+                self.device,
+                return_char_alignments=False,
+            )
             aligned = result["segments"]
             if not aligned or any(not seg.get("words") for seg in aligned):
                 log.warning("alignment failed for chunk %s; keeping cross-attention times", r.index)
@@ -108,7 +127,7 @@ class Aligner:
             if key in self._models:
                 self._models.move_to_end(key)
                 return self._models[key]
-            loaded = _load_align_model(language, name, self.config.device)
+            loaded = _load_align_model(language, name, self.device)
             self._models[key] = loaded
             while len(self._models) > max(1, self.config.max_loaded_models):
                 evicted, _ = self._models.popitem(last=False)
@@ -136,8 +155,9 @@ def _load_align_model(language: str, name: str, device: str):
             f"off: set --align-model / align.model to a local wav2vec2 directory, or set WXS_ALLOW_DOWNLOAD=1"
         )
     try:
-        return whisperx.load_align_model(language, device, model_name=model_name,
-                                         model_cache_only=not (is_local or downloads_allowed()))
+        return whisperx.load_align_model(
+            language, device, model_name=model_name, model_cache_only=not (is_local or downloads_allowed())
+        )
     except Exception as exc:  # whisperx raises ValueError/OSError/URLError for "not available"
         shown = model_name or f"the default for {language!r}"
         raise ModelNotFound(
@@ -165,8 +185,13 @@ def _segment(raw: dict, duration: float, avg_logprob: float | None) -> Segment:
     start = min([w.start for w in words], default=float(raw["start"]))
     end = max([w.end for w in words], default=float(raw["end"]))
     text = raw["text"].strip()
-    return Segment(start=round(max(0.0, start), 3), end=round(min(duration, end), 3), text=text,
-                   words=words, avg_logprob=avg_logprob)
+    return Segment(
+        start=round(max(0.0, start), 3),
+        end=round(min(duration, end), 3),
+        text=text,
+        words=words,
+        avg_logprob=avg_logprob,
+    )
 
 
 def _fill_times(raw_words: list[dict], seg_start: float, seg_end: float) -> list[Word]:
@@ -180,8 +205,9 @@ def _fill_times(raw_words: list[dict], seg_start: float, seg_end: float) -> list
     while i < n:
         if not np.isnan(starts[i]) and not np.isnan(ends[i]):
             w = raw_words[i]
-            words.append(Word(w["word"], round(float(starts[i]), 3), round(float(ends[i]), 3),
-                              round(float(w["score"]), 3)))
+            words.append(
+                Word(w["word"], round(float(starts[i]), 3), round(float(ends[i]), 3), round(float(w["score"]), 3))
+            )
             i += 1
             continue
         j = i

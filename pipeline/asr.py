@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from typing import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from pipeline.errors import InvalidOption, UnsupportedLanguage
-from pipeline.models import default_compute_type, resolve_asr_model, resolve_device
+from pipeline.models import AsrCard, default_compute_type, resolve_asr_model
+from pipeline.placement import Placement
 from pipeline.schema import SAMPLE_RATE, Chunk, ChunkResult, Segment, Word
 
 log = logging.getLogger(__name__)
@@ -33,43 +34,45 @@ APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
 @dataclass(frozen=True)
 class AsrConfig:
     model: str = "bundled"
-    device: str = "auto"
-    compute_type: str | None = None       # None: int8 on CPU, float16 on GPU
-    # CTranslate2 parallelism. Measured on 2 cores (tiny.en int8, 16 LibriSpeech chunks): two
-    # 1-thread workers decoding two batches at once ran 50.8x real time; one 2-thread worker
-    # 35.1x (batch 4) and 25.0x (batch 1). None = auto: on CPU min(2, cores) workers sharing
-    # the cores; on GPU 1 worker (each worker holds its own copy of the model).
-    cpu_threads: int | None = None
+    compute_type: str | None = None  # None: int8 on CPU, float16 on GPU
+    # CTranslate2 workers sharing the placement's threads. Measured on 2 cores (tiny.en int8,
+    # 16 LibriSpeech chunks): two 1-thread workers decoding two batches at once ran 50.8x real
+    # time; one 2-thread worker 35.1x (batch 4) and 25.0x (batch 1). None = auto: on CPU
+    # min(2, threads) workers; on GPU 1 (each worker holds its own copy of the model).
     num_workers: int | None = None
     batch_size: int = 16
-    language_detection_chunks: int = 5    # chunks voted over when the language is not given
+    language_detection_chunks: int = 5  # chunks voted over when the language is not given
 
 
 @dataclass(frozen=True)
-class DecodeOptions:
-    """Per-request decoding choices. Chunks that share them can share a batch."""
+class DecodingChoices:
+    """What a user chooses about decoding (a `pipeline.plan.Request` carries these too)."""
 
     language: str | None = None
     task: str = "transcribe"
     initial_prompt: str | None = None
     temperature: float = 0.0
     beam_size: int = 5
-    word_timestamps: bool = True
 
 
-def parallelism(config: AsrConfig, device: str) -> tuple[int, int]:
-    """(workers, threads per worker) for CTranslate2, filling in what the config leaves open."""
-    import os
+@dataclass(frozen=True)
+class DecodeOptions(DecodingChoices):
+    """One request's decoding as planned. Chunks that share them can share a batch."""
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = config.num_workers or (1 if device == "cuda" else max(1, min(2, cores)))
-    threads = config.cpu_threads or max(1, cores // workers)
-    return workers, threads
+    word_timestamps: bool = True  # Whisper cross-attention word times (the plan decides)
 
 
-def check_decode_options(options: DecodeOptions, model_id: str, multilingual: bool,
-                         languages: Sequence[str]) -> None:
-    """Typed errors for options a model cannot honour (shared by the library and the service)."""
+def parallelism(config: AsrConfig, placement: Placement) -> tuple[int, int]:
+    """(workers, threads per worker) for CTranslate2 within the placement's threads."""
+    if placement.device == "cuda":
+        return config.num_workers or 1, placement.cpu_threads
+    workers = config.num_workers or max(1, min(2, placement.cpu_threads))
+    return workers, max(1, placement.cpu_threads // workers)
+
+
+def check_decode_options(options: DecodeOptions, card: AsrCard) -> None:
+    """Typed errors for options the model cannot honour (the planner calls this for every entry point)."""
+    model_id, multilingual, languages = card.model_id, card.multilingual, card.languages
     if options.task not in ("transcribe", "translate"):
         raise InvalidOption(f"task must be 'transcribe' or 'translate', not {options.task!r}")
     if options.task == "translate" and not multilingual:
@@ -87,65 +90,56 @@ def check_decode_options(options: DecodeOptions, model_id: str, multilingual: bo
 
 
 class Transcriber:
-    def __init__(self, config: AsrConfig = AsrConfig()):
+    def __init__(self, config: AsrConfig = AsrConfig(), placement: Placement = Placement()):
         from whisperx.asr import WhisperModel
 
         self.config = config
+        self.placement = placement
         resolved = resolve_asr_model(config.model)
         self.model_id = resolved.model_id
-        self.device = resolve_device(config.device)
+        self.device = placement.device
         self.compute_type = config.compute_type or default_compute_type(self.device)
-        self.num_workers, self.cpu_threads = parallelism(config, self.device)
+        self.num_workers, self.cpu_threads = parallelism(config, placement)
         self._model = WhisperModel(
-            str(resolved.path), device=self.device, compute_type=self.compute_type,
-            cpu_threads=self.cpu_threads, num_workers=self.num_workers, local_files_only=True,
+            str(resolved.path),
+            device=self.device,
+            device_index=placement.gpu_index,
+            compute_type=self.compute_type,
+            cpu_threads=self.cpu_threads,
+            num_workers=self.num_workers,
+            local_files_only=True,
         )
         self._n_mels = self._model.feat_kwargs.get("feature_size") or 80
 
     # --- language -------------------------------------------------------------------------
 
     @property
-    def is_multilingual(self) -> bool:
-        return bool(self._model.model.is_multilingual)
-
-    @property
-    def languages(self) -> list[str]:
-        return list(self._model.supported_languages)
-
-    def check_options(self, options: DecodeOptions) -> None:
-        """Reject options this model cannot honour before any work is queued."""
-        check_decode_options(options, self.model_id, self.is_multilingual, self.languages)
+    def card(self) -> AsrCard:
+        """What the loaded model can do (equals `describe_asr_model` read from its files)."""
+        return AsrCard(self.model_id, bool(self._model.model.is_multilingual), tuple(self._model.supported_languages))
 
     def detect_language(self, chunks: Sequence[Chunk]) -> tuple[str, float]:
-        """Vote over up to `language_detection_chunks` chunks (the longest, i.e. most speech)."""
-        if not self.is_multilingual:
-            return "en", 1.0
-        if not chunks:
-            return "en", 0.0
-        sample = sorted(chunks, key=lambda c: c.end - c.start, reverse=True)
-        sample = sample[: self.config.language_detection_chunks]
-        encoded = self._encode(sample)
+        """Vote over the given chunks (the plan picks which). English-only model or no
+        speech: English."""
+        if not self._model.model.is_multilingual or not chunks:
+            return "en", 1.0 if chunks else 0.0
+        encoded = self._encode(chunks)
         totals: dict[str, float] = defaultdict(float)
         for per_chunk in self._model.model.detect_language(encoded):
             for token, prob in per_chunk:
                 totals[token[2:-2]] += prob
         language = max(totals, key=totals.get)
-        return language, totals[language] / len(sample)
-
-    def resolve_options(self, options: DecodeOptions, chunks: Sequence[Chunk]) -> DecodeOptions:
-        """Fill in the language (given, English-only model, or detected) and validate."""
-        self.check_options(options)
-        if options.language is None:
-            options = replace(options, language=self.detect_language(chunks)[0])
-        return options
+        return language, totals[language] / len(chunks)
 
     # --- decoding --------------------------------------------------------------------------
 
     def transcribe_chunks(
-        self, chunks: Sequence[Chunk], options: DecodeOptions | Sequence[DecodeOptions],
+        self,
+        chunks: Sequence[Chunk],
+        options: DecodeOptions | Sequence[DecodeOptions],
     ) -> list[ChunkResult]:
         """Decode chunks from any number of audios; results come back in input order.
-        Each option's language must be resolved (see `resolve_options`)."""
+        Each option's language must be resolved (the plan does it)."""
         if isinstance(options, DecodeOptions):
             options = [options] * len(chunks)
         if len(options) != len(chunks):
@@ -160,7 +154,7 @@ class Transcriber:
         for opt, indices in groups.items():
             # Enough batches to give every CTranslate2 worker one, none larger than batch_size.
             step = max(1, min(self.config.batch_size, -(-len(indices) // self.num_workers)))
-            batches += [(opt, indices[start: start + step]) for start in range(0, len(indices), step)]
+            batches += [(opt, indices[start : start + step]) for start in range(0, len(indices), step)]
 
         def run(batch: tuple[DecodeOptions, list[int]]) -> None:
             opt, members = batch
@@ -192,8 +186,12 @@ class Transcriber:
     def _tokenizer(self, options: DecodeOptions):
         from faster_whisper.tokenizer import Tokenizer
 
-        return Tokenizer(self._model.hf_tokenizer, self.is_multilingual,
-                         task=options.task, language=options.language)
+        return Tokenizer(
+            self._model.hf_tokenizer,
+            bool(self._model.model.is_multilingual),
+            task=options.task,
+            language=options.language,
+        )
 
     def _decode_batch(self, chunks: Sequence[Chunk], options: DecodeOptions) -> list[ChunkResult]:
         tokenizer = self._tokenizer(options)
@@ -219,16 +217,18 @@ class Transcriber:
             sampling_topk=0 if sampling else 1,
         )
         token_lists = [[t for t in g.sequences_ids[0] if t < tokenizer.eot] for g in generated]
-        avg_logprobs = [g.scores[0] * (len(g.sequences_ids[0]) ** 1) / (len(g.sequences_ids[0]) + 1)
-                        for g in generated]
+        avg_logprobs = [g.scores[0] * (len(g.sequences_ids[0]) ** 1) / (len(g.sequences_ids[0]) + 1) for g in generated]
         alignments: list[list[dict]] = [[] for _ in chunks]
         if options.word_timestamps:
             aligned = [i for i, tokens in enumerate(token_lists) if tokens]
             if aligned:
                 frames = [min(len(chunks[i].samples), N_SAMPLES) // HOP_LENGTH for i in aligned]
                 found = self._model.model.align(
-                    _select(encoded, aligned), tokenizer.sot_sequence,
-                    [token_lists[i] for i in aligned], frames, median_filter_width=7,
+                    _select(encoded, aligned),
+                    tokenizer.sot_sequence,
+                    [token_lists[i] for i in aligned],
+                    frames,
+                    median_filter_width=7,
                 )
                 for i, result in zip(aligned, found):
                     alignments[i] = _word_timings(tokenizer, token_lists[i], result, self._model.tokens_per_second)
@@ -236,9 +236,16 @@ class Transcriber:
         for chunk, tokens, logprob, alignment in zip(chunks, token_lists, avg_logprobs, alignments):
             text = tokenizer.decode(tokens)
             segments = _segments(chunk, text, alignment, float(logprob))
-            out.append(ChunkResult(audio_id=chunk.audio_id, index=chunk.index,
-                                   language=options.language or "en", segments=segments,
-                                   start=chunk.start, end=chunk.end))
+            out.append(
+                ChunkResult(
+                    audio_id=chunk.audio_id,
+                    index=chunk.index,
+                    language=options.language or "en",
+                    segments=segments,
+                    start=chunk.start,
+                    end=chunk.end,
+                )
+            )
         return out
 
 
@@ -275,12 +282,15 @@ def _word_timings(tokenizer, tokens: list[int], result, tokens_per_second: float
     timings = []
     for k, (word, toks) in enumerate(zip(words[:-1], word_tokens[:-1])):
         lo, hi = boundaries[k], boundaries[k + 1]
-        timings.append({
-            "word": word, "tokens": toks,
-            "start": float(jump_times[min(lo, len(jump_times) - 1)]),
-            "end": float(jump_times[min(hi, len(jump_times) - 1)]),
-            "probability": float(np.mean(probs[lo:hi])) if hi > lo and len(probs) >= hi else 0.0,
-        })
+        timings.append(
+            {
+                "word": word,
+                "tokens": toks,
+                "start": float(jump_times[min(lo, len(jump_times) - 1)]),
+                "end": float(jump_times[min(hi, len(jump_times) - 1)]),
+                "probability": float(np.mean(probs[lo:hi])) if hi > lo and len(probs) >= hi else 0.0,
+            }
+        )
     merge_punctuations(timings, PREPEND_PUNCTUATION, APPEND_PUNCTUATION)
     return [t for t in timings if t["word"]]
 
@@ -296,8 +306,7 @@ def _segments(chunk: Chunk, text: str, timings: list[dict], avg_logprob: float) 
     for t in timings:
         start = min(max(chunk.start + t["start"], previous_start), chunk.end)
         end = min(max(chunk.start + t["end"], start), chunk.end)
-        words.append(Word(word=t["word"], start=round(start, 3), end=round(end, 3),
-                          score=round(t["probability"], 3)))
+        words.append(Word(word=t["word"], start=round(start, 3), end=round(end, 3), score=round(t["probability"], 3)))
         previous_start = start
     segments: list[Segment] = []
     current: list[Word] = []
@@ -316,5 +325,6 @@ def _segments(chunk: Chunk, text: str, timings: list[dict], avg_logprob: float) 
 
 def _segment_of(words: list[Word], avg_logprob: float) -> Segment:
     text = "".join(w.word for w in words).strip()
-    return Segment(start=words[0].start, end=max(w.end for w in words), text=text,
-                   words=list(words), avg_logprob=avg_logprob)
+    return Segment(
+        start=words[0].start, end=max(w.end for w in words), text=text, words=list(words), avg_logprob=avg_logprob
+    )

@@ -70,8 +70,12 @@ def _read_pcm16k(source, limits: AudioLimits, name: str) -> Audio | None:
 
     try:
         info = soundfile.info(source)
-        if (info.samplerate != SAMPLE_RATE or info.channels != 1 or info.format not in ("WAV", "FLAC")
-                or info.subtype != "PCM_16"):
+        if (
+            info.samplerate != SAMPLE_RATE
+            or info.channels != 1
+            or info.format not in ("WAV", "FLAC")
+            or info.subtype != "PCM_16"
+        ):
             return None
         if info.frames / SAMPLE_RATE > limits.max_seconds:
             raise AudioTooLong(f"{name} is {info.frames / SAMPLE_RATE:.0f} s; the limit is {limits.max_seconds:.0f} s")
@@ -79,7 +83,7 @@ def _read_pcm16k(source, limits: AudioLimits, name: str) -> Audio | None:
             source.seek(0)
         pcm, _ = soundfile.read(source, dtype="int16", always_2d=False)
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError):
-        return None      # unreadable or unusual here: let ffmpeg decode it or say why not
+        return None  # unreadable or unusual here: let ffmpeg decode it or say why not
     if len(pcm) < info.frames:
         raise AudioTruncated(f"{name} is truncated: {len(pcm)} of {info.frames} samples")
     if len(pcm) == 0:
@@ -99,19 +103,40 @@ def _decode_bytes(data: bytes, limits: AudioLimits) -> Audio:
         os.close(fd)
 
 
-def _run_ffmpeg(input_arg: str, limits: AudioLimits, *, source_name: str,
-                stdin: bytes | None = None, pass_fds: tuple[int, ...] = ()) -> Audio:
+def _run_ffmpeg(
+    input_arg: str, limits: AudioLimits, *, source_name: str, stdin: bytes | None = None, pass_fds: tuple[int, ...] = ()
+) -> Audio:
     # Decode at most one second past the limit: enough to know it is too long, bounded memory.
     cap_s = limits.max_seconds + 1.0
     cmd = [
-        ffmpeg_path(), "-nostdin", "-hide_banner", "-nostats", "-threads", "0",
-        "-i", input_arg, "-t", f"{cap_s:.3f}",
-        "-f", "s16le", "-ac", "1", "-acodec", "pcm_s16le", "-ar", str(SAMPLE_RATE), "-",
+        ffmpeg_path(),
+        "-nostdin",
+        "-hide_banner",
+        "-nostats",
+        "-threads",
+        "0",
+        "-i",
+        input_arg,
+        "-t",
+        f"{cap_s:.3f}",
+        "-f",
+        "s16le",
+        "-ac",
+        "1",
+        "-acodec",
+        "pcm_s16le",
+        "-ar",
+        str(SAMPLE_RATE),
+        "-",
     ]
     try:
         proc = subprocess.run(
-            cmd, input=stdin, capture_output=True, timeout=limits.decode_timeout_s,
-            pass_fds=pass_fds, check=False,
+            cmd,
+            input=stdin,
+            capture_output=True,
+            timeout=limits.decode_timeout_s,
+            pass_fds=pass_fds,
+            check=False,
         )
     except subprocess.TimeoutExpired as exc:
         raise AudioDecodeError(f"decoding {source_name} took longer than {limits.decode_timeout_s:.0f} s") from exc
@@ -128,7 +153,8 @@ def _run_ffmpeg(input_arg: str, limits: AudioLimits, *, source_name: str,
         raise AudioTooLong(f"{source_name} is longer than the limit of {limits.max_seconds:.0f} s")
     declared_s = _declared_duration(log)
     if _DECODE_ERROR_RE.search(log) or (
-        declared_s is not None and declared_s - decoded_s > max(1.0, 0.1 * declared_s)
+        declared_s is not None
+        and declared_s - decoded_s > max(1.0, 0.1 * declared_s)
         and "estimating duration" not in log.lower()
     ):
         declared = f"{declared_s:.2f} s" if declared_s is not None else "unknown"

@@ -20,11 +20,12 @@ import numpy as np
 
 from pipeline.errors import InvalidOption, ModelNotFound
 from pipeline.models import downloads_allowed
+from pipeline.placement import Placement
 from pipeline.schema import SAMPLE_RATE, Audio, Turn
 
 log = logging.getLogger(__name__)
 
-WINDOW_FRAMES = 160          # resemblyzer's partial utterance: 160 x 10 ms = 1.6 s
+WINDOW_FRAMES = 160  # resemblyzer's partial utterance: 160 x 10 ms = 1.6 s
 FRAME_SECONDS = 0.01
 MAX_SPEAKERS = 8
 
@@ -35,13 +36,17 @@ class SpeakerCount:
     min_speakers: int | None = None
     max_speakers: int | None = None
 
+    @property
+    def given(self) -> bool:
+        return (self.num_speakers, self.min_speakers, self.max_speakers) != (None, None, None)
+
     def bounds(self) -> tuple[int, int]:
         if self.num_speakers is not None:
             if not 1 <= self.num_speakers <= 32:
                 raise InvalidOption("num_speakers must be between 1 and 32")
             return self.num_speakers, self.num_speakers
-        low = self.min_speakers or 1
-        high = self.max_speakers or MAX_SPEAKERS
+        low = 1 if self.min_speakers is None else self.min_speakers
+        high = max(low, MAX_SPEAKERS) if self.max_speakers is None else self.max_speakers
         if not 1 <= low <= high:
             raise InvalidOption("need 1 <= min_speakers <= max_speakers")
         return low, high
@@ -49,26 +54,30 @@ class SpeakerCount:
 
 @dataclass(frozen=True)
 class DiarizeConfig:
-    model: str | None = None          # None: offline speaker encoder; else pyannote name or directory
-    device: str = "cpu"
-    hop_seconds: float = 0.2          # window step of the offline encoder
+    model: str | None = None  # None: offline speaker encoder; else pyannote name or directory
+    hop_seconds: float = 0.2  # window step of the offline encoder
     # Fraction of each window's most similar windows kept in the affinity graph. Measured on
     # shared/data/speech: 0.5 found the right speaker count on 7 of 8 files (1-3 speakers).
     keep_fraction: float = 0.5
 
+    @property
+    def model_id(self) -> str:
+        """The id reported for the turns (pure: nothing is loaded)."""
+        return f"pyannote/{self.model}" if self.model else "resemblyzer+spectral"
+
 
 class Diarizer:
-    def __init__(self, config: DiarizeConfig = DiarizeConfig()):
+    def __init__(self, config: DiarizeConfig = DiarizeConfig(), placement: Placement = Placement()):
         self.config = config
+        self.model_id = config.model_id
         if config.model:
-            self._backend = _PyannoteBackend(config.model, config.device)
-            self.model_id = f"pyannote/{config.model}"
+            self._backend = _PyannoteBackend(config.model, placement.torch_device)
         else:
-            self._backend = _EncoderBackend(config)
-            self.model_id = "resemblyzer+spectral"
+            self._backend = _EncoderBackend(config, placement.torch_device)
 
-    def diarize(self, audio: Audio, speech: list[tuple[float, float]] | None = None,
-                count: SpeakerCount = SpeakerCount()) -> list[Turn]:
+    def diarize(
+        self, audio: Audio, speech: list[tuple[float, float]] | None = None, count: SpeakerCount = SpeakerCount()
+    ) -> list[Turn]:
         """Speaker turns in time order. `speech`: the VAD's regions (computed if omitted by
         the offline backend's caller; pyannote finds its own)."""
         return self._backend.diarize(audio, speech, count)
@@ -76,8 +85,9 @@ class Diarizer:
 
 # --- offline: resemblyzer encoder + spectral clustering ---------------------------------------
 
+
 class _EncoderBackend:
-    def __init__(self, config: DiarizeConfig):
+    def __init__(self, config: DiarizeConfig, device: str):
         import warnings
 
         import torch
@@ -87,7 +97,7 @@ class _EncoderBackend:
             from resemblyzer import VoiceEncoder
 
         self.config = config
-        self.encoder = VoiceEncoder(device=torch.device(config.device), verbose=False)
+        self.encoder = VoiceEncoder(device=torch.device(device), verbose=False)
         self.encoder.eval()
         # librosa's first mel spectrogram compiles kernels: pay that at load, not per request.
         noise = np.random.default_rng(0).normal(0, 0.05, 2 * SAMPLE_RATE).astype(np.float32)
@@ -103,7 +113,7 @@ class _EncoderBackend:
         windows = _windows(speech, audio.duration, self.config.hop_seconds)
         embeddings = self._embed(audio, windows)
         labels = cluster(embeddings, low, high, self.config.keep_fraction)
-        return _turns(speech, windows, labels)
+        return _turns(speech, windows, labels, min_speakers=low)
 
     def _embed(self, audio: Audio, windows: list[tuple[float, float, float, float]]) -> np.ndarray:
         import torch
@@ -114,11 +124,11 @@ class _EncoderBackend:
         if len(mel) < WINDOW_FRAMES:
             mel = np.pad(mel, ((0, WINDOW_FRAMES - len(mel)), (0, 0)))
         starts = [min(max(0, int(round(w[0] / FRAME_SECONDS))), len(mel) - WINDOW_FRAMES) for w in windows]
-        batch = np.stack([mel[s: s + WINDOW_FRAMES] for s in starts])
+        batch = np.stack([mel[s : s + WINDOW_FRAMES] for s in starts])
         out = []
         with torch.inference_mode():
             for i in range(0, len(batch), 256):
-                part = torch.from_numpy(batch[i: i + 256]).to(self.encoder.device)
+                part = torch.from_numpy(batch[i : i + 256]).to(self.encoder.device)
                 out.append(self.encoder(part).cpu().numpy())
         return np.concatenate(out)
 
@@ -164,7 +174,10 @@ def cluster(embeddings: np.ndarray, low: int, high: int, keep_fraction: float = 
     if low == high:
         k = low
     else:
-        gaps = eigenvalues[low - 1: high] - eigenvalues[low: high + 1]
+        # The gap after the k-th eigenvalue needs a (k+1)-th: estimate k <= n - 1 (never one
+        # speaker per window), else the slices differ in length when there are <= high windows.
+        top = min(high, n - 1)
+        gaps = eigenvalues[low - 1 : top] - eigenvalues[low : top + 1]
         k = low + int(np.argmax(gaps))
     k = max(k, 2) if low >= 2 else k
     if k == 1:
@@ -194,10 +207,15 @@ def _relabel_by_first_appearance(labels: np.ndarray) -> np.ndarray:
     return np.array([order[int(label)] for label in labels], dtype=int)
 
 
-def _turns(speech, windows, labels: np.ndarray, min_turn: float = 0.5, bridge: float = 1.0) -> list[Turn]:
+def _turns(
+    speech, windows, labels: np.ndarray, min_turn: float = 0.5, bridge: float = 1.0, min_speakers: int = 1
+) -> list[Turn]:
     """Windows' owned spans -> turns: majority-smoothed within each region, merged, and turns
-    shorter than `min_turn` given to the longer neighbour."""
-    labels = _smooth(labels, windows)
+    shorter than `min_turn` given to the longer neighbour. Neither step takes the number of
+    speakers below `min_speakers` (the lower bound given, capped at the clusters found): a
+    speaker that would vanish keeps its windows through smoothing and its longest turn."""
+    floor = min(min_speakers, len(np.unique(labels)))
+    labels = _smooth(labels, windows, floor=floor)
     spans = [(w[2], w[3], int(label)) for w, label in zip(windows, labels)]
     merged: list[list] = []
     for start, end, label in spans:
@@ -211,6 +229,8 @@ def _turns(speech, windows, labels: np.ndarray, min_turn: float = 0.5, bridge: f
         for i, (start, end, label) in enumerate(merged):
             if end - start >= min_turn:
                 continue
+            if len({t[2] for t in merged}) <= floor and i == _longest_turn(merged, label):
+                continue
             neighbours = [j for j in (i - 1, i + 1) if 0 <= j < len(merged)]
             j = max(neighbours, key=lambda j: merged[j][1] - merged[j][0])
             merged[i][2] = merged[j][2]
@@ -220,7 +240,11 @@ def _turns(speech, windows, labels: np.ndarray, min_turn: float = 0.5, bridge: f
     return [Turn(round(s, 3), round(e, 3), f"SPEAKER_{label:02d}") for s, e, label in merged]
 
 
-def _smooth(labels: np.ndarray, windows, width: int = 5) -> np.ndarray:
+def _longest_turn(turns: list[list], label: int) -> int:
+    return max((j for j, t in enumerate(turns) if t[2] == label), key=lambda j: turns[j][1] - turns[j][0])
+
+
+def _smooth(labels: np.ndarray, windows, width: int = 5, floor: int = 1) -> np.ndarray:
     out = labels.copy()
     half = width // 2
     for i in range(len(labels)):
@@ -230,6 +254,12 @@ def _smooth(labels: np.ndarray, windows, width: int = 5) -> np.ndarray:
         values, counts = np.unique(neighbourhood, return_counts=True)
         if counts.max() > len(neighbourhood) // 2:
             out[i] = values[np.argmax(counts)]
+    # Majority voting erases a cluster of scattered windows: while that leaves fewer than
+    # `floor` labels, give the largest erased cluster its windows back.
+    while len(np.unique(out)) < floor:
+        erased = [label for label in np.unique(labels) if not np.any(out == label)]
+        label = max(erased, key=lambda label: int(np.sum(labels == label)))
+        out[labels == label] = label
     return out
 
 
@@ -244,6 +274,7 @@ def _coalesce(turns: list[list]) -> list[list]:
 
 
 # --- pyannote (production) ---------------------------------------------------------------------
+
 
 class _PyannoteBackend:
     def __init__(self, model: str, device: str):
@@ -260,17 +291,21 @@ class _PyannoteBackend:
                 f"WXS_ALLOW_DOWNLOAD=1 and HF_TOKEN (the model is gated)"
             )
         try:
-            self.pipeline = DiarizationPipeline(model_name=str(local) if local.is_dir() else model,
-                                                token=token, device=device)
+            self.pipeline = DiarizationPipeline(
+                model_name=str(local) if local.is_dir() else model, token=token, device=device
+            )
         except Exception as exc:
             raise ModelNotFound(f"cannot load pyannote pipeline {model!r}: {exc}") from exc
 
     def diarize(self, audio: Audio, speech, count: SpeakerCount) -> list[Turn]:
         count.bounds()
-        frame = self.pipeline(audio.samples, num_speakers=count.num_speakers,
-                              min_speakers=count.min_speakers, max_speakers=count.max_speakers)
-        turns = [Turn(round(float(r.start), 3), round(float(r.end), 3), str(r.speaker))
-                 for r in frame.itertuples()]
+        frame = self.pipeline(
+            audio.samples,
+            num_speakers=count.num_speakers,
+            min_speakers=count.min_speakers,
+            max_speakers=count.max_speakers,
+        )
+        turns = [Turn(round(float(r.start), 3), round(float(r.end), 3), str(r.speaker)) for r in frame.itertuples()]
         return sorted(turns, key=lambda t: (t.start, t.end))
 
 

@@ -7,10 +7,10 @@ installed with the `test` extra.
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 
 @lru_cache(maxsize=1)
@@ -46,15 +46,16 @@ def read_references(speech_dir: Path) -> list[Reference]:
     """Rows of shared/data/speech/references.tsv, paths made absolute."""
     with open(speech_dir / "references.tsv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    return [Reference(speech_dir / r["path"], float(r["duration_s"]), r["language"], r["transcript"])
-            for r in rows]
+    return [Reference(speech_dir / r["path"], float(r["duration_s"]), r["language"], r["transcript"]) for r in rows]
 
 
 # --- diarization ---------------------------------------------------------------------------
 
+
 def read_rttm(path: Path):
     """An RTTM file as a pyannote Annotation (all of its files' turns)."""
-    from pyannote.core import Annotation, Segment as Span
+    from pyannote.core import Annotation
+    from pyannote.core import Segment as Span
 
     annotation = Annotation()
     for line in Path(path).read_text().splitlines():
@@ -66,7 +67,8 @@ def read_rttm(path: Path):
 
 
 def annotation_of(turns):
-    from pyannote.core import Annotation, Segment as Span
+    from pyannote.core import Annotation
+    from pyannote.core import Segment as Span
 
     annotation = Annotation()
     for turn in turns:
@@ -84,6 +86,7 @@ def diarization_error_rate(reference, turns, collar: float = 0.0) -> float:
 
 
 # --- word timing -------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Utterance:

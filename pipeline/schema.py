@@ -71,7 +71,7 @@ class ChunkResult:
     index: int
     language: str
     segments: list[Segment]
-    start: float = 0.0      # the chunk's span in the audio
+    start: float = 0.0  # the chunk's span in the audio
     end: float = 0.0
 
 
@@ -108,14 +108,18 @@ class Transcript:
     def from_dict(cls, data: dict) -> Transcript:
         segments = [
             Segment(
-                start=s["start"], end=s["end"], text=s["text"],
+                start=s["start"],
+                end=s["end"],
+                text=s["text"],
                 words=[Word(**w) for w in s.get("words", [])],
-                avg_logprob=s.get("avg_logprob"), speaker=s.get("speaker"),
+                avg_logprob=s.get("avg_logprob"),
+                speaker=s.get("speaker"),
             )
             for s in data["segments"]
         ]
-        return cls(segments=segments, language=data["language"], duration=data["duration"],
-                   models=dict(data.get("models", {})))
+        return cls(
+            segments=segments, language=data["language"], duration=data["duration"], models=dict(data.get("models", {}))
+        )
 
 
 def _drop_none(d: dict) -> dict:

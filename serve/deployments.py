@@ -11,18 +11,21 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import ray
 from ray import serve
 from ray.serve.metrics import Counter, Histogram
 
-from pipeline.align import AlignConfig, Aligner
-from pipeline.asr import AsrConfig, DecodeOptions, Transcriber
-from pipeline.diarize import DiarizeConfig, Diarizer, SpeakerCount
+from cluster.placement import from_ray
+from pipeline.align import Aligner
+from pipeline.asr import DecodeOptions, Transcriber
+from pipeline.config import PipelineConfig
+from pipeline.diarize import Diarizer, SpeakerCount
+from pipeline.models import AsrCard
 from pipeline.schema import SAMPLE_RATE, Audio, Chunk, ChunkResult, Segment, Turn
-from serve.config import ServiceConfig
+from serve.config import DEFAULT_BATCHING
 
 log = logging.getLogger("whisperx_serve")
 
@@ -48,14 +51,9 @@ class ChunkJob:
 @dataclass(frozen=True)
 class ChunkOutcome:
     result: ChunkResult
-    batch_size: int          # chunks decoded together in this chunk's batch
-    batch_requests: int      # distinct requests those chunks came from
+    batch_size: int  # chunks decoded together in this chunk's batch
+    batch_requests: int  # distinct requests those chunks came from
     decode_seconds: float
-
-
-def replica_device() -> str:
-    """The device this replica really has: a GPU only if Ray assigned one."""
-    return "cuda" if ray.get_gpu_ids() else "cpu"
 
 
 async def fetch(audio: AudioRef) -> np.ndarray:
@@ -64,15 +62,14 @@ async def fetch(audio: AudioRef) -> np.ndarray:
 
 @serve.deployment(name="Transcriber", max_ongoing_requests=64)
 class TranscriberDeployment:
-    def __init__(self, config: ServiceConfig, asr_model: str, compute_type: str | None):
+    def __init__(self, config: PipelineConfig, threads: int | None = None):
         # batch_size: Serve forms the batches; the engine must not split them further.
-        self.engine = Transcriber(AsrConfig(model=asr_model, device=replica_device(), compute_type=compute_type,
-                                            cpu_threads=config.cpu_threads, num_workers=config.asr_workers,
-                                            batch_size=1024))
-        self._batch_size = Histogram("whisperx_asr_batch_size", description="chunks per ASR batch",
-                                     boundaries=[1, 2, 4, 8, 16, 32, 64])
+        self.engine = Transcriber(replace(config.asr, batch_size=1024), from_ray(threads))
+        self._batch_size = Histogram(
+            "whisperx_asr_batch_size", description="chunks per ASR batch", boundaries=[1, 2, 4, 8, 16, 32, 64]
+        )
         self._chunks = Counter("whisperx_asr_chunks", description="chunks decoded")
-        self._batching = {"max_batch_size": 4, "batch_wait_timeout_s": 0.01}
+        self._batching = dict(DEFAULT_BATCHING)
 
     def reconfigure(self, user_config: dict) -> None:
         """max_batch_size / batch_wait_timeout_s from user_config, changed without a restart."""
@@ -83,13 +80,25 @@ class TranscriberDeployment:
             self._batching["batch_wait_timeout_s"] = float(user_config["batch_wait_timeout_s"])
             self.transcribe.set_batch_wait_timeout_s(self._batching["batch_wait_timeout_s"])
 
+    def card(self) -> AsrCard:
+        return self.engine.card
+
     def info(self) -> dict:
-        return {"model": self.engine.model_id, "pid": os.getpid(), "multilingual": self.engine.is_multilingual,
-                "languages": self.engine.languages, "device": self.engine.device,
-                "compute_type": self.engine.compute_type, "workers": self.engine.num_workers,
-                "threads_per_worker": self.engine.cpu_threads, **self._batching}
+        placement = self.engine.placement
+        return {
+            "model": self.engine.model_id,
+            "pid": os.getpid(),
+            "device": placement.device,
+            "cpu_threads": placement.cpu_threads,
+            "gpu_share": placement.gpu_share,
+            "compute_type": self.engine.compute_type,
+            "workers": self.engine.num_workers,
+            "threads_per_worker": self.engine.cpu_threads,
+            **self._batching,
+        }
 
     async def detect_language(self, audio: AudioRef, regions: list[tuple[float, float]]) -> str:
+        """The vote over the chunks the plan sampled."""
         samples = await fetch(audio)
         chunks = [_chunk("detect", i, s, e, samples) for i, (s, e) in enumerate(regions)]
         language, _ = await asyncio.to_thread(self.engine.detect_language, chunks)
@@ -97,7 +106,11 @@ class TranscriberDeployment:
 
     # Two batches at once: with two CTranslate2 workers they decode in parallel (on CPU, one
     # core each); with one worker the second waits in CTranslate2's queue, already formed.
-    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.01, max_concurrent_batches=2)
+    @serve.batch(
+        max_batch_size=DEFAULT_BATCHING["max_batch_size"],
+        batch_wait_timeout_s=DEFAULT_BATCHING["batch_wait_timeout_s"],
+        max_concurrent_batches=2,
+    )
     async def transcribe(self, jobs: list[ChunkJob]) -> list[ChunkOutcome]:
         arrays = {}
         for job in jobs:
@@ -114,19 +127,20 @@ class TranscriberDeployment:
 
 
 def _chunk(audio_id: str, index: int, start: float, end: float, samples: np.ndarray) -> Chunk:
-    return Chunk(audio_id=audio_id, index=index, start=start, end=end,
-                 samples=samples[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)])
+    return Chunk(
+        audio_id=audio_id,
+        index=index,
+        start=start,
+        end=end,
+        samples=samples[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)],
+    )
 
 
 @serve.deployment(name="Aligner", max_ongoing_requests=8)
 class AlignerDeployment:
-    def __init__(self, config: ServiceConfig, align_model: str, max_loaded_models: int = 2):
-        self.engine = Aligner(AlignConfig(model=align_model, device=replica_device(),
-                                          max_loaded_models=max_loaded_models))
-        self._lock = threading.Lock()   # one alignment at a time per replica: bounded memory
-
-    def model_id(self, language: str) -> str:
-        return self.engine.model_id(language)
+    def __init__(self, config: PipelineConfig, threads: int | None = None):
+        self.engine = Aligner(config.align, from_ray(threads))
+        self._lock = threading.Lock()  # one alignment at a time per replica: bounded memory
 
     async def align(self, audio: AudioRef, results: list[ChunkResult], language: str) -> list[Segment]:
         samples = await fetch(audio)
@@ -140,12 +154,9 @@ class AlignerDeployment:
 
 @serve.deployment(name="Diarizer", max_ongoing_requests=8)
 class DiarizerDeployment:
-    def __init__(self, config: ServiceConfig, diarize_model: str | None):
-        self.engine = Diarizer(DiarizeConfig(model=diarize_model, device=replica_device()))
+    def __init__(self, config: PipelineConfig, threads: int | None = None):
+        self.engine = Diarizer(config.diarize, from_ray(threads))
         self._lock = threading.Lock()
-
-    def model_id(self) -> str:
-        return self.engine.model_id
 
     async def diarize(self, audio: AudioRef, speech: list[tuple[float, float]], count: SpeakerCount) -> list[Turn]:
         samples = await fetch(audio)

@@ -7,7 +7,13 @@ import logging
 from starlette.responses import JSONResponse
 
 from pipeline.errors import (
-    AudioDecodeError, AudioEmpty, AudioTooLarge, AudioTooLong, InvalidOption, ModelNotFound, PipelineError,
+    AudioDecodeError,
+    AudioEmpty,
+    AudioTooLarge,
+    AudioTooLong,
+    InvalidOption,
+    ModelNotFound,
+    PipelineError,
     UnsupportedLanguage,
 )
 
@@ -31,7 +37,7 @@ _STATUS: list[tuple[type[PipelineError], int]] = [
     (AudioTooLarge, 413),
     (AudioTooLong, 413),
     (AudioEmpty, 400),
-    (AudioDecodeError, 415),       # includes AudioTruncated
+    (AudioDecodeError, 415),  # includes AudioTruncated
     (UnsupportedLanguage, 422),
     (InvalidOption, 422),
     (ModelNotFound, 422),
@@ -47,8 +53,9 @@ def status_of(exc: PipelineError) -> int:
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     kind = "invalid_request_error" if status < 500 else "server_error"
-    return JSONResponse({"error": {"message": message, "type": kind, "code": code}}, status_code=status,
-                        headers=headers)
+    return JSONResponse(
+        {"error": {"message": message, "type": kind, "code": code}}, status_code=status, headers=headers
+    )
 
 
 def response_for(exc: BaseException, retry_after_s: int) -> JSONResponse:
@@ -59,7 +66,8 @@ def response_for(exc: BaseException, retry_after_s: int) -> JSONResponse:
     if isinstance(exc, PipelineError):
         return error_response(status_of(exc), exc.code, str(exc))
     if isinstance(exc, (Overloaded, BackPressureError)):
-        return error_response(503, "overloaded", "the service is at capacity; retry later",
-                              {"Retry-After": str(retry_after_s)})
+        return error_response(
+            503, "overloaded", "the service is at capacity; retry later", {"Retry-After": str(retry_after_s)}
+        )
     log.exception("unexpected error", exc_info=exc)
     return error_response(500, "internal_error", f"internal error ({type(exc).__name__})")

@@ -5,17 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from starlette.datastructures import UploadFile
-from starlette.requests import Request
+from starlette.requests import Request as HttpRequest
 
-from pipeline.asr import DecodeOptions
 from pipeline.diarize import SpeakerCount
 from pipeline.errors import InvalidOption
-from pipeline.formats import CONTENT_TYPES
-from pipeline.runner import JobOptions
+from pipeline.plan import FORMATS, Request
 from serve.errors import RequestError
 
 OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
-NATIVE_FORMATS = tuple(CONTENT_TYPES)
+NATIVE_FORMATS = FORMATS
 
 
 @dataclass(frozen=True)
@@ -28,20 +26,20 @@ class Upload:
         return values[-1] if values else None
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
+async def read_body(request: HttpRequest, max_bytes: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
         raise RequestError(413, "upload_too_large", f"the upload is {declared} bytes; the limit is {max_bytes}")
     chunks, total = [], 0
     async for chunk in request.stream():
         total += len(chunk)
-        if total > max_bytes + 64 * 1024:   # allowance for the multipart envelope
+        if total > max_bytes + 64 * 1024:  # allowance for the multipart envelope
             raise RequestError(413, "upload_too_large", f"the upload is over the limit of {max_bytes} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-async def read_upload(request: Request, max_bytes: int) -> Upload:
+async def read_upload(request: HttpRequest, max_bytes: int) -> Upload:
     """A multipart form with a `file` part (OpenAI's shape), or the raw audio as the body
     with options in the query string (handy for curl --data-binary)."""
     body = await read_body(request, max_bytes)
@@ -53,7 +51,7 @@ async def read_upload(request: Request, max_bytes: int) -> Upload:
     async def replay():
         return {"type": "http.request", "body": body, "more_body": False}
 
-    form_request = Request(request.scope, replay)
+    form_request = HttpRequest(request.scope, replay)
     try:
         form = await form_request.form(max_files=1, max_fields=64)
     except Exception as exc:  # starlette raises several types for malformed multipart bodies
@@ -102,35 +100,39 @@ def _format(upload: Upload, allowed: tuple[str, ...], default: str) -> str:
     return fmt
 
 
-def _decode(upload: Upload) -> DecodeOptions:
-    language = (upload.get("language") or "").strip().lower() or None
-    return DecodeOptions(language=language, initial_prompt=upload.get("prompt") or None,
-                         temperature=_number(upload, "temperature", float, 0.0))
+def _common(upload: Upload) -> dict:
+    """The fields both endpoints take."""
+    return {
+        "language": upload.get("language"),
+        "initial_prompt": upload.get("prompt") or None,
+        "temperature": _number(upload, "temperature", float, 0.0),
+    }
 
 
-@dataclass(frozen=True)
-class ParsedRequest:
-    job: JobOptions
-    response_format: str
-    word_timestamps: bool = True
-
-
-def openai_request(upload: Upload) -> ParsedRequest:
+def openai_request(upload: Upload) -> Request:
     """OpenAI's /v1/audio/transcriptions fields."""
-    granularities = upload.fields.get("timestamp_granularities[]", []) + upload.fields.get("timestamp_granularities", [])
+    granularities = upload.fields.get("timestamp_granularities[]", []) + upload.fields.get(
+        "timestamp_granularities", []
+    )
     for g in granularities:
         if g not in ("word", "segment"):
             raise InvalidOption(f"timestamp_granularities[] must be word or segment, not {g!r}")
-    return ParsedRequest(job=JobOptions(decode=_decode(upload)),
-                         response_format=_format(upload, OPENAI_FORMATS, "json"),
-                         word_timestamps="word" in granularities)
+    return Request(
+        **_common(upload),
+        response_format=_format(upload, OPENAI_FORMATS, "json"),
+        word_timestamps="word" in granularities,
+    )
 
 
-def native_request(upload: Upload) -> ParsedRequest:
+def native_request(upload: Upload) -> Request:
     """The native endpoint: WhisperX's options."""
-    speakers = SpeakerCount(_number(upload, "num_speakers", int), _number(upload, "min_speakers", int), _number(upload, "max_speakers", int))
-    speakers.bounds()
-    diarize = _bool(upload, "diarize", False) or speakers != SpeakerCount()
-    return ParsedRequest(job=JobOptions(decode=_decode(upload), align=_bool(upload, "align", True),
-                                        diarize=diarize, speakers=speakers),
-                         response_format=_format(upload, NATIVE_FORMATS, "whisperx"))
+    speakers = SpeakerCount(
+        _number(upload, "num_speakers", int), _number(upload, "min_speakers", int), _number(upload, "max_speakers", int)
+    )
+    return Request(
+        **_common(upload),
+        align=_bool(upload, "align", True),
+        diarize=_bool(upload, "diarize", False),
+        speakers=speakers,
+        response_format=_format(upload, NATIVE_FORMATS, "whisperx"),
+    )

@@ -16,22 +16,36 @@ def schema(args: dict | None, port: int, deployments: dict[str, dict] | None = N
     return {
         "proxy_location": "HeadOnly",
         "http_options": {"host": "127.0.0.1", "port": port, "request_timeout_s": 900},
-        "applications": [{
-            "name": APP_NAME, "route_prefix": "/", "import_path": "serve.app:build_app",
-            "args": args or {},
-            "deployments": [{"name": name, **options} for name, options in (deployments or {}).items()],
-        }],
+        "applications": [
+            {
+                "name": APP_NAME,
+                "route_prefix": "/",
+                "import_path": "serve.app:build_app",
+                "args": args or {},
+                "deployments": [{"name": name, **options} for name, options in (deployments or {}).items()],
+            }
+        ],
     }
 
 
-def start(args: dict | None = None, port: int = 8000, deployments: dict[str, dict] | None = None,
-          num_cpus: int | None = None, ready_timeout_s: float = 300.0) -> str:
+def start(
+    args: dict | None = None,
+    port: int = 8000,
+    deployments: dict[str, dict] | None = None,
+    num_cpus: int | None = None,
+    ready_timeout_s: float = 300.0,
+) -> str:
     """Deploy and wait until /healthz answers 200; returns the base URL."""
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 logging_level="WARNING", log_to_driver=False)
+        ray.init(
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+            logging_level="WARNING",
+            log_to_driver=False,
+        )
     _deploy(schema(args, port, deployments))
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + ready_timeout_s
@@ -56,8 +70,9 @@ def _deploy(config: dict) -> None:
     from ray.serve.schema import ServeDeploySchema
 
     validated = ServeDeploySchema.model_validate(config)
-    client = serve_api.serve_start(http_options=validated.http_options.model_dump(),
-                                   proxy_location=validated.proxy_location)
+    client = serve_api.serve_start(
+        http_options=validated.http_options.model_dump(), proxy_location=validated.proxy_location
+    )
     client.deploy_apps(validated, _blocking=False)
 
 

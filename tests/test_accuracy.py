@@ -18,6 +18,7 @@ def test_jfk(local_pipeline, speech_dir):
     assert t.duration == pytest.approx(11.0, abs=0.01)
 
 
+@pytest.mark.slow
 def test_dev_set_wer_not_worse_than_plain_whisperx(local_pipeline, english):
     from benchmarks.common import PlainWhisperX
 
@@ -28,6 +29,8 @@ def test_dev_set_wer_not_worse_than_plain_whisperx(local_pipeline, english):
     baseline_wer = corpus_wer(references, [baseline.transcribe(p) for p in paths])
     ours = [r.transcript.text for r in local_pipeline.transcribe_many(paths)]
     our_wer = corpus_wer(references, ours)
-    print(f"\ncorpus WER over {len(paths)} files: plain WhisperX {100 * baseline_wer:.2f} %, "
-          f"whisperx-serve {100 * our_wer:.2f} %")
+    print(
+        f"\ncorpus WER over {len(paths)} files: plain WhisperX {100 * baseline_wer:.2f} %, "
+        f"whisperx-serve {100 * our_wer:.2f} %"
+    )
     assert our_wer <= baseline_wer + 0.005

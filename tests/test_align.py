@@ -13,32 +13,48 @@ import numpy as np
 import pytest
 
 from pipeline.align import AlignConfig, Aligner, _fill_times
+from pipeline.config import PipelineConfig
 from pipeline.errors import ModelNotFound
 from pipeline.evaluation import boundary_errors, normalize_english, read_stm
-from pipeline.runner import LocalPipeline, PipelineConfig
+from pipeline.runner import LocalPipeline
 from tests.test_pipeline import assert_well_formed
 
 
 def build_wav2vec2(folder):
     """A tiny Wav2Vec2ForCTC + processor saved as an HF model directory."""
     import torch
-    from transformers import (Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor,
-                              Wav2Vec2ForCTC, Wav2Vec2Processor)
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Processor,
+    )
 
     folder.mkdir(parents=True)
     vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4}
     for c in "abcdefghijklmnopqrstuvwxyz'":
         vocab[c] = len(vocab)
     (folder / "vocab.json").write_text(json.dumps(vocab))
-    tokenizer = Wav2Vec2CTCTokenizer(str(folder / "vocab.json"), unk_token="<unk>", pad_token="<pad>",
-                                     word_delimiter_token="|")
-    features = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0,
-                                        do_normalize=True, return_attention_mask=False)
+    tokenizer = Wav2Vec2CTCTokenizer(
+        str(folder / "vocab.json"), unk_token="<unk>", pad_token="<pad>", word_delimiter_token="|"
+    )
+    features = Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True, return_attention_mask=False
+    )
     Wav2Vec2Processor(feature_extractor=features, tokenizer=tokenizer).save_pretrained(folder)
     torch.manual_seed(0)
-    config = Wav2Vec2Config(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                            intermediate_size=64, conv_dim=(16,) * 7, num_conv_pos_embeddings=16,
-                            num_conv_pos_embedding_groups=2, pad_token_id=0)
+    config = Wav2Vec2Config(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        pad_token_id=0,
+    )
     Wav2Vec2ForCTC(config).save_pretrained(folder)
     return folder
 
@@ -74,10 +90,12 @@ def test_wav2vec2_with_digits_and_symbols(aligned_pipeline, speak):
 
 
 def test_unalignable_words_are_interpolated():
-    raw = [{"word": "It", "start": 1.0, "end": 1.2, "score": 0.9},
-           {"word": "cost"},                                   # whisperx: no aligned characters
-           {"word": "£13.60", "start": 5.0},
-           {"word": "today.", "start": 2.0, "end": 2.4, "score": 0.8}]
+    raw = [
+        {"word": "It", "start": 1.0, "end": 1.2, "score": 0.9},
+        {"word": "cost"},  # whisperx: no aligned characters
+        {"word": "£13.60", "start": 5.0},
+        {"word": "today.", "start": 2.0, "end": 2.4, "score": 0.8},
+    ]
     words = _fill_times(raw, seg_start=0.5, seg_end=3.0)
     assert [w.word for w in words] == ["It", "cost", "£13.60", "today."]
     assert [w.interpolated for w in words] == [None, True, True, None]
@@ -88,8 +106,8 @@ def test_unalignable_words_are_interpolated():
 
 
 def test_alignment_models_are_a_bounded_lru(wav2vec2_dirs, local_pipeline, pyannote_sample):
-    from pipeline.audio import load_audio
     from pipeline.asr import DecodeOptions
+    from pipeline.audio import load_audio
 
     audio = load_audio(pyannote_sample)
     chunks = local_pipeline.vad.chunks(audio, "x")
@@ -98,7 +116,7 @@ def test_alignment_models_are_a_bounded_lru(wav2vec2_dirs, local_pipeline, pyann
     aligner = Aligner(AlignConfig(model=str(a), language_models={"de": str(b)}, max_loaded_models=1))
     aligner.align(audio, results, "en")
     assert aligner.loaded() == [f"en:{a}"]
-    aligner.align(audio, results, "de")   # the language only picks the model here
+    aligner.align(audio, results, "de")  # the language only picks the model here
     assert aligner.loaded() == [f"de:{b}"]
 
 
@@ -127,13 +145,17 @@ def test_sentence_splitting_works_offline(monkeypatch, tmp_path):
     splitter = nltk.data.load("tokenizers/punkt_tab/english.pickle")
     text = "Dr. Smith met Mr. Jones at 3 p.m. today. They talked! Did it help? Yes."
     assert [text[a:b] for a, b in splitter.span_tokenize(text)] == [
-        "Dr. Smith met Mr. Jones at 3 p.m. today.", "They talked!", "Did it help?", "Yes."]
+        "Dr. Smith met Mr. Jones at 3 p.m. today.",
+        "They talked!",
+        "Did it help?",
+        "Yes.",
+    ]
 
 
 def test_cross_attention_word_boundaries(local_pipeline, speech_dir):
     folder = speech_dir / "diarization"
     t = local_pipeline.transcribe(folder / "librispeech_3spk_turns.flac")
     errors = boundary_errors(read_stm(folder / "librispeech_3spk_turns.stm"), t.words)
-    assert len(errors) >= 18                  # of 24 utterance boundaries; measured 23
+    assert len(errors) >= 18  # of 24 utterance boundaries; measured 23
     print(f"\nmedian word-boundary error at utterance joins: {np.median(errors):.3f} s")
-    assert np.median(errors) < 0.45           # measured 0.284 s (joins include LibriSpeech's silences)
+    assert np.median(errors) < 0.45  # measured 0.284 s (joins include LibriSpeech's silences)

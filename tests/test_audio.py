@@ -12,8 +12,13 @@ from pipeline.errors import AudioDecodeError, AudioEmpty, AudioTooLarge, AudioTo
 from tests.conftest import ffmpeg
 
 # extension -> (sample rate, encoder args); opus only takes 48 kHz, the others 44.1 kHz.
-FORMATS = {"wav": (44100, []), "flac": (44100, []), "mp3": (44100, ["-b:a", "64k"]),
-           "ogg": (48000, ["-c:a", "libopus"]), "m4a": (44100, ["-c:a", "aac"])}
+FORMATS = {
+    "wav": (44100, []),
+    "flac": (44100, []),
+    "mp3": (44100, ["-b:a", "64k"]),
+    "ogg": (48000, ["-c:a", "libopus"]),
+    "m4a": (44100, ["-c:a", "aac"]),
+}
 
 
 @pytest.fixture(scope="module")
@@ -47,9 +52,23 @@ def test_formats_from_path_and_bytes(ext, pyannote_sample, reference, tmp_path):
 def test_stereo_is_averaged_to_mono(tmp_path):
     # left = 440 Hz tone, right = silence -> mono is half the tone's amplitude
     path = tmp_path / "stereo.wav"
-    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000:duration=1",
-           "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-filter_complex",
-           "[0:a][1:a]amerge=inputs=2[a]", "-map", "[a]", "-t", "1", str(path))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=16000:duration=1",
+        "-f",
+        "lavfi",
+        "-i",
+        "anullsrc=r=16000:cl=mono",
+        "-filter_complex",
+        "[0:a][1:a]amerge=inputs=2[a]",
+        "-map",
+        "[a]",
+        "-t",
+        "1",
+        str(path),
+    )
     audio = load_audio(path)
     tone = load_audio(_tone(tmp_path))
     assert np.abs(audio.samples).max() == pytest.approx(np.abs(tone.samples).max() / 2, rel=0.05)

@@ -19,7 +19,8 @@ import pytest
 
 from cluster.batch import RunOptions, run_batch
 from cluster.schema import FILE_SCHEMA, SEGMENT_SCHEMA
-from cluster.stages import JobSettings
+from pipeline.config import PipelineConfig
+from pipeline.plan import Request
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,8 +29,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def ray_cluster():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-             _node_ip_address="127.0.0.1")
+    ray.init(
+        num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR", _node_ip_address="127.0.0.1"
+    )
     yield
     ray.shutdown()
 
@@ -49,10 +51,9 @@ def corpus(speech_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def library():
-    from pipeline.runner import LocalPipeline, PipelineConfig
-    from pipeline.vad import VadOptions
+    from pipeline.runner import LocalPipeline
 
-    return LocalPipeline(PipelineConfig(vad=VadOptions(step_seconds=2.5)))
+    return LocalPipeline()
 
 
 def quiet(**kwargs) -> RunOptions:
@@ -64,7 +65,7 @@ def read(output) -> pa.Table:
 
 
 def test_every_file_once_with_the_library_text(ray_cluster, corpus, library, tmp_path):
-    summary = run_batch(str(corpus), str(tmp_path / "out"), JobSettings(), quiet())
+    summary = run_batch(str(corpus), str(tmp_path / "out"), PipelineConfig(), Request(), quiet())
     table = read(tmp_path / "out")
     rows = {r["path"]: r for r in table.to_pylist()}
     audio = sorted(str(p) for p in corpus.rglob("*") if p.suffix in (".wav", ".flac"))
@@ -87,60 +88,69 @@ def test_every_file_once_with_the_library_text(ray_cluster, corpus, library, tmp
 
 def test_stop_then_resume_redoes_nothing(ray_cluster, corpus, tmp_path):
     out = str(tmp_path / "out")
-    first = run_batch(str(corpus), out, JobSettings(), quiet(max_files=3, files_per_batch=1))
+    first = run_batch(str(corpus), out, PipelineConfig(), Request(), quiet(max_files=3, files_per_batch=1))
     assert first.files_done == 3 and read(out).num_rows == 3
-    second = run_batch(str(corpus), out, JobSettings(), quiet())
+    second = run_batch(str(corpus), out, PipelineConfig(), Request(), quiet())
     table = read(out)
     assert second.files_done == 5 and second.files_skipped == 3
     paths = table.column("path").to_pylist()
     assert len(paths) == len(set(paths)) == 8
     assert collections.Counter(table.column("run_id").to_pylist()) == {first.run_id: 3, second.run_id: 5}
-    third = run_batch(str(corpus), out, JobSettings(), quiet())
+    third = run_batch(str(corpus), out, PipelineConfig(), Request(), quiet())
     assert third.files_done == 0 and third.files_skipped == 8 and read(out).num_rows == 8
 
 
+@pytest.mark.slow
 def test_killed_job_resumes(ray_cluster, corpus, tmp_path):
     out = tmp_path / "out"
     log = open(tmp_path / "job.log", "wb")
-    job = subprocess.Popen([sys.executable, "-m", "cluster.batch", str(corpus), str(out), "--files-per-batch", "1",
-                            "--no-progress"], cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    job = subprocess.Popen(
+        [sys.executable, "-m", "cluster.batch", str(corpus), str(out), "--files-per-batch", "1", "--no-progress"],
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 240
     while not (out.exists() and len(list(out.glob("part-*.parquet"))) >= 2):
         assert job.poll() is None, (tmp_path / "job.log").read_text()[-2000:]
         assert time.monotonic() < deadline, "the job wrote nothing in 240 s"
         time.sleep(0.2)
-    os.killpg(job.pid, signal.SIGKILL)          # no cleanup, no goodbye
+    os.killpg(job.pid, signal.SIGKILL)  # no cleanup, no goodbye
     job.wait()
     before = read(out)
     survivors = dict(zip(before.column("path").to_pylist(), before.column("run_id").to_pylist()))
     assert 2 <= len(survivors) < 8
-    resumed = run_batch(str(corpus), str(out), JobSettings(), quiet())
+    resumed = run_batch(str(corpus), str(out), PipelineConfig(), Request(), quiet())
     after = read(out)
     paths = after.column("path").to_pylist()
     assert len(paths) == len(set(paths)) == 8, "a file is missing or was written twice"
     for path, run_id in zip(paths, after.column("run_id").to_pylist()):
-        assert run_id == survivors.get(path, resumed.run_id)   # finished files were not redone
+        assert run_id == survivors.get(path, resumed.run_id)  # finished files were not redone
     assert resumed.files_done == 8 - len(survivors)
 
 
 def test_manifests(ray_cluster, corpus, tmp_path):
     csv = corpus / "manifest.csv"
     csv.write_text("path\nbooks/" + "\nbooks/".join(sorted(p.name for p in (corpus / "books").iterdir())[:2]) + "\n")
-    run_batch(str(csv), str(tmp_path / "a"), JobSettings(), quiet())
+    run_batch(str(csv), str(tmp_path / "a"), PipelineConfig(), Request(), quiet())
     assert sorted(read(tmp_path / "a").column("path").to_pylist()) == sorted(
-        str(p) for p in sorted((corpus / "books").iterdir())[:2])
+        str(p) for p in sorted((corpus / "books").iterdir())[:2]
+    )
     manifest = tmp_path / "m.parquet"
     pq.write_table(pa.table({"path": [str(corpus / "jfk.flac")]}), manifest)
-    run_batch(str(manifest), str(tmp_path / "b"), JobSettings(), quiet())
+    run_batch(str(manifest), str(tmp_path / "b"), PipelineConfig(), Request(), quiet())
     assert "ask not what your country" in read(tmp_path / "b").column("text")[0].as_py().lower()
 
 
 def test_schemas_are_the_documented_ones(ray_cluster, corpus, speech_dir, tmp_path):
-    run_batch(str(corpus / "jfk.flac"), str(tmp_path / "files"), JobSettings(), quiet())
+    run_batch(str(corpus / "jfk.flac"), str(tmp_path / "files"), PipelineConfig(), Request(), quiet())
     part = next((tmp_path / "files").glob("part-*.parquet"))
     assert pq.read_schema(part).remove_metadata().equals(FILE_SCHEMA)
     sample = speech_dir / "diarization" / "sample.wav"
-    run_batch(str(sample), str(tmp_path / "segments"), JobSettings(per_segment=True, diarize=True), quiet())
+    run_batch(
+        str(sample), str(tmp_path / "segments"), PipelineConfig(), Request(diarize=True), quiet(), per_segment=True
+    )
     part = next((tmp_path / "segments").glob("part-*.parquet"))
     assert pq.read_schema(part).remove_metadata().equals(SEGMENT_SCHEMA)
     segments = pq.read_table(part).to_pylist()

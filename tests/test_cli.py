@@ -11,8 +11,9 @@ import numpy as np
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cluster.cli", "transcribe", *args],
-                          capture_output=True, text=True, timeout=600, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "cluster.cli", "transcribe", *args], capture_output=True, text=True, timeout=600, cwd=cwd
+    )
 
 
 def test_one_file_prints_json(pyannote_sample):

@@ -77,11 +77,20 @@ def test_tsv(transcript):
 def test_speakers_prefix_subtitles():
     import srt
 
-    t = Transcript(segments=[
-        Segment(0.0, 1.0, "Hello there.", [Word("Hello", 0.0, 0.4, 0.9, "SPEAKER_00"),
-                                           Word("there.", 0.5, 1.0, 0.9, "SPEAKER_00")], speaker="SPEAKER_00"),
-        Segment(1.2, 2.0, "Hi.", [Word("Hi.", 1.2, 2.0, 0.9, "SPEAKER_01")], speaker="SPEAKER_01"),
-    ], language="en", duration=2.5)
+    t = Transcript(
+        segments=[
+            Segment(
+                0.0,
+                1.0,
+                "Hello there.",
+                [Word("Hello", 0.0, 0.4, 0.9, "SPEAKER_00"), Word("there.", 0.5, 1.0, 0.9, "SPEAKER_00")],
+                speaker="SPEAKER_00",
+            ),
+            Segment(1.2, 2.0, "Hi.", [Word("Hi.", 1.2, 2.0, 0.9, "SPEAKER_01")], speaker="SPEAKER_01"),
+        ],
+        language="en",
+        duration=2.5,
+    )
     cues = list(srt.parse(render(t, "srt").decode()))
     assert [c.content for c in cues] == ["[SPEAKER_00]: Hello there.", "[SPEAKER_01]: Hi."]
     assert "[SPEAKER_01]: Hi." in render(t, "vtt").decode()

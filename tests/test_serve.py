@@ -51,11 +51,10 @@ def client(service):
 
 @pytest.fixture(scope="module")
 def library():
-    """The library pipeline configured as the service is (VAD step 2.5 s)."""
-    from pipeline.runner import LocalPipeline, PipelineConfig
-    from pipeline.vad import VadOptions
+    """The library pipeline, configured as the service is."""
+    from pipeline.runner import LocalPipeline
 
-    return LocalPipeline(PipelineConfig(vad=VadOptions(step_seconds=2.5)))
+    return LocalPipeline()  # the same PipelineConfig defaults as the service
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +94,7 @@ def test_concurrent_requests_are_batched_together(client, library, speech_dir):
         responses = list(pool.map(lambda p: post_native(client, p), paths))
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200]
     bodies = [r.json() for r in responses]
-    for path, body in zip(paths, bodies):   # each gets its own, correct transcript
+    for path, body in zip(paths, bodies):  # each gets its own, correct transcript
         assert normalize_english(body["text"]) == normalize_english(library.transcribe(path).text), path
     mixed = [n for b in bodies for n in b["service"]["batch_requests"]]
     print("\nbatch sizes:", [b["service"]["batch_sizes"] for b in bodies], "requests per batch:", mixed)
@@ -110,8 +109,9 @@ def test_openai_sdk_unchanged(service, pyannote_sample):
         plain = sdk.audio.transcriptions.create(model="whisper-1", file=f)
     assert "New Jersey" in plain.text
     with open(pyannote_sample, "rb") as f:
-        verbose = sdk.audio.transcriptions.create(model="whisper-1", file=f, response_format="verbose_json",
-                                                  timestamp_granularities=["word", "segment"])
+        verbose = sdk.audio.transcriptions.create(
+            model="whisper-1", file=f, response_format="verbose_json", timestamp_granularities=["word", "segment"]
+        )
     assert verbose.language == "english" and verbose.duration == pytest.approx(30.0, abs=0.01)
     assert verbose.words and all(w.start <= w.end for w in verbose.words)
     assert verbose.text == plain.text
@@ -140,8 +140,9 @@ def error_of(response, status, code):
 def test_bad_input_gets_clear_errors(client, service, pyannote_sample, tmp_path):
     url = "/v1/audio/transcriptions"
     error_of(client.post(url, files={"file": ("a.wav", b"")}), 400, "audio_empty")
-    error_of(client.post(url, files={"file": ("a.mp3", np.random.default_rng(0).bytes(5000))}), 415,
-             "audio_undecodable")
+    error_of(
+        client.post(url, files={"file": ("a.mp3", np.random.default_rng(0).bytes(5000))}), 415, "audio_undecodable"
+    )
     flac = tmp_path / "s.flac"
     ffmpeg("-i", str(pyannote_sample), str(flac))
     data = flac.read_bytes()
@@ -151,15 +152,22 @@ def test_bad_input_gets_clear_errors(client, service, pyannote_sample, tmp_path)
     error_of(client.post(url, files={"file": ("l.flac", long.read_bytes())}), 413, "audio_too_long")
     error_of(client.post(url, files={"file": ("big.wav", b"\0" * (5 * 1024 * 1024))}), 413, "upload_too_large")
     sample = pyannote_sample.read_bytes()
-    assert "supported" in error_of(client.post(url, files={"file": ("a.wav", sample)}, data={"language": "de"}),
-                                   422, "unsupported_language")
-    error_of(client.post(url, files={"file": ("a.wav", sample)}, data={"response_format": "docx"}), 422,
-             "invalid_option")
+    assert "supported" in error_of(
+        client.post(url, files={"file": ("a.wav", sample)}, data={"language": "de"}), 422, "unsupported_language"
+    )
+    error_of(
+        client.post(url, files={"file": ("a.wav", sample)}, data={"response_format": "docx"}), 422, "invalid_option"
+    )
     error_of(client.post(url, files={"file": ("a.wav", sample)}, data={"temperature": "hot"}), 400, "invalid_field")
     error_of(client.post(url, files={"file": ("a.wav", sample)}, data={"model": "gpt-9"}), 400, "model_not_found")
     error_of(client.post(url, data={"model": "whisper-1"}), 400, "missing_file")
-    error_of(client.post("/v1/transcribe", files={"file": ("a.wav", sample)},
-                         data={"min_speakers": "3", "max_speakers": "2"}), 422, "invalid_option")
+    error_of(
+        client.post(
+            "/v1/transcribe", files={"file": ("a.wav", sample)}, data={"min_speakers": "3", "max_speakers": "2"}
+        ),
+        422,
+        "invalid_option",
+    )
     error_of(client.get("/nope"), 404, "not_found")
     error_of(client.get(url), 405, "method_not_allowed")
     error_of(httpx.post(service + url, files={"file": ("a.wav", sample)}), 401, "invalid_api_key")
@@ -170,8 +178,11 @@ def test_bad_input_gets_clear_errors(client, service, pyannote_sample, tmp_path)
 
 
 def test_raw_body_upload(client, pyannote_sample):
-    response = client.post("/v1/transcribe?response_format=text", content=pyannote_sample.read_bytes(),
-                           headers={"content-type": "audio/wav"})
+    response = client.post(
+        "/v1/transcribe?response_format=text",
+        content=pyannote_sample.read_bytes(),
+        headers={"content-type": "audio/wav"},
+    )
     assert response.status_code == 200 and "New Jersey" in response.text
 
 

@@ -1,0 +1,69 @@
+"""Where a stage runs: a small value given to every stage at construction, never probed by it.
+
+The executor that owns the process builds it: a Ray replica or Data actor from what Ray gave
+it (`cluster.placement.from_ray`: a GPU only if it reserved one), the library from its
+caller, and only the CLI resolves `--device auto` by looking for a GPU.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+from pipeline.errors import InvalidOption
+
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class Placement:
+    device: str = "cpu"  # "cpu" or "cuda": never "auto"
+    cpu_threads: int = 1  # threads this stage may use for its own compute
+    gpu_share: float = 0.0  # fraction of a GPU reserved (0 on CPU)
+    gpu_index: int = 0  # index among the GPUs visible to this process
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise InvalidOption(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        if self.cpu_threads < 1:
+            raise InvalidOption("cpu_threads must be at least 1")
+
+    @property
+    def torch_device(self) -> str:
+        return f"cuda:{self.gpu_index}" if self.device == "cuda" else "cpu"
+
+    @classmethod
+    def local_cpu(cls, threads: int | None = None) -> Placement:
+        """This process's cores, on the CPU (the library's default: it never picks a GPU itself)."""
+        return cls(device="cpu", cpu_threads=threads or available_cores())
+
+    @classmethod
+    def from_reservation(cls, gpu_ids: list, reserved_cpus: float, threads: int | None = None) -> Placement:
+        """What a scheduler gave: GPU ids (empty: none reserved, so CPU even where GPUs are
+        visible) and logical CPUs. A fractional CPU reservation still gets one thread; 1.25
+        gets two. `threads` (declared in config) wins over the reservation."""
+        cpu_threads = threads or max(1, math.ceil(reserved_cpus - 1e-9))
+        if not gpu_ids:
+            return cls(device="cpu", cpu_threads=cpu_threads)
+        return cls(device="cuda", cpu_threads=cpu_threads, gpu_share=1.0, gpu_index=0)
+
+    def with_gpu_share(self, share: float) -> Placement:
+        return Placement(self.device, self.cpu_threads, share if self.device == "cuda" else 0.0, self.gpu_index)
+
+
+def resolve_auto(device: str = "auto", threads: int | None = None) -> Placement:
+    """The CLI's `--device`: `auto` looks for a CUDA device CTranslate2 can use."""
+    if device == "auto":
+        import ctranslate2
+
+        device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    if device.startswith("cuda:"):
+        return Placement("cuda", threads or available_cores(), 1.0, int(device.split(":", 1)[1]))
+    return Placement(device, threads or available_cores(), 1.0 if device == "cuda" else 0.0)
+
+
+def available_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)

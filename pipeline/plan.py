@@ -1,0 +1,215 @@
+"""The request plan: every decision about how a request is processed, made once, here.
+
+A `Request` (the options a user can give, the same for the CLI, the HTTP API and the batch
+job) becomes a `Plan`: which stages run, with which models and options. The library runner,
+the Serve ingress and the Ray Data stages each execute a plan with their own means
+(in-process calls, deployment handles, Data actors) and decide nothing themselves.
+
+    decode -> VAD -> language -> ASR over chunks -> word timing -> diarization -> merge -> render
+
+The rules, one each:
+- Language: the one given; else English for an English-only model; else a vote of the
+  model's language detection over the `asr.language_detection_chunks` longest chunks (most
+  speech per encoder pass), in every entry point.
+- Diarization runs when asked (`diarize`) or when any speaker count is given.
+- Word timing runs only when the output needs it: formats with times (whisperx,
+  verbose_json, srt, vtt, tsv; their segments are cut at word boundaries) or diarization
+  (speakers are assigned per word). OpenAI's `json` and `text` skip it.
+- Alignment (wav2vec2) refines word times when word timing runs, `align` is on and a model is
+  configured for the language; otherwise words keep Whisper's cross-attention times.
+- Models reported: ids from the configuration and the ASR model's card, read once at start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+
+from pipeline.align import CROSS_ATTENTION_ID, word_separator
+from pipeline.asr import DecodeOptions, DecodingChoices, check_decode_options
+from pipeline.config import PipelineConfig
+from pipeline.diarize import SpeakerCount
+from pipeline.errors import InvalidOption
+from pipeline.formats import CONTENT_TYPES, render
+from pipeline.merge import assign_speakers
+from pipeline.models import AsrCard
+from pipeline.schema import ChunkResult, Segment, Transcript, Turn
+from pipeline.vad import VAD_MODEL_ID
+
+FORMATS = tuple(CONTENT_TYPES)
+# Formats whose output carries times finer than the 30 s chunk: they need word timing.
+TIMED_FORMATS = ("whisperx", "verbose_json", "srt", "vtt", "tsv")
+
+__all__ = ["Plan", "Planner", "Request", "FORMATS", "TIMED_FORMATS", "result_options", "options_digest"]
+
+
+@dataclass(frozen=True)
+class Request(DecodingChoices):
+    """What a user can ask for, in any entry point: the decoding choices (language, task,
+    initial_prompt, temperature, beam_size) and what to do around them."""
+
+    align: bool = True  # use the configured alignment model, if any
+    diarize: bool = False
+    speakers: SpeakerCount = field(default_factory=SpeakerCount)
+    response_format: str = "whisperx"
+    word_timestamps: bool = True  # verbose_json: include `words` (OpenAI's granularities)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The stages one request runs and how. Built by `Planner.plan`; `language` is None until
+    detection has run (`with_language`)."""
+
+    request: Request
+    decode: DecodeOptions
+    word_timing: bool
+    align_requested: bool  # word timing runs, `align` is on and some align model is configured
+    diarize: bool
+    speakers: SpeakerCount
+    detection_chunks: int
+    config: PipelineConfig = field(repr=False)
+    asr_model: str = ""
+
+    @property
+    def language(self) -> str | None:
+        return self.decode.language
+
+    @property
+    def detects_language(self) -> bool:
+        return self.decode.language is None
+
+    @property
+    def align_model(self) -> str | None:
+        """The wav2vec2 model this plan aligns with, once the language is known."""
+        return self.config.align.model_name(self.language) if self.aligns and self.language else None
+
+    @property
+    def aligns(self) -> bool:
+        """A wav2vec2 pass runs after ASR: requested, and a model is configured for the
+        language (until the language is detected: whether one may be)."""
+        if not self.align_requested:
+            return False
+        return self.language is None or self.config.align.model_name(self.language) is not None
+
+    def stages(self) -> tuple[str, ...]:
+        """The stages that run, in order (for logs, docs and tests)."""
+        out = ["decode", "vad"]
+        if self.detects_language:
+            out.append("language")
+        out.append("asr")
+        if self.word_timing:
+            out.append("align" if self.aligns else "word_times")
+        if self.diarize:
+            out.append("diarize")
+        out += ["merge", "render"]
+        return tuple(out)
+
+    def language_sample(self, chunks: Sequence[tuple[float, float]]) -> list[int]:
+        """Indices of the chunks the language vote runs over: the longest, in time order."""
+        ranked = sorted(range(len(chunks)), key=lambda i: (-(chunks[i][1] - chunks[i][0]), i))
+        return sorted(ranked[: self.detection_chunks])
+
+    def with_language(self, language: str) -> Plan:
+        return replace(self, decode=replace(self.decode, language=language))
+
+    def models(self) -> dict[str, str]:
+        """The ids of the models this plan runs (reported in every result)."""
+        models = {"asr": self.asr_model, "vad": VAD_MODEL_ID}
+        if self.word_timing:
+            aligned = self.aligns and self.language is not None
+            models["align"] = self.config.align.model_id(self.language) if aligned else CROSS_ATTENTION_ID
+        if self.diarize:
+            models["diarize"] = self.config.diarize.model_id
+        return models
+
+    def chunk_segments(self, results: Sequence[ChunkResult]) -> list[Segment]:
+        """ASR's own segments in time order (when no alignment pass runs)."""
+        return [seg for r in sorted(results, key=lambda r: r.index) for seg in r.segments]
+
+    def assemble(self, duration: float, segments: list[Segment], turns: list[Turn] | None) -> Transcript:
+        """Timed segments (+ speaker turns) -> the transcript: the merge stage."""
+        language = self.language or "en"
+        if self.diarize and turns is not None:
+            segments = assign_speakers(segments, turns, word_separator(language))
+        return Transcript(segments=segments, language=language, duration=duration, models=self.models())
+
+    def render(self, transcript: Transcript) -> bytes:
+        return render(
+            transcript,
+            self.request.response_format,
+            task=self.decode.task,
+            word_granularity=self.request.word_timestamps,
+        )
+
+
+class Planner:
+    """Turns requests into plans for one configuration and one ASR model (its card)."""
+
+    def __init__(self, config: PipelineConfig, asr: AsrCard):
+        self.config = config
+        self.asr = asr
+
+    def plan(self, request: Request) -> Plan:
+        """Validate the request against the models and decide every stage. Raises the
+        pipeline's typed errors (InvalidOption, UnsupportedLanguage) before any work."""
+        if request.response_format not in FORMATS:
+            raise InvalidOption(f"response_format must be one of {', '.join(FORMATS)}, not {request.response_format!r}")
+        language = (request.language or "").strip().lower() or None
+        choices = {f.name: getattr(request, f.name) for f in fields(DecodingChoices)}
+        decode = DecodeOptions(**{**choices, "language": language, "initial_prompt": request.initial_prompt or None})
+        check_decode_options(decode, self.asr)
+        request.speakers.bounds()
+        if decode.language is None and not self.asr.multilingual:
+            decode = replace(decode, language="en")
+        diarize = diarizes(request)
+        word_timing = needs_word_timing(request)
+        decode = replace(decode, word_timestamps=word_timing)
+        return Plan(
+            request=request,
+            decode=decode,
+            word_timing=word_timing,
+            align_requested=word_timing and request.align and self.config.align.enabled,
+            diarize=diarize,
+            speakers=request.speakers,
+            detection_chunks=self.config.asr.language_detection_chunks,
+            config=self.config,
+            asr_model=self.asr.model_id,
+        )
+
+
+def diarizes(request: Request) -> bool:
+    """Diarization runs when asked or when any speaker count is given."""
+    return request.diarize or request.speakers.given
+
+
+def needs_word_timing(request: Request) -> bool:
+    """Word times are computed only when the output shows them or speakers are assigned per word."""
+    return diarizes(request) or request.response_format in TIMED_FORMATS
+
+
+def result_options(config: PipelineConfig, request: Request) -> dict:
+    """Everything that can change a result's content (not its format): the batch job's row
+    key digests this, so a rerun with other options is a different result."""
+    return {
+        "asr_model": config.asr.model,
+        "compute_type": config.asr.compute_type,
+        "vad": asdict(config.vad),
+        "align_model": config.align.model,
+        "align_language_models": dict(sorted(config.align.language_models.items())),
+        "diarize_model": config.diarize.model,
+        "language": (request.language or "").strip().lower() or None,
+        "task": request.task,
+        "initial_prompt": request.initial_prompt,
+        "temperature": request.temperature,
+        "beam_size": request.beam_size,
+        "align": request.align,
+        "diarize": diarizes(request),
+        "speakers": asdict(request.speakers),
+        "word_timing": needs_word_timing(request),
+    }
+
+
+def options_digest(options: dict) -> str:
+    return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,54 @@
+"""The README's command: `serve run config.yaml` starts the service on 127.0.0.1:8000 with the
+embedded defaults, offline, and it answers a transcription."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_serve_run_config_yaml(pyannote_sample, tmp_path):
+    serve_cli = Path(sys.executable).parent / "serve"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WXS_API_KEY": ""}
+    log = open(tmp_path / "serve.log", "wb")
+    proc = subprocess.Popen(
+        [str(serve_cli), "run", "config.yaml"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            try:
+                if httpx.get("http://127.0.0.1:8000/healthz", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "not ready in 300 s:\n" + (tmp_path / "serve.log").read_text()[-3000:]
+            time.sleep(2)
+        with open(pyannote_sample, "rb") as f:
+            response = httpx.post("http://127.0.0.1:8000/v1/audio/transcriptions", files={"file": f}, timeout=300)
+        assert response.status_code == 200, response.text
+        assert "New Jersey" in response.json()["text"]
+        health = httpx.get("http://127.0.0.1:8000/healthz").json()
+        assert health["asr"] == "bundled/tiny.en" and health["device"] == "cpu"
+        assert health["transcriber"]["max_batch_size"] == 4  # config.yaml's user_config
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -1,0 +1,275 @@
+"""serve.http: upload reading and form/query parsing through an in-process ASGI app (no Ray)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request as HttpRequest
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from pipeline.errors import PipelineError
+from serve.errors import RequestError, error_response, status_of
+from serve.http import native_request, openai_request, read_upload
+
+MAX_BYTES = 1000
+ENVELOPE = 64 * 1024
+AUDIO = b"RIFF\x00\x01fake-audio-bytes\xff" * 4
+
+
+async def _parse(request: HttpRequest) -> JSONResponse:
+    parse = openai_request if request.path_params["kind"] == "openai" else native_request
+    try:
+        upload = await read_upload(request, MAX_BYTES)
+        parsed = parse(upload)
+    except RequestError as exc:
+        return error_response(exc.status, exc.code, str(exc))
+    except PipelineError as exc:
+        return error_response(status_of(exc), exc.code, str(exc))
+    return JSONResponse({"request": asdict(parsed), "audio_bytes": len(upload.audio)})
+
+
+@pytest.fixture(scope="module")
+def client():
+    app = Starlette(routes=[Route("/{kind}", _parse, methods=["POST"])])
+    with TestClient(app) as c:
+        yield c
+
+
+def _ok(response) -> dict:
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _error(response, status: int, code: str) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()["error"]
+    assert body["code"] == code
+    return body["message"]
+
+
+# Every option is sent both ways. The form path guards a regression: serve/http.py once imported
+# pipeline.plan's Request over starlette's, so every form upload was answered 400 invalid_form.
+VIA = ["form", "query"]
+
+
+def send(client, kind: str, fields: dict | list, via: str, audio: bytes = AUDIO):
+    """POST `fields` as a multipart form with a file part, or as the query string of a raw body."""
+    items = list(fields.items()) if isinstance(fields, dict) else fields
+    if via == "form":
+        return client.post(f"/{kind}", files={"file": ("a.wav", audio, "audio/wav")}, data=dict(items))
+    params = [(k, x) for k, v in items for x in (v if isinstance(v, list) else [v])]
+    return client.post(f"/{kind}", params=params, content=audio, headers={"content-type": "audio/wav"})
+
+
+# --- multipart ---------------------------------------------------------------------------------
+
+
+def test_missing_file_part(client):
+    response = client.post("/openai", files={"audio": ("a.wav", AUDIO)}, data={"language": "en"})
+    _error(response, 400, "missing_file")
+
+
+def test_urlencoded_form_without_file(client):
+    _error(client.post("/native", data={"language": "en"}), 400, "missing_file")
+
+
+def test_malformed_multipart_is_invalid_form(client):
+    response = client.post(
+        "/native",
+        content=b"this is not a multipart body",
+        headers={"content-type": "multipart/form-data"},  # no boundary
+    )
+    _error(response, 400, "invalid_form")
+
+
+# --- fields, sent either way -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("via", VIA)
+def test_fields_pass_through(client, via):
+    fields = {"language": "DE", "prompt": "Names: Ada.", "temperature": "0.2", "response_format": "verbose_json"}
+    body = _ok(send(client, "openai", fields, via))
+    assert body["audio_bytes"] == len(AUDIO)
+    request = body["request"]
+    assert request["language"] == "DE", "passed through as given; the planner lower-cases it"
+    assert request["initial_prompt"] == "Names: Ada."
+    assert request["temperature"] == 0.2
+    assert request["response_format"] == "verbose_json"
+
+
+@pytest.mark.parametrize("via", VIA)
+def test_defaults(client, via):
+    openai = _ok(send(client, "openai", {}, via))["request"]
+    assert openai["response_format"] == "json"
+    assert openai["language"] is None
+    assert openai["initial_prompt"] is None
+    assert openai["temperature"] == 0.0
+    assert openai["word_timestamps"] is False
+    native = _ok(send(client, "native", {}, via))["request"]
+    assert native["response_format"] == "whisperx"
+    assert native["align"] is True
+    assert native["diarize"] is False
+    assert native["speakers"] == {"num_speakers": None, "min_speakers": None, "max_speakers": None}
+
+
+@pytest.mark.parametrize("via", VIA)
+def test_empty_fields_count_as_absent(client, via):
+    fields = {"prompt": "", "temperature": "", "response_format": "", "num_speakers": "", "align": ""}
+    request = _ok(send(client, "native", fields, via))["request"]
+    assert request["initial_prompt"] is None
+    assert request["temperature"] == 0.0
+    assert request["response_format"] == "whisperx"
+    assert request["speakers"]["num_speakers"] is None
+    assert request["align"] is True
+
+
+def test_raw_body_with_options_in_query(client):
+    response = client.post(
+        "/native?language=fr&diarize=true&num_speakers=2&response_format=srt&temperature=0.5",
+        content=AUDIO,
+        headers={"content-type": "application/octet-stream"},
+    )
+    body = _ok(response)
+    assert body["audio_bytes"] == len(AUDIO)
+    request = body["request"]
+    assert request["language"] == "fr"
+    assert request["diarize"] is True
+    assert request["speakers"]["num_speakers"] == 2
+    assert request["response_format"] == "srt"
+    assert request["temperature"] == 0.5
+
+
+def test_raw_body_without_content_type(client):
+    body = _ok(client.post("/openai?response_format=text", content=AUDIO))
+    assert body["audio_bytes"] == len(AUDIO)
+    assert body["request"]["response_format"] == "text"
+
+
+@pytest.mark.parametrize("via", VIA)
+def test_repeated_field_last_value_wins(client, via):
+    body = _ok(send(client, "native", [("language", ["de", "fr"])], via))
+    assert body["request"]["language"] == "fr"
+
+
+# --- OpenAI timestamp granularities ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("via", VIA)
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [(["word"], True), (["segment"], False), (["segment", "word"], True), ([], False)],
+)
+def test_timestamp_granularities(client, via, values, expected):
+    fields = {"timestamp_granularities[]": values, "response_format": "verbose_json"}
+    assert _ok(send(client, "openai", fields, via))["request"]["word_timestamps"] is expected
+
+
+def test_timestamp_granularities_without_brackets(client):
+    request = _ok(client.post("/openai?timestamp_granularities=word", content=AUDIO))["request"]
+    assert request["word_timestamps"] is True
+
+
+@pytest.mark.parametrize("via", VIA)
+def test_bad_timestamp_granularity(client, via):
+    message = _error(send(client, "openai", {"timestamp_granularities[]": ["char"]}, via), 422, "invalid_option")
+    assert "char" in message
+
+
+# --- native options ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("via", VIA)
+def test_native_speaker_counts(client, via):
+    request = _ok(send(client, "native", {"min_speakers": "2", "max_speakers": "4"}, via))["request"]
+    assert request["speakers"] == {"num_speakers": None, "min_speakers": 2, "max_speakers": 4}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("true", True), ("1", True), ("YES", True), ("on", True), ("false", False), ("0", False), ("Off", False)],
+)
+def test_native_booleans(client, raw, expected):
+    request = _ok(send(client, "native", {"align": raw, "diarize": raw}, "query"))["request"]
+    assert request["align"] is expected
+    assert request["diarize"] is expected
+
+
+@pytest.mark.parametrize("via", VIA)
+def test_native_booleans_in_a_form(client, via):
+    request = _ok(send(client, "native", {"align": "0", "diarize": "true"}, via))["request"]
+    assert (request["align"], request["diarize"]) == (False, True)
+
+
+@pytest.mark.parametrize("field", ["align", "diarize"])
+def test_native_bad_boolean(client, field):
+    message = _error(send(client, "native", {field: "maybe"}, "query"), 400, "invalid_field")
+    assert field in message
+
+
+@pytest.mark.parametrize("field", ["num_speakers", "min_speakers", "max_speakers"])
+@pytest.mark.parametrize("raw", ["two", "2.5"])
+def test_native_bad_speaker_count(client, field, raw):
+    message = _error(send(client, "native", {field: raw}, "query"), 400, "invalid_field")
+    assert field in message and "integer" in message
+
+
+@pytest.mark.parametrize("via", VIA)
+@pytest.mark.parametrize("kind", ["openai", "native"])
+def test_bad_temperature(client, kind, via):
+    assert "temperature" in _error(send(client, kind, {"temperature": "hot"}, via), 400, "invalid_field")
+
+
+@pytest.mark.parametrize("via", VIA)
+@pytest.mark.parametrize(
+    ("kind", "fmt"),
+    [("openai", "mp3"), ("openai", "whisperx"), ("openai", "tsv"), ("native", "mp3"), ("native", "JSON")],
+)
+def test_bad_response_format(client, kind, fmt, via):
+    response = send(client, kind, {"response_format": fmt}, via)
+    assert repr(fmt) in _error(response, 422, "invalid_option")
+
+
+@pytest.mark.parametrize("fmt", ["whisperx", "json", "verbose_json", "text", "srt", "vtt", "tsv"])
+def test_native_accepts_every_format(client, fmt):
+    assert _ok(send(client, "native", {"response_format": fmt}, "query"))["request"]["response_format"] == fmt
+
+
+# --- size limit --------------------------------------------------------------------------------
+
+
+def test_upload_within_the_envelope_allowance_passes(client):
+    data = b"x" * (MAX_BYTES + ENVELOPE)
+    assert _ok(client.post("/native", content=data))["audio_bytes"] == len(data)
+
+
+def test_upload_over_the_limit_declared(client):
+    data = b"x" * (MAX_BYTES + ENVELOPE + 1)
+    message = _error(client.post("/native", content=data), 413, "upload_too_large")
+    assert str(MAX_BYTES) in message
+
+
+def test_multipart_upload_over_the_limit(client):
+    response = client.post("/openai", files={"file": ("a.wav", b"x" * (MAX_BYTES + ENVELOPE + 10))})
+    _error(response, 413, "upload_too_large")
+
+
+def test_upload_over_the_limit_streamed_without_length(client):
+    def chunks():
+        for _ in range(10):
+            yield b"x" * (ENVELOPE // 4)
+
+    response = client.post("/native", content=chunks())
+    assert "content-length" not in {k.lower() for k in response.request.headers}
+    _error(response, 413, "upload_too_large")
+
+
+def test_streamed_upload_within_the_limit(client):
+    def chunks():
+        yield AUDIO
+        yield AUDIO
+
+    assert _ok(client.post("/native", content=chunks()))["audio_bytes"] == 2 * len(AUDIO)

@@ -1,0 +1,300 @@
+"""Placements from reservations, the service's typed args and profiles, and admission."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from pydantic import ValidationError
+
+from pipeline.errors import InvalidOption
+from pipeline.placement import Placement
+from serve.admission import Admission
+from serve.config import DEFAULT_BATCHING, PROFILES, ServiceArgs
+from serve.errors import Overloaded
+
+# --- Placement.from_reservation ----------------------------------------------------------------
+
+
+def test_no_gpu_ids_means_cpu_even_with_gpus_visible(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    p = Placement.from_reservation([], 2.0)
+    assert p.device == "cpu"
+    assert p.torch_device == "cpu"
+    assert p.gpu_share == 0.0
+    assert p.cpu_threads == 2
+
+
+@pytest.mark.parametrize(
+    ("cpus", "threads"), [(0.0, 1), (0.25, 1), (0.5, 1), (1.0, 1), (1.25, 2), (2.0, 2), (2.0000000001, 2), (3.5, 4)]
+)
+def test_threads_follow_the_cpu_reservation(cpus, threads):
+    assert Placement.from_reservation([], cpus).cpu_threads == threads
+
+
+def test_declared_threads_win():
+    assert Placement.from_reservation([], 0.25, threads=3).cpu_threads == 3
+    assert Placement.from_reservation([0], 8.0, threads=2).cpu_threads == 2
+
+
+@pytest.mark.parametrize("ids", [[0], ["3"], [2, 3]])
+def test_gpu_ids_mean_cuda_on_the_first_visible_gpu(ids):
+    p = Placement.from_reservation(ids, 1.0)
+    assert p.device == "cuda"
+    assert p.torch_device == "cuda:0"
+    assert p.gpu_index == 0
+    assert p.cpu_threads == 1
+
+
+def test_gpu_share():
+    p = Placement.from_reservation([0], 1.0).with_gpu_share(0.25)
+    assert p.gpu_share == 0.25 and p.device == "cuda"
+    assert Placement.from_reservation([], 1.0).with_gpu_share(0.25).gpu_share == 0.0
+
+
+@pytest.mark.parametrize("device", ["auto", "cuda:0", "gpu", "mps", ""])
+def test_invalid_device(device):
+    with pytest.raises(InvalidOption, match="device"):
+        Placement(device=device)
+
+
+def test_invalid_threads():
+    with pytest.raises(InvalidOption, match="cpu_threads"):
+        Placement(cpu_threads=0)
+
+
+def test_local_cpu_never_picks_a_gpu():
+    p = Placement.local_cpu(threads=3)
+    assert (p.device, p.cpu_threads, p.torch_device) == ("cpu", 3, "cpu")
+    assert Placement.local_cpu().cpu_threads >= 1
+
+
+# --- ServiceArgs: profiles and pipeline config -------------------------------------------------
+
+
+def test_defaults_build_the_cpu_profile():
+    args = ServiceArgs()
+    assert args.profile == "cpu"
+    config = args.pipeline_config()
+    assert config.asr.model == "bundled"
+    assert config.asr.compute_type is None
+    assert config.asr.num_workers is None
+    assert config.align.model is None and config.align.enabled is False
+    assert config.diarize.model is None
+    assert config.diarize.model_id == "resemblyzer+spectral"
+    assert config.limits.max_bytes == args.max_upload_bytes == 100 * 1024 * 1024
+    assert config.limits.max_seconds == args.max_audio_seconds
+    assert config.vad.step_seconds == args.vad_step_seconds
+
+
+def test_cpu_profile_fits_two_cores():
+    args = ServiceArgs()
+    actor_options = [args.deployment_options(n)["ray_actor_options"] for n in PROFILES["cpu"]["deployments"]]
+    assert len(actor_options) == 4
+    assert sum(o["num_cpus"] for o in actor_options) <= 2
+    assert not any("num_gpus" in o for o in actor_options)
+
+
+def test_gpu_profile():
+    args = ServiceArgs(profile="gpu")
+    config = args.pipeline_config()
+    assert config.asr.model == "large-v3-turbo"
+    assert config.asr.compute_type == "float16"
+    assert config.align.model == "default" and config.align.enabled is True
+    assert config.diarize.model == "pyannote/speaker-diarization-community-1"
+    assert args.deployment_options("Transcriber")["ray_actor_options"]["num_gpus"] == 1
+    assert args.deployment_options("Aligner")["ray_actor_options"]["num_gpus"] == 0.25
+    assert args.deployment_options("Diarizer")["ray_actor_options"]["num_gpus"] == 0.25
+    assert "num_gpus" not in args.deployment_options("Ingress")["ray_actor_options"]
+
+
+def test_none_turns_models_off():
+    config = ServiceArgs(profile="gpu", align_model="none", diarize_model="none").pipeline_config()
+    assert config.align.model is None and config.align.enabled is False
+    assert config.diarize.model is None
+    assert config.asr.model == "large-v3-turbo"
+
+
+def test_models_override_the_profile():
+    args = ServiceArgs(asr_model="bundled/base", compute_type="int8_float32", asr_workers=3, align_model="default",
+                       diarize_model="/models/pyannote", vad_step_seconds=2.5, max_upload_bytes=1234)  # fmt: skip
+    config = args.pipeline_config()
+    assert (config.asr.model, config.asr.compute_type, config.asr.num_workers) == ("bundled/base", "int8_float32", 3)
+    assert config.align.model == "default"
+    assert config.diarize.model == "/models/pyannote"
+    assert config.vad.step_seconds == 2.5
+    assert config.limits.max_bytes == 1234
+
+
+def test_asr_model_none_falls_back_to_bundled():
+    assert ServiceArgs(asr_model="none").pipeline_config().asr.model == "bundled"
+
+
+def test_args_validate_from_a_yaml_shaped_dict():
+    args = ServiceArgs.model_validate(
+        {"profile": "gpu", "max_chunks_in_flight": 64, "deployments": {"Transcriber": {"threads": 4}}}
+    )
+    assert args.max_chunks_in_flight == 64
+    assert args.threads("Transcriber") == 4
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"bogus_field": 1}, "bogus_field"),
+        ({"profile": "tpu"}, "profile"),
+        ({"max_upload_bytes": -1}, "max_upload_bytes"),
+        ({"max_upload_bytes": 0}, "max_upload_bytes"),
+        ({"max_chunks_in_flight": 0}, "max_chunks_in_flight"),
+        ({"vad_step_seconds": 0}, "vad_step_seconds"),
+        ({"asr_workers": 0}, "asr_workers"),
+        ({"deployments": {"Vad": {}}}, "Vad"),
+        ({"deployments": {"Transcriber": {"num_gpu": 1}}}, "num_gpu"),
+        ({"deployments": {"Transcriber": {"threads": 0}}}, "threads"),
+        ({"deployments": {"Aligner": {"num_replicas": -1}}}, "num_replicas"),
+    ],
+)
+def test_invalid_args_name_the_field(raw, field):
+    with pytest.raises(ValidationError) as info:
+        ServiceArgs.model_validate(raw)
+    assert field in str(info.value)
+
+
+def test_api_key_comes_from_the_environment(monkeypatch):
+    monkeypatch.delenv("MY_KEY", raising=False)
+    args = ServiceArgs(api_key_env="MY_KEY")
+    assert args.api_key is None
+    monkeypatch.setenv("MY_KEY", "s3cret")
+    assert args.api_key == "s3cret"
+    monkeypatch.setenv("MY_KEY", "")
+    assert args.api_key is None
+
+
+# --- ServiceArgs: deployment options -----------------------------------------------------------
+
+
+def test_deployment_options_default_to_the_profile():
+    for profile in ("cpu", "gpu"):
+        args = ServiceArgs(profile=profile)
+        for name, options in PROFILES[profile]["deployments"].items():
+            assert args.deployment_options(name) == options
+
+
+def test_overrides_merge_over_the_profile():
+    args = ServiceArgs(
+        profile="gpu",
+        deployments={
+            "Transcriber": {
+                "ray_actor_options": {"num_cpus": 4},
+                "user_config": {"max_batch_size": 8},
+                "max_ongoing_requests": 100,
+                "threads": 3,
+            }
+        },
+    )
+    options = args.deployment_options("Transcriber")
+    assert options["ray_actor_options"] == {"num_gpus": 1, "num_cpus": 4}
+    assert options["user_config"] == {"max_batch_size": 8, "batch_wait_timeout_s": 0.05}
+    assert options["max_ongoing_requests"] == 100
+    assert options["autoscaling_config"] == PROFILES["gpu"]["deployments"]["Transcriber"]["autoscaling_config"]
+    assert "threads" not in options, "threads is ours, not a Serve option"
+    assert args.deployment_options("Aligner") == PROFILES["gpu"]["deployments"]["Aligner"]
+
+
+def test_autoscaling_replaces_num_replicas():
+    autoscaling = {"min_replicas": 1, "max_replicas": 3, "target_ongoing_requests": 2}
+    options = ServiceArgs(deployments={"Transcriber": {"autoscaling_config": autoscaling}}).deployment_options(
+        "Transcriber"
+    )
+    assert options["autoscaling_config"] == autoscaling
+    assert "num_replicas" not in options
+    assert options["ray_actor_options"] == {"num_cpus": 1.25}
+
+
+def test_num_replicas_replaces_autoscaling():
+    options = ServiceArgs(profile="gpu", deployments={"Aligner": {"num_replicas": 2}}).deployment_options("Aligner")
+    assert options["num_replicas"] == 2
+    assert "autoscaling_config" not in options
+
+
+def test_overrides_do_not_leak_into_the_profiles():
+    before = copy.deepcopy(PROFILES)
+    args = ServiceArgs(deployments={"Transcriber": {"ray_actor_options": {"num_cpus": 7}, "num_replicas": 0}})
+    assert args.deployment_options("Transcriber")["ray_actor_options"]["num_cpus"] == 7
+    assert PROFILES == before
+    assert ServiceArgs().deployment_options("Transcriber")["ray_actor_options"]["num_cpus"] == 1.25
+    assert DEFAULT_BATCHING == PROFILES["cpu"]["deployments"]["Transcriber"]["user_config"]
+
+
+def test_threads():
+    args = ServiceArgs(deployments={"Transcriber": {"threads": 3}, "Aligner": {"num_replicas": 1}})
+    assert args.threads("Transcriber") == 3
+    assert args.threads("Aligner") is None
+    assert args.threads("Diarizer") is None
+
+
+# --- Admission ---------------------------------------------------------------------------------
+
+
+def test_admits_until_the_maximum_then_overloads():
+    admission = Admission(3)
+    tickets = [admission.admit() for _ in range(3)]
+    assert admission.preparing == 3
+    with pytest.raises(Overloaded):
+        admission.admit()
+    tickets[0].release()
+    assert admission.preparing == 2
+    admission.admit()
+    assert admission.preparing == 3
+
+
+def test_hold_swaps_the_placeholder_for_chunks():
+    admission = Admission(10)
+    ticket = admission.admit()
+    ticket.hold(4)
+    assert (admission.preparing, admission.chunks_in_flight) == (0, 4)
+    ticket.hold(1)
+    assert (admission.preparing, admission.chunks_in_flight) == (0, 1)
+    ticket.hold(0)
+    assert (admission.preparing, admission.chunks_in_flight) == (0, 0)
+
+
+def test_chunks_and_preparing_count_together():
+    admission = Admission(5)
+    big = admission.admit()
+    big.hold(4)
+    admission.admit()  # preparing: 4 + 1 = 5
+    with pytest.raises(Overloaded):
+        admission.admit()
+    big.hold(2)
+    admission.admit()
+    assert (admission.chunks_in_flight, admission.preparing) == (2, 2)
+
+
+def test_an_admitted_request_keeps_all_its_chunks():
+    admission = Admission(2)
+    ticket = admission.admit()
+    ticket.hold(50)
+    assert admission.chunks_in_flight == 50
+    with pytest.raises(Overloaded):
+        admission.admit()
+
+
+def test_context_exit_releases_even_on_error():
+    admission = Admission(2)
+    with pytest.raises(RuntimeError), admission.admit() as ticket:
+        ticket.hold(7)
+        raise RuntimeError("boom")
+    assert (admission.chunks_in_flight, admission.preparing) == (0, 0)
+    with admission.admit():
+        assert admission.preparing == 1
+    assert (admission.chunks_in_flight, admission.preparing) == (0, 0)
+
+
+def test_release_is_idempotent():
+    admission = Admission(2)
+    ticket = admission.admit()
+    ticket.hold(3)
+    ticket.release()
+    ticket.release()
+    assert (admission.chunks_in_flight, admission.preparing) == (0, 0)

@@ -1,0 +1,430 @@
+"""pipeline.plan: every decision the planner makes, with hand-made model cards (no model loads)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from pipeline.align import CROSS_ATTENTION_ID, AlignConfig
+from pipeline.asr import AsrConfig
+from pipeline.config import PipelineConfig
+from pipeline.diarize import DiarizeConfig, SpeakerCount
+from pipeline.errors import InvalidOption, UnsupportedLanguage
+from pipeline.models import AsrCard
+from pipeline.plan import FORMATS, TIMED_FORMATS, Planner, Request, options_digest, result_options
+from pipeline.schema import Segment, Turn, Word
+from pipeline.vad import VAD_MODEL_ID, VadOptions
+
+EN = AsrCard("bundled/tiny.en", False, ("en",))
+MULTI = AsrCard("large-v3-turbo", True, ("en", "de", "fr", "ja"))
+ALIGNED = PipelineConfig(align=AlignConfig(model="default"))
+
+
+def plan(request: Request = Request(), config: PipelineConfig = PipelineConfig(), card: AsrCard = EN):
+    return Planner(config, card).plan(request)
+
+
+# --- word timing -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["whisperx", "verbose_json", "srt", "vtt", "tsv"])
+def test_timed_formats_run_word_timing(fmt):
+    p = plan(Request(response_format=fmt))
+    assert p.word_timing is True
+    assert p.decode.word_timestamps is True
+    assert "word_times" in p.stages()
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_untimed_formats_skip_word_timing(fmt):
+    p = plan(Request(response_format=fmt), ALIGNED)
+    assert p.word_timing is False
+    assert p.decode.word_timestamps is False
+    assert p.aligns is False
+    assert not {"align", "word_times"} & set(p.stages())
+
+
+def test_timed_formats_are_the_formats_minus_json_and_text():
+    assert set(TIMED_FORMATS) == set(FORMATS) - {"json", "text"}
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_diarization_forces_word_timing_even_for_untimed_formats(fmt):
+    p = plan(Request(response_format=fmt, diarize=True))
+    assert p.diarize is True
+    assert p.word_timing is True
+    assert p.decode.word_timestamps is True
+
+
+# --- diarization -------------------------------------------------------------------------------
+
+
+def test_no_diarization_by_default():
+    p = plan()
+    assert p.diarize is False
+    assert "diarize" not in p.stages()
+    assert "diarize" not in p.models()
+
+
+@pytest.mark.parametrize(
+    "count",
+    [SpeakerCount(num_speakers=2), SpeakerCount(min_speakers=2), SpeakerCount(max_speakers=3)],
+    ids=["num", "min", "max"],
+)
+def test_any_speaker_count_implies_diarization(count):
+    p = plan(Request(speakers=count, response_format="json"))
+    assert p.diarize is True
+    assert p.speakers == count
+    assert p.word_timing is True
+    assert "diarize" in p.stages()
+
+
+# --- language ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("given", "expected"), [("DE", "de"), ("  Fr ", "fr"), ("en", "en")])
+def test_given_language_is_normalised(given, expected):
+    p = plan(Request(language=given), card=MULTI)
+    assert p.language == expected
+    assert p.detects_language is False
+    assert "language" not in p.stages()
+
+
+def test_blank_language_counts_as_not_given():
+    p = plan(Request(language="   "), card=MULTI)
+    assert p.language is None
+    assert p.detects_language is True
+
+
+def test_english_only_card_defaults_to_english_without_detection():
+    p = plan(card=EN)
+    assert p.language == "en"
+    assert p.detects_language is False
+    assert "language" not in p.stages()
+
+
+def test_english_only_card_accepts_upper_case_english():
+    assert plan(Request(language="EN"), card=EN).language == "en"
+
+
+def test_multilingual_card_detects_language():
+    p = plan(card=MULTI)
+    assert p.language is None
+    assert p.detects_language is True
+    assert p.stages().index("language") == p.stages().index("asr") - 1
+    detected = p.with_language("de")
+    assert detected.language == "de"
+    assert detected.detects_language is False
+    assert p.language is None, "with_language returns a new plan"
+
+
+def test_language_sample_picks_the_longest_chunks_in_time_order():
+    config = PipelineConfig(asr=AsrConfig(language_detection_chunks=3))
+    p = plan(config=config, card=MULTI)
+    assert p.detection_chunks == 3
+    # lengths: 10, 30, 5, 25, 1, 20 -> the three longest are 1, 3, 5
+    chunks = [(0, 10), (10, 40), (40, 45), (45, 70), (70, 71), (71, 91)]
+    assert p.language_sample(chunks) == [1, 3, 5]
+
+
+def test_language_sample_breaks_ties_by_time_and_takes_all_when_few():
+    p = plan(config=PipelineConfig(asr=AsrConfig(language_detection_chunks=2)), card=MULTI)
+    assert p.language_sample([(0, 5), (5, 10), (10, 15)]) == [0, 1]
+    assert p.language_sample([(0, 3)]) == [0]
+    assert p.language_sample([]) == []
+
+
+def test_language_sample_uses_the_configured_default():
+    p = plan(card=MULTI)
+    assert p.detection_chunks == AsrConfig().language_detection_chunks == 5
+    chunks = [(float(i), float(i) + 1 + (i % 4)) for i in range(0, 80, 8)]  # 10 chunks, lengths 1..4
+    sample = p.language_sample(chunks)
+    assert len(sample) == 5
+    assert sample == sorted(sample)
+    shortest_taken = min(chunks[i][1] - chunks[i][0] for i in sample)
+    longest_left = max(chunks[i][1] - chunks[i][0] for i in range(len(chunks)) if i not in sample)
+    assert shortest_taken >= longest_left
+
+
+# --- alignment ---------------------------------------------------------------------------------
+
+
+def test_alignment_runs_when_word_timing_align_and_model_configured():
+    p = plan(config=ALIGNED)
+    assert p.aligns is True
+    assert p.align_model == "default"
+    assert "align" in p.stages() and "word_times" not in p.stages()
+
+
+def test_no_alignment_without_a_configured_model():
+    p = plan()
+    assert p.word_timing is True
+    assert p.aligns is False
+    assert p.align_model is None
+    assert "word_times" in p.stages() and "align" not in p.stages()
+
+
+def test_request_align_false_turns_alignment_off():
+    p = plan(Request(align=False), ALIGNED)
+    assert p.word_timing is True
+    assert p.aligns is False
+    assert p.models()["align"] == CROSS_ATTENTION_ID
+
+
+def test_no_alignment_without_word_timing():
+    assert plan(Request(response_format="text"), ALIGNED).aligns is False
+
+
+def test_per_language_align_models():
+    config = PipelineConfig(align=AlignConfig(language_models={"de": "org/wav2vec2-de"}))
+    de = plan(Request(language="de"), config, MULTI)
+    assert de.aligns is True
+    assert de.align_model == "org/wav2vec2-de"
+    assert de.models()["align"] == "wav2vec2/org/wav2vec2-de"
+    fr = plan(Request(language="fr"), config, MULTI)
+    assert fr.align_model is None
+    assert fr.models()["align"] == CROSS_ATTENTION_ID
+
+
+def test_per_language_model_wins_over_the_default_model():
+    config = PipelineConfig(align=AlignConfig(model="default", language_models={"ja": "org/ja"}))
+    assert plan(Request(language="ja"), config, MULTI).align_model == "org/ja"
+    assert plan(Request(language="fr"), config, MULTI).align_model == "default"
+
+
+def test_stages_agree_with_models_for_a_language_without_an_align_model():
+    config = PipelineConfig(align=AlignConfig(language_models={"de": "org/wav2vec2-de"}))
+    fr = plan(Request(language="fr"), config, MULTI)
+    assert fr.models()["align"] == CROSS_ATTENTION_ID
+    assert "word_times" in fr.stages()
+
+
+def test_align_model_waits_for_the_detected_language():
+    p = plan(config=ALIGNED, card=MULTI)
+    assert p.aligns is True
+    assert p.align_model is None
+    assert p.models()["align"] == CROSS_ATTENTION_ID
+    detected = p.with_language("de")
+    assert detected.align_model == "default"
+    assert detected.models()["align"] == "wav2vec2/default"
+
+
+# --- models() ----------------------------------------------------------------------------------
+
+
+def test_models_default_config():
+    assert plan().models() == {"asr": "bundled/tiny.en", "vad": VAD_MODEL_ID, "align": CROSS_ATTENTION_ID}
+
+
+def test_models_asr_id_comes_from_the_card_not_the_config():
+    config = PipelineConfig(asr=AsrConfig(model="something-else"))
+    assert plan(config=config, card=MULTI).models()["asr"] == "large-v3-turbo"
+
+
+def test_models_with_wav2vec2_alignment():
+    assert plan(config=ALIGNED).models()["align"] == "wav2vec2/default"
+
+
+def test_models_with_a_local_align_directory(tmp_path):
+    folder = tmp_path / "my-w2v"
+    folder.mkdir()
+    config = PipelineConfig(align=AlignConfig(model=str(folder)))
+    assert plan(config=config).models()["align"] == "wav2vec2/local/my-w2v"
+
+
+def test_models_without_word_timing_has_no_align_entry():
+    models = plan(Request(response_format="json"), ALIGNED).models()
+    assert models == {"asr": "bundled/tiny.en", "vad": VAD_MODEL_ID}
+
+
+def test_models_diarize_id_only_when_diarizing():
+    assert "diarize" not in plan().models()
+    assert plan(Request(diarize=True)).models()["diarize"] == "resemblyzer+spectral"
+    pyannote = PipelineConfig(diarize=DiarizeConfig(model="my-pipeline"))
+    assert plan(Request(diarize=True), pyannote).models()["diarize"] == "pyannote/my-pipeline"
+    assert "diarize" not in plan(Request(), pyannote).models()
+
+
+# --- stages() ----------------------------------------------------------------------------------
+
+
+def test_stages_full_order():
+    p = plan(Request(diarize=True), ALIGNED, MULTI)
+    assert p.stages() == ("decode", "vad", "language", "asr", "align", "diarize", "merge", "render")
+
+
+def test_stages_minimal():
+    assert plan(Request(response_format="text")).stages() == ("decode", "vad", "asr", "merge", "render")
+
+
+def test_stages_default():
+    assert plan().stages() == ("decode", "vad", "asr", "word_times", "merge", "render")
+
+
+# --- typed errors ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        Request(response_format="mp3"),
+        Request(task="summarize"),
+        Request(beam_size=0),
+        Request(beam_size=17),
+        Request(temperature=-0.1),
+        Request(temperature=1.5),
+        Request(initial_prompt="x" * 2001),
+        Request(speakers=SpeakerCount(min_speakers=3, max_speakers=2)),
+        Request(speakers=SpeakerCount(num_speakers=0)),
+        Request(speakers=SpeakerCount(num_speakers=33)),
+    ],
+    ids=["format", "task", "beam0", "beam17", "temp-neg", "temp-high", "prompt", "min>max", "num0", "num33"],
+)
+def test_invalid_options(request_):
+    with pytest.raises(InvalidOption):
+        plan(request_, card=MULTI)
+
+
+def test_invalid_format_is_checked_first_and_named():
+    with pytest.raises(InvalidOption, match="response_format"):
+        plan(Request(response_format="mp3", task="bogus"))
+
+
+@pytest.mark.parametrize(("card", "language"), [(EN, "de"), (MULTI, "xx"), (MULTI, "KLINGON")])
+def test_unsupported_language(card, language):
+    with pytest.raises(UnsupportedLanguage) as info:
+        plan(Request(language=language), card=card)
+    assert not isinstance(info.value, InvalidOption)
+    assert card.model_id in str(info.value)
+
+
+def test_translate_on_english_only_card_is_invalid():
+    with pytest.raises(InvalidOption, match="English-only"):
+        plan(Request(task="translate"), card=EN)
+
+
+def test_translate_on_multilingual_card():
+    p = plan(Request(task="translate", language="de"), card=MULTI)
+    assert p.decode.task == "translate"
+
+
+def test_valid_edge_values_pass():
+    p = plan(Request(temperature=1.0, beam_size=16, initial_prompt=""), card=MULTI)
+    assert (p.decode.temperature, p.decode.beam_size) == (1.0, 16)
+    assert p.decode.initial_prompt is None, "an empty prompt counts as none"
+
+
+# --- result options ----------------------------------------------------------------------------
+
+
+def _digest(request: Request, config: PipelineConfig = PipelineConfig()) -> str:
+    return options_digest(result_options(config, request))
+
+
+def test_format_is_not_a_result_option_but_word_timing_is():
+    # Formats that need the same work share a result; json/text (no word timing) differ from
+    # the timed formats, whose segments carry words.
+    timed = _digest(Request())
+    untimed = _digest(Request(response_format="json"))
+    assert untimed != timed
+    for fmt in FORMATS:
+        assert _digest(Request(response_format=fmt)) == (timed if fmt in TIMED_FORMATS else untimed), fmt
+    assert _digest(Request(response_format="text", diarize=True)) == _digest(Request(diarize=True))
+    assert _digest(Request(word_timestamps=False)) == timed
+    assert "response_format" not in result_options(PipelineConfig(), Request())
+    assert _digest(Request(language="DE")) == _digest(Request(language="de"))
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        Request(language="de"),
+        Request(task="translate"),
+        Request(initial_prompt="Names: Ada, Grace."),
+        Request(temperature=0.4),
+        Request(beam_size=1),
+        Request(align=False),
+        Request(diarize=True),
+        Request(speakers=SpeakerCount(num_speakers=2)),
+        Request(speakers=SpeakerCount(max_speakers=3)),
+    ],
+    ids=["language", "task", "prompt", "temperature", "beam", "align", "diarize", "num", "max"],
+)
+def test_result_changing_request_options_change_the_digest(changed):
+    assert _digest(changed) != _digest(Request())
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        PipelineConfig(asr=AsrConfig(model="large-v3-turbo")),
+        PipelineConfig(asr=AsrConfig(compute_type="float16")),
+        PipelineConfig(vad=replace(VadOptions(), onset=0.6)),
+        ALIGNED,
+        PipelineConfig(align=AlignConfig(language_models={"de": "org/de"})),
+        PipelineConfig(diarize=DiarizeConfig(model="my-pipeline")),
+    ],
+    ids=["asr", "compute", "vad", "align", "align-lang", "diarize"],
+)
+def test_result_changing_config_changes_the_digest(config):
+    assert _digest(Request(), config) != _digest(Request())
+
+
+def test_digest_is_stable_and_order_independent():
+    options = result_options(PipelineConfig(), Request())
+    assert options_digest(options) == options_digest(dict(reversed(list(options.items()))))
+    assert len(options_digest(options)) == 16
+
+
+# --- assemble ----------------------------------------------------------------------------------
+
+
+def _segments():
+    return [
+        Segment(0.0, 2.0, " hello there", [Word("hello", 0.0, 0.8), Word("there", 1.0, 2.0)]),
+        Segment(3.0, 5.0, " general kenobi", [Word("general", 3.0, 3.8), Word("kenobi", 4.0, 5.0)]),
+    ]
+
+
+def _turns():
+    return [Turn(0.0, 2.5, "SPEAKER_00"), Turn(2.5, 5.0, "SPEAKER_01")]
+
+
+def test_assemble_assigns_speakers_when_diarizing():
+    p = plan(Request(diarize=True))
+    transcript = p.assemble(5.0, _segments(), _turns())
+    assert [s.speaker for s in transcript.segments] == ["SPEAKER_00", "SPEAKER_01"]
+    assert [w.speaker for w in transcript.words] == ["SPEAKER_00"] * 2 + ["SPEAKER_01"] * 2
+    assert transcript.language == "en"
+    assert transcript.duration == 5.0
+    assert transcript.models == p.models()
+    assert transcript.models["diarize"] == "resemblyzer+spectral"
+
+
+def test_assemble_splits_a_segment_where_the_speaker_changes():
+    p = plan(Request(diarize=True))
+    transcript = p.assemble(5.0, _segments(), [Turn(0.0, 0.9, "SPEAKER_00"), Turn(0.9, 5.0, "SPEAKER_01")])
+    assert [(s.text, s.speaker) for s in transcript.segments] == [
+        ("hello", "SPEAKER_00"),
+        ("there", "SPEAKER_01"),
+        (" general kenobi", "SPEAKER_01"),
+    ]
+
+
+def test_assemble_ignores_turns_when_not_diarizing():
+    p = plan()
+    transcript = p.assemble(5.0, _segments(), _turns())
+    assert all(s.speaker is None for s in transcript.segments)
+    assert all(w.speaker is None for w in transcript.words)
+    assert "diarize" not in transcript.models
+
+
+def test_assemble_without_turns_leaves_speakers_empty():
+    transcript = plan(Request(diarize=True)).assemble(5.0, _segments(), None)
+    assert all(s.speaker is None for s in transcript.segments)
+
+
+def test_assemble_uses_the_plan_language():
+    p = plan(card=MULTI).with_language("de")
+    assert p.assemble(1.0, [], None).language == "de"
