@@ -25,6 +25,16 @@ from benchmarks.common import PlainWhisperX, english_dev_set
 PORT = 18200
 
 
+def config_yaml_user_config() -> dict:
+    """The Transcriber's batching as config.yaml sets it (what `serve run config.yaml` serves)."""
+    import yaml
+
+    from benchmarks.common import REPO
+
+    app = yaml.safe_load((REPO / "config.yaml").read_text())["applications"][0]
+    return next(d["user_config"] for d in app["deployments"] if d["name"] == "Transcriber")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, nargs="+", default=[8, 16])
@@ -34,7 +44,8 @@ def main() -> None:
 
     import httpx
 
-    from pipeline.runner import LocalPipeline, PipelineConfig
+    from pipeline.config import PipelineConfig
+    from pipeline.runner import LocalPipeline
     from pipeline.vad import VadOptions
     from serve import launcher
 
@@ -64,7 +75,7 @@ def main() -> None:
     base = launcher.start(
         {"vad_step_seconds": args.vad_step},
         port=PORT,
-        deployments={"Transcriber": {"user_config": {"max_batch_size": 4, "batch_wait_timeout_s": 0.01}}},
+        deployments={"Transcriber": {"user_config": config_yaml_user_config()}},
     )
     try:
         with httpx.Client(base_url=base, timeout=900) as client:

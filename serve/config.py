@@ -41,7 +41,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "Transcriber": {
                 "ray_actor_options": {"num_cpus": 1.25},
                 "num_replicas": 1,
-                "user_config": {"max_batch_size": 4, "batch_wait_timeout_s": 0.01},
+                "user_config": {"max_batch_size": 16, "batch_wait_timeout_s": 0.2},
             },
             "Aligner": {"ray_actor_options": {"num_cpus": 0.25}, "num_replicas": 1},
             "Diarizer": {"ray_actor_options": {"num_cpus": 0.25}, "num_replicas": 1},
