@@ -53,28 +53,10 @@ def main() -> None:
     baseline.transcribe(paths[0])  # warm-up
     runs = [baseline.run(paths, audio_seconds)]
     for step in args.vad_step:
-        runs.append(
-            run_pipeline(
-                paths,
-                audio_seconds,
-                step,
-                args.threads,
-                1,
-                args.batch_size,
-                f"pipeline, 1 worker x {args.threads} threads, vad step {step:g} s",
-            )
-        )
-        runs.append(
-            run_pipeline(
-                paths,
-                audio_seconds,
-                step,
-                args.threads,
-                2,
-                args.batch_size,
-                f"pipeline, 2 workers x 1 thread, vad step {step:g} s",
-            )
-        )
+        for workers in (1, 2):
+            shape = f"{workers} worker{'s' if workers > 1 else ''} x {args.threads // workers} thread(s)"
+            label = f"pipeline, {shape}, vad step {step:g} s"
+            runs.append(run_pipeline(paths, audio_seconds, step, args.threads, workers, args.batch_size, label))
     print(
         f"machine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores; "
         f"{len(paths)} files, {audio_seconds:.1f} s audio"

@@ -17,7 +17,7 @@ import argparse
 import logging
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cluster.stages import BatchJob, Diarize, ParquetSink, Preprocess, Transcribe, hash_row, new_run_id
 from pipeline.config import PipelineConfig
@@ -99,11 +99,15 @@ def plan_job(config: PipelineConfig, request: Request, run: RunOptions, per_segm
     (that node has the model's files; this driver may not)."""
     import ray
 
-    from pipeline.models import describe_asr_model
+    from pipeline.models import default_compute_type, describe_asr_model
     from pipeline.plan import Planner
 
     describe = ray.remote(describe_asr_model).options(num_cpus=0.25, num_gpus=run.asr_num_gpus)
     card = ray.get(describe.remote(config.asr.model))
+    # The compute type the ASR actors will use, resolved here so that it is part of the key.
+    device = "cuda" if run.asr_num_gpus > 0 else "cpu"
+    compute_type = config.asr.compute_type or default_compute_type(device)
+    config = replace(config, asr=replace(config.asr, compute_type=compute_type))
     return BatchJob(plan=Planner(config, card).plan(request), per_segment=per_segment)
 
 

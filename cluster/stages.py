@@ -41,7 +41,7 @@ class BatchJob:
         return self.plan.config
 
     def options_json(self) -> str:
-        options = {**result_options(self.plan.config, self.plan.request), "per_segment": self.per_segment}
+        options = {**result_options(self.plan), "per_segment": self.per_segment}  # the row shape too
         return json.dumps(options, sort_keys=True)
 
     def digest(self) -> str:

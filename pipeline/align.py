@@ -43,7 +43,12 @@ class AlignConfig:
         return bool(self.model or self.language_models)
 
     def model_name(self, language: str) -> str | None:
-        return self.language_models.get(language, self.model)
+        """The model for `language`; None where `default` has no model for it (its words keep
+        Whisper's cross-attention times rather than failing the request)."""
+        name = self.language_models.get(language, self.model)
+        if name == DEFAULT and not has_default_model(language):
+            return None
+        return name
 
     def model_id(self, language: str) -> str:
         """The id reported for `language`'s word times (pure: nothing is loaded)."""
@@ -52,6 +57,13 @@ class AlignConfig:
             return CROSS_ATTENTION_ID
         local = Path(name).expanduser()
         return f"wav2vec2/local/{local.name}" if local.is_dir() else f"wav2vec2/{name}"
+
+
+def has_default_model(language: str) -> bool:
+    """whisperx ships a default wav2vec2 model for this language."""
+    from whisperx.alignment import DEFAULT_ALIGN_MODELS_HF, DEFAULT_ALIGN_MODELS_TORCH
+
+    return language in DEFAULT_ALIGN_MODELS_TORCH or language in DEFAULT_ALIGN_MODELS_HF
 
 
 def word_separator(language: str) -> str:
@@ -90,7 +102,7 @@ class Aligner:
         its cross-attention times. Without a model for the language, nothing changes."""
         ordered = sorted(chunks, key=lambda r: r.index)
         name = self.model_name(language)
-        if not name:
+        if not name or not ordered:  # nothing to align: no model is loaded for silence
             return [seg for r in ordered for seg in r.segments]
         import whisperx
 
@@ -133,7 +145,8 @@ class Aligner:
                 evicted, _ = self._models.popitem(last=False)
                 log.info("evicted alignment model %s", evicted)
                 gc.collect()
-                _empty_cuda_cache()
+                if self.device.startswith("cuda"):
+                    _empty_cuda_cache()
             return loaded
 
 
@@ -233,7 +246,6 @@ def _empty_cuda_cache() -> None:
     try:
         import torch
 
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        torch.cuda.empty_cache()
     except Exception:  # noqa: BLE001 - best effort only
         pass

@@ -59,7 +59,10 @@ def resolve_auto(device: str = "auto", threads: int | None = None) -> Placement:
 
         device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
     if device.startswith("cuda:"):
-        return Placement("cuda", threads or available_cores(), 1.0, int(device.split(":", 1)[1]))
+        index = device.split(":", 1)[1]
+        if not index.isdigit():
+            raise InvalidOption(f"device must be cpu, cuda, cuda:N or auto, not {device!r}")
+        return Placement("cuda", threads or available_cores(), 1.0, int(index))
     return Placement(device, threads or available_cores(), 1.0 if device == "cuda" else 0.0)
 
 

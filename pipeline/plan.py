@@ -71,6 +71,7 @@ class Plan:
     detection_chunks: int
     config: PipelineConfig = field(repr=False)
     asr_model: str = ""
+    language_detected: bool = False  # set by `with_language`: the vote ran
 
     @property
     def language(self) -> str | None:
@@ -96,7 +97,7 @@ class Plan:
     def stages(self) -> tuple[str, ...]:
         """The stages that run, in order (for logs, docs and tests)."""
         out = ["decode", "vad"]
-        if self.detects_language:
+        if self.detects_language or self.language_detected:
             out.append("language")
         out.append("asr")
         if self.word_timing:
@@ -112,7 +113,7 @@ class Plan:
         return sorted(ranked[: self.detection_chunks])
 
     def with_language(self, language: str) -> Plan:
-        return replace(self, decode=replace(self.decode, language=language))
+        return replace(self, decode=replace(self.decode, language=language), language_detected=True)
 
     def models(self) -> dict[str, str]:
         """The ids of the models this plan runs (reported in every result)."""
@@ -189,25 +190,20 @@ def needs_word_timing(request: Request) -> bool:
     return diarizes(request) or request.response_format in TIMED_FORMATS
 
 
-def result_options(config: PipelineConfig, request: Request) -> dict:
-    """Everything that can change a result's content (not its format): the batch job's row
-    key digests this, so a rerun with other options is a different result."""
+def result_options(plan: Plan) -> dict:
+    """Everything that can change a result's content (never its format), as planned: the
+    batch job's row key digests this, so equal results share a key and a rerun with other
+    options is a different result."""
+    config = plan.config
     return {
-        "asr_model": config.asr.model,
+        "asr_model": plan.asr_model,
         "compute_type": config.asr.compute_type,
+        "language_detection_chunks": plan.detection_chunks,
+        "decode": asdict(plan.decode),
         "vad": asdict(config.vad),
-        "align_model": config.align.model,
-        "align_language_models": dict(sorted(config.align.language_models.items())),
-        "diarize_model": config.diarize.model,
-        "language": (request.language or "").strip().lower() or None,
-        "task": request.task,
-        "initial_prompt": request.initial_prompt,
-        "temperature": request.temperature,
-        "beam_size": request.beam_size,
-        "align": request.align,
-        "diarize": diarizes(request),
-        "speakers": asdict(request.speakers),
-        "word_timing": needs_word_timing(request),
+        "align": asdict(config.align) if plan.align_requested else None,
+        "diarize": asdict(config.diarize) if plan.diarize else None,
+        "speakers": asdict(plan.speakers) if plan.diarize else None,
     }
 
 

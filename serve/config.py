@@ -13,15 +13,28 @@ from __future__ import annotations
 import copy
 import os
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from pipeline.audio import AudioLimits
 from pipeline.config import PipelineConfig
 from pipeline.vad import VadOptions
 
 DeploymentName = Literal["Ingress", "Transcriber", "Aligner", "Diarizer"]
-DEPLOYMENT_NAMES: tuple[str, ...] = ("Ingress", "Transcriber", "Aligner", "Diarizer")
+ComputeType = Literal[
+    "int8",
+    "int8_float16",
+    "int8_float32",
+    "int8_bfloat16",
+    "int16",
+    "float16",
+    "bfloat16",
+    "float32",
+    "auto",
+    "default",
+]
+DEPLOYMENT_NAMES: tuple[str, ...] = get_args(DeploymentName)
 OFF = "none"
 
 
@@ -53,7 +66,7 @@ PROFILES: dict[str, dict[str, Any]] = {
             "asr": "large-v3-turbo",
             "align": "default",
             "diarize": "pyannote/speaker-diarization-community-1",
-            "compute_type": "float16",
+            "compute_type": None,  # CTranslate2's default for the device: float16 on GPU
         },
         "deployments": {
             "Ingress": {"ray_actor_options": {"num_cpus": 1}, "autoscaling_config": _autoscale(1, 8, 16)},
@@ -99,19 +112,26 @@ class ServiceArgs(BaseModel):
     profile: Literal["cpu", "gpu"] = "cpu"
     # models (None: the profile's; "none" turns alignment or pyannote off)
     asr_model: str | None = None
-    compute_type: str | None = None
+    compute_type: ComputeType | None = None
     asr_workers: int | None = Field(None, ge=1)  # CTranslate2 workers (default: 2 on CPU, 1 on GPU)
     align_model: str | None = None
     diarize_model: str | None = None
     vad_step_seconds: float = Field(VadOptions().step_seconds, gt=0, le=10)
     # request limits
-    max_upload_bytes: int = Field(100 * 1024 * 1024, gt=0)
-    max_audio_seconds: float = Field(3 * 3600.0, gt=0)
+    max_upload_bytes: int = Field(AudioLimits().max_bytes, gt=0)
+    max_audio_seconds: float = Field(AudioLimits().max_seconds, gt=0)
     max_chunks_in_flight: int = Field(256, ge=1)  # per ingress replica; beyond it, 503
     retry_after_s: int = Field(5, ge=1)
     # optional API key; the value itself is read from this environment variable
     api_key_env: str = "WXS_API_KEY"
     deployments: dict[DeploymentName, DeploymentArgs] = Field(default_factory=dict)
+
+    @field_validator("asr_model")
+    @classmethod
+    def _asr_cannot_be_off(cls, value: str | None) -> str | None:
+        if value == OFF:
+            raise ValueError("asr_model cannot be 'none': the service needs an ASR model")
+        return value
 
     @property
     def api_key(self) -> str | None:
@@ -124,7 +144,7 @@ class ServiceArgs(BaseModel):
         return PipelineConfig(
             asr=replace(
                 defaults.asr,
-                model=_chosen(self.asr_model, models["asr"]) or "bundled",
+                model=self.asr_model or models["asr"],
                 compute_type=self.compute_type or models["compute_type"],
                 num_workers=self.asr_workers,
             ),

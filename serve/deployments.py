@@ -63,7 +63,7 @@ async def fetch(audio: AudioRef) -> np.ndarray:
 @serve.deployment(name="Transcriber", max_ongoing_requests=64)
 class TranscriberDeployment:
     def __init__(self, config: PipelineConfig, threads: int | None = None):
-        # batch_size: Serve forms the batches; the engine must not split them further.
+        # Serve forms the batches; the engine only shares each one among its CTranslate2 workers.
         self.engine = Transcriber(replace(config.asr, batch_size=1024), from_ray(threads))
         self._batch_size = Histogram(
             "whisperx_asr_batch_size", description="chunks per ASR batch", boundaries=[1, 2, 4, 8, 16, 32, 64]

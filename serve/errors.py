@@ -40,7 +40,7 @@ _STATUS: list[tuple[type[PipelineError], int]] = [
     (AudioDecodeError, 415),  # includes AudioTruncated
     (UnsupportedLanguage, 422),
     (InvalidOption, 422),
-    (ModelNotFound, 422),
+    (ModelNotFound, 500),  # at request time: a model the server is configured for is missing
 ]
 
 

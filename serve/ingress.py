@@ -151,7 +151,8 @@ class Ingress:
         )
 
     def _check_model(self, requested: str | None) -> None:
-        if requested and requested not in (*OPENAI_MODEL_ALIASES, self.card.model_id, "bundled", "tiny.en"):
+        served = (*OPENAI_MODEL_ALIASES, self.card.model_id, self.config.asr.model)
+        if requested and requested not in served:
             raise RequestError(
                 400, "model_not_found", f"model {requested!r} is not served here; GET /v1/models lists what is"
             )
@@ -160,7 +161,7 @@ class Ingress:
 
     async def transcribe(self, data: bytes, request: Request) -> tuple[Plan, Transcript, ServiceStats]:
         plan = self.planner.plan(request)  # bad options: typed errors, before any work
-        stats = ServiceStats(request_id=uuid.uuid4().hex, stages=list(plan.stages()))
+        stats = ServiceStats(request_id=uuid.uuid4().hex)
         clock = _Stopwatch(stats.seconds)
         with self.admission.admit() as ticket:  # overload: 503 before any work
             audio = await asyncio.to_thread(load_audio, data, self.config.limits)
@@ -175,14 +176,20 @@ class Ingress:
             try:
                 if plan.detects_language:
                     sample = [speech.chunks[i] for i in plan.language_sample(speech.chunks)]
-                    plan = plan.with_language(await self.transcriber.detect_language.remote(audio_ref, sample))
+                    detection = self.transcriber.detect_language.remote(audio_ref, sample)
+                    started.append(detection)
+                    plan = plan.with_language(await detection)
                     clock.lap("language")
+                stats.stages = list(plan.stages())
                 calls = [
                     self.transcriber.transcribe.remote(ChunkJob(stats.request_id, audio_ref, i, s, e, plan.decode))
                     for i, (s, e) in enumerate(speech.chunks)
                 ]
                 started += calls
-                outcomes = await asyncio.gather(*calls)
+                outcomes = await asyncio.gather(*calls, return_exceptions=True)
+                failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+                if failed is not None:
+                    raise failed
                 ticket.hold(0)
                 stats.chunks = len(outcomes)
                 stats.batch_sizes = [o.batch_size for o in outcomes]
@@ -190,7 +197,9 @@ class Ingress:
                 clock.lap("asr")
                 results = [o.result for o in outcomes]
                 if plan.aligns and results:
-                    segments = await self.aligner.align.remote(audio_ref, results, plan.language)
+                    alignment = self.aligner.align.remote(audio_ref, results, plan.language)
+                    started.append(alignment)
+                    segments = await alignment
                     clock.lap("align")
                 else:
                     segments = plan.chunk_segments(results)

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import copy
+import sys
+import types
+from typing import get_args
 
 import pytest
 from pydantic import ValidationError
 
+from pipeline.audio import AudioLimits
 from pipeline.errors import InvalidOption
-from pipeline.placement import Placement
+from pipeline.models import default_compute_type
+from pipeline.placement import Placement, resolve_auto
 from serve.admission import Admission
-from serve.config import DEFAULT_BATCHING, PROFILES, ServiceArgs
+from serve.config import DEFAULT_BATCHING, PROFILES, ComputeType, ServiceArgs
 from serve.errors import Overloaded
 
 # --- Placement.from_reservation ----------------------------------------------------------------
@@ -69,6 +74,44 @@ def test_local_cpu_never_picks_a_gpu():
     assert Placement.local_cpu().cpu_threads >= 1
 
 
+# --- resolve_auto (the CLI's --device) ---------------------------------------------------------
+
+
+@pytest.fixture
+def no_ctranslate2(monkeypatch):
+    """Any probe for a GPU fails: importing ctranslate2 raises ImportError."""
+    monkeypatch.setitem(sys.modules, "ctranslate2", None)
+
+
+def test_resolve_auto_takes_an_explicit_gpu_index_without_probing(no_ctranslate2):
+    p = resolve_auto("cuda:1", threads=3)
+    assert (p.device, p.gpu_index, p.torch_device) == ("cuda", 1, "cuda:1")
+    assert (p.cpu_threads, p.gpu_share) == (3, 1.0)
+    assert resolve_auto("cuda:0").torch_device == "cuda:0"
+
+
+def test_resolve_auto_explicit_devices(no_ctranslate2):
+    cuda = resolve_auto("cuda", threads=2)
+    assert (cuda.device, cuda.gpu_index, cuda.gpu_share, cuda.cpu_threads) == ("cuda", 0, 1.0, 2)
+    cpu = resolve_auto("cpu", threads=2)
+    assert (cpu.device, cpu.gpu_share, cpu.torch_device) == ("cpu", 0.0, "cpu")
+
+
+@pytest.mark.parametrize("device", ["cuda:x", "cuda:", "cuda:-1", "cuda:1.5", "gpu"])
+def test_resolve_auto_rejects_bad_devices(device, no_ctranslate2):
+    with pytest.raises(InvalidOption, match="device"):
+        resolve_auto(device)
+
+
+@pytest.mark.parametrize(("gpus", "device"), [(0, "cpu"), (2, "cuda")])
+def test_resolve_auto_probes_only_for_auto(monkeypatch, gpus, device):
+    fake = types.SimpleNamespace(get_cuda_device_count=lambda: gpus)
+    monkeypatch.setitem(sys.modules, "ctranslate2", fake)
+    p = resolve_auto("auto", threads=1)
+    assert p.device == device
+    assert p.gpu_index == 0
+
+
 # --- ServiceArgs: profiles and pipeline config -------------------------------------------------
 
 
@@ -82,7 +125,8 @@ def test_defaults_build_the_cpu_profile():
     assert config.align.model is None and config.align.enabled is False
     assert config.diarize.model is None
     assert config.diarize.model_id == "resemblyzer+spectral"
-    assert config.limits.max_bytes == args.max_upload_bytes == 100 * 1024 * 1024
+    assert config.limits == AudioLimits()  # one set of limit defaults: the pipeline's
+    assert (args.max_upload_bytes, args.max_audio_seconds) == (AudioLimits().max_bytes, AudioLimits().max_seconds)
     assert config.limits.max_seconds == args.max_audio_seconds
     assert config.vad.step_seconds == args.vad_step_seconds
 
@@ -99,7 +143,9 @@ def test_gpu_profile():
     args = ServiceArgs(profile="gpu")
     config = args.pipeline_config()
     assert config.asr.model == "large-v3-turbo"
-    assert config.asr.compute_type == "float16"
+    assert config.asr.compute_type is None, "resolved by the device, not the profile"
+    assert default_compute_type("cuda") == "float16"
+    assert default_compute_type("cpu") == "int8"
     assert config.align.model == "default" and config.align.enabled is True
     assert config.diarize.model == "pyannote/speaker-diarization-community-1"
     assert args.deployment_options("Transcriber")["ray_actor_options"]["num_gpus"] == 1
@@ -126,8 +172,23 @@ def test_models_override_the_profile():
     assert config.limits.max_bytes == 1234
 
 
-def test_asr_model_none_falls_back_to_bundled():
-    assert ServiceArgs(asr_model="none").pipeline_config().asr.model == "bundled"
+def test_asr_model_cannot_be_turned_off():
+    with pytest.raises(ValidationError, match="asr_model"):
+        ServiceArgs(asr_model="none")
+    with pytest.raises(ValidationError, match="asr_model"):
+        ServiceArgs.model_validate({"profile": "gpu", "asr_model": "none"})
+
+
+def test_asr_model_defaults_to_the_profile():
+    assert ServiceArgs(asr_model=None).pipeline_config().asr.model == "bundled"
+    assert ServiceArgs(profile="gpu").pipeline_config().asr.model == "large-v3-turbo"
+
+
+@pytest.mark.parametrize("compute_type", ["int8", "int8_float16", "int8_float32", "float16", "bfloat16", "float32"])
+def test_ctranslate2_compute_types_are_accepted(compute_type):
+    assert compute_type in get_args(ComputeType)
+    args = ServiceArgs(profile="gpu", compute_type=compute_type)
+    assert args.pipeline_config().asr.compute_type == compute_type
 
 
 def test_args_validate_from_a_yaml_shaped_dict():
@@ -152,6 +213,9 @@ def test_args_validate_from_a_yaml_shaped_dict():
         ({"deployments": {"Transcriber": {"num_gpu": 1}}}, "num_gpu"),
         ({"deployments": {"Transcriber": {"threads": 0}}}, "threads"),
         ({"deployments": {"Aligner": {"num_replicas": -1}}}, "num_replicas"),
+        ({"asr_model": "none"}, "asr_model"),
+        ({"compute_type": "int3"}, "compute_type"),
+        ({"compute_type": "fp16"}, "compute_type"),
     ],
 )
 def test_invalid_args_name_the_field(raw, field):

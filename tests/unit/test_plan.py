@@ -116,6 +116,8 @@ def test_multilingual_card_detects_language():
     detected = p.with_language("de")
     assert detected.language == "de"
     assert detected.detects_language is False
+    assert "language" in detected.stages(), "the vote ran, so the stage is reported"
+    assert "language" not in plan(Request(language="de"), card=MULTI).stages()
     assert p.language is None, "with_language returns a new plan"
 
 
@@ -208,6 +210,33 @@ def test_align_model_waits_for_the_detected_language():
     detected = p.with_language("de")
     assert detected.align_model == "default"
     assert detected.models()["align"] == "wav2vec2/default"
+
+
+def test_default_align_model_only_for_languages_whisperx_has_one():
+    # whisperx ships no default wav2vec2 model for af or bg: their words keep cross-attention
+    # times rather than failing. (Imports whisperx.alignment: slow, so one test covers it.)
+    card = AsrCard("large-v3", True, ("en", "de", "af", "bg"))
+    p = plan(config=ALIGNED, card=card)
+    assert p.aligns is True, "until the language is known, alignment may run"
+    for language in ("af", "bg"):
+        assert ALIGNED.align.model_name(language) is None, language
+        detected = p.with_language(language)
+        assert detected.aligns is False
+        assert detected.align_model is None
+        assert detected.models()["align"] == CROSS_ATTENTION_ID
+        assert "word_times" in detected.stages() and "align" not in detected.stages()
+        given = plan(Request(language=language), ALIGNED, card)
+        assert given.aligns is False and given.models()["align"] == CROSS_ATTENTION_ID
+    for language in ("en", "de"):
+        assert ALIGNED.align.model_name(language) == "default", language
+        detected = p.with_language(language)
+        assert detected.aligns is True and detected.align_model == "default"
+        assert detected.models()["align"] == "wav2vec2/default"
+    # Only "default" depends on whisperx's list: a named model or a per-language one is used as given.
+    assert AlignConfig(model="org/any").model_name("bg") == "org/any"
+    assert AlignConfig(model="default", language_models={"bg": "org/bg"}).model_name("bg") == "org/bg"
+    bg_model = PipelineConfig(align=AlignConfig(language_models={"bg": "org/bg"}))
+    assert plan(Request(language="bg"), bg_model, card).aligns is True
 
 
 # --- models() ----------------------------------------------------------------------------------
@@ -318,8 +347,8 @@ def test_valid_edge_values_pass():
 # --- result options ----------------------------------------------------------------------------
 
 
-def _digest(request: Request, config: PipelineConfig = PipelineConfig()) -> str:
-    return options_digest(result_options(config, request))
+def _digest(request: Request = Request(), config: PipelineConfig = PipelineConfig(), card: AsrCard = EN) -> str:
+    return options_digest(result_options(Planner(config, card).plan(request)))
 
 
 def test_format_is_not_a_result_option_but_word_timing_is():
@@ -332,8 +361,26 @@ def test_format_is_not_a_result_option_but_word_timing_is():
         assert _digest(Request(response_format=fmt)) == (timed if fmt in TIMED_FORMATS else untimed), fmt
     assert _digest(Request(response_format="text", diarize=True)) == _digest(Request(diarize=True))
     assert _digest(Request(word_timestamps=False)) == timed
-    assert "response_format" not in result_options(PipelineConfig(), Request())
-    assert _digest(Request(language="DE")) == _digest(Request(language="de"))
+    options = result_options(plan())
+    assert "response_format" not in options
+    assert options["decode"]["word_timestamps"] is True
+    assert result_options(plan(Request(response_format="json")))["decode"]["word_timestamps"] is False
+
+
+def test_the_planned_decoding_is_digested_not_the_raw_request():
+    # Requests the planner turns into the same decoding share a key.
+    assert _digest(Request(language="en")) == _digest(Request()), "English-only: None plans as en"
+    assert _digest(Request(language="EN")) == _digest(Request())
+    assert _digest(Request(language="DE"), card=MULTI) == _digest(Request(language="de"), card=MULTI)
+    assert _digest(Request(language=" de "), card=MULTI) == _digest(Request(language="de"), card=MULTI)
+    assert _digest(Request(initial_prompt=""), card=MULTI) == _digest(Request(initial_prompt=None), card=MULTI)
+    options = result_options(plan(Request(language="DE", initial_prompt=""), card=MULTI))
+    assert options["decode"]["language"] == "de"
+    assert options["decode"]["initial_prompt"] is None
+
+
+def test_detected_and_given_language_differ_on_a_multilingual_card():
+    assert _digest(Request(language="en"), card=MULTI) != _digest(Request(), card=MULTI)
 
 
 @pytest.mark.parametrize(
@@ -344,36 +391,92 @@ def test_format_is_not_a_result_option_but_word_timing_is():
         Request(initial_prompt="Names: Ada, Grace."),
         Request(temperature=0.4),
         Request(beam_size=1),
-        Request(align=False),
+    ],
+    ids=["language", "task", "prompt", "temperature", "beam"],
+)
+def test_decoding_choices_change_the_digest(changed):
+    assert _digest(changed, card=MULTI) != _digest(Request(), card=MULTI)
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
         Request(diarize=True),
         Request(speakers=SpeakerCount(num_speakers=2)),
         Request(speakers=SpeakerCount(max_speakers=3)),
     ],
-    ids=["language", "task", "prompt", "temperature", "beam", "align", "diarize", "num", "max"],
+    ids=["diarize", "num", "max"],
 )
-def test_result_changing_request_options_change_the_digest(changed):
+def test_diarizing_changes_the_digest(changed):
     assert _digest(changed) != _digest(Request())
 
 
+def test_speaker_counts_are_digested_when_diarizing():
+    assert _digest(Request(speakers=SpeakerCount(num_speakers=2))) != _digest(Request(diarize=True))
+    assert _digest(Request(speakers=SpeakerCount(num_speakers=2))) != _digest(
+        Request(speakers=SpeakerCount(num_speakers=3))
+    )
+    assert result_options(plan())["speakers"] is None
+    assert result_options(plan(Request(diarize=True, speakers=SpeakerCount(max_speakers=4))))["speakers"] == {
+        "num_speakers": None,
+        "min_speakers": None,
+        "max_speakers": 4,
+    }
+
+
+def test_align_changes_the_digest_only_when_alignment_is_requested():
+    # Timed format + an align model configured: align on/off are different results.
+    assert _digest(Request(align=False), ALIGNED) != _digest(Request(), ALIGNED)
+    # Nothing to align with: the request's align changes nothing.
+    assert _digest(Request(align=False)) == _digest(Request())
+    # No word timing: no alignment either way, and the align config is not digested.
+    json_aligned = _digest(Request(response_format="json"), ALIGNED)
+    assert _digest(Request(response_format="json", align=False), ALIGNED) == json_aligned
+    assert json_aligned == _digest(Request(response_format="json"))
+    # align=False on an aligned config is the same result as no align model at all.
+    assert _digest(Request(align=False), ALIGNED) == _digest(Request())
+    # Which models are configured matters too.
+    per_language = PipelineConfig(align=AlignConfig(model="default", language_models={"de": "org/de"}))
+    assert _digest(Request(), per_language) != _digest(Request(), ALIGNED)
+
+
 @pytest.mark.parametrize(
-    "config",
+    ("config", "card"),
     [
-        PipelineConfig(asr=AsrConfig(model="large-v3-turbo")),
-        PipelineConfig(asr=AsrConfig(compute_type="float16")),
-        PipelineConfig(vad=replace(VadOptions(), onset=0.6)),
-        ALIGNED,
-        PipelineConfig(align=AlignConfig(language_models={"de": "org/de"})),
-        PipelineConfig(diarize=DiarizeConfig(model="my-pipeline")),
+        (PipelineConfig(asr=AsrConfig(compute_type="float16")), EN),
+        (PipelineConfig(asr=AsrConfig(language_detection_chunks=2)), MULTI),
+        (PipelineConfig(vad=replace(VadOptions(), onset=0.6)), EN),
+        (ALIGNED, EN),
+        (PipelineConfig(align=AlignConfig(language_models={"de": "org/de"})), EN),
     ],
-    ids=["asr", "compute", "vad", "align", "align-lang", "diarize"],
+    ids=["compute", "detection-chunks", "vad", "align", "align-lang"],
 )
-def test_result_changing_config_changes_the_digest(config):
-    assert _digest(Request(), config) != _digest(Request())
+def test_result_changing_config_changes_the_digest(config, card):
+    assert _digest(Request(), config, card) != _digest(Request(), PipelineConfig(), card)
+
+
+def test_the_asr_model_is_the_cards_id():
+    # "bundled", "tiny.en" and "bundled/tiny.en" load the same model: one card, one key.
+    for name in ("bundled", "tiny.en", "bundled/tiny.en", "anything"):
+        assert _digest(config=PipelineConfig(asr=AsrConfig(model=name))) == _digest(), name
+    assert result_options(plan(config=PipelineConfig(asr=AsrConfig(model="bundled"))))["asr_model"] == EN.model_id
+    other = AsrCard("bundled/base.en", False, ("en",))
+    assert _digest(card=other) != _digest()
+
+
+def test_diarize_config_changes_the_digest_only_for_diarizing_requests():
+    pyannote = PipelineConfig(diarize=DiarizeConfig(model="my-pipeline"))
+    assert _digest(Request(), pyannote) == _digest(Request())
+    assert _digest(Request(diarize=True), pyannote) != _digest(Request(diarize=True))
+    tuned = PipelineConfig(diarize=DiarizeConfig(keep_fraction=0.3))
+    assert _digest(Request(diarize=True), tuned) != _digest(Request(diarize=True))
+    assert result_options(plan(Request(), pyannote))["diarize"] is None
 
 
 def test_digest_is_stable_and_order_independent():
-    options = result_options(PipelineConfig(), Request())
+    options = result_options(plan(Request(diarize=True), ALIGNED, MULTI))
     assert options_digest(options) == options_digest(dict(reversed(list(options.items()))))
+    assert options_digest(options) == _digest(Request(diarize=True), ALIGNED, MULTI), "a new plan, the same key"
     assert len(options_digest(options)) == 16
 
 

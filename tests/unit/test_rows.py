@@ -13,10 +13,12 @@ import pytest
 
 from cluster.schema import FILE_SCHEMA, SCHEMA_VERSION, SEGMENT_SCHEMA
 from cluster.stages import BatchJob, _file_row, _segment_rows, _segments, file_key, hash_row
+from pipeline.align import AlignConfig
+from pipeline.asr import AsrConfig
 from pipeline.config import PipelineConfig
 from pipeline.diarize import SpeakerCount
 from pipeline.models import AsrCard
-from pipeline.plan import Planner, Request
+from pipeline.plan import Planner, Request, result_options
 from pipeline.schema import Segment, Word
 
 CARD = AsrCard("bundled/tiny.en", False, ("en",))
@@ -24,8 +26,13 @@ NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 SHA = "ab" * 32
 
 
-def job(request: Request = Request(), per_segment: bool = False, config: PipelineConfig = PipelineConfig()):
-    return BatchJob(Planner(config, CARD).plan(request), per_segment=per_segment)
+def job(
+    request: Request = Request(),
+    per_segment: bool = False,
+    config: PipelineConfig = PipelineConfig(),
+    card: AsrCard = CARD,
+):
+    return BatchJob(Planner(config, card).plan(request), per_segment=per_segment)
 
 
 SEGMENTS = [
@@ -206,23 +213,43 @@ def test_key_depends_on_content():
     [
         Request(temperature=0.5),
         Request(beam_size=2),
-        Request(language="en"),
         Request(initial_prompt="Ada"),
         Request(diarize=True),
         Request(speakers=SpeakerCount(max_speakers=2)),
-        Request(align=False),
     ],
-    ids=["temperature", "beam", "language", "prompt", "diarize", "speakers", "align"],
+    ids=["temperature", "beam", "prompt", "diarize", "speakers"],
 )
 def test_key_changes_with_result_options(changed):
     assert file_key(SHA, job(changed)) != file_key(SHA, job())
 
 
-def test_key_changes_with_the_model():
-    from pipeline.asr import AsrConfig
+def test_key_changes_with_the_language_on_a_multilingual_model():
+    multi = AsrCard("large-v3-turbo", True, ("en", "de"))
+    detected = file_key(SHA, job(card=multi))
+    assert file_key(SHA, job(Request(language="de"), card=multi)) != detected
+    assert file_key(SHA, job(Request(language="en"), card=multi)) != detected
+    assert file_key(SHA, job(Request(language="DE"), card=multi)) == file_key(
+        SHA, job(Request(language="de"), card=multi)
+    )
 
-    other = job(config=PipelineConfig(asr=AsrConfig(model="bundled/base")))
-    assert file_key(SHA, other) != file_key(SHA, job())
+
+def test_key_is_the_same_for_requests_planned_alike():
+    base = file_key(SHA, job())
+    assert file_key(SHA, job(Request(language="en"))) == base, "an English-only model plans en anyway"
+    assert file_key(SHA, job(Request(initial_prompt=""))) == base
+    assert file_key(SHA, job(Request(align=False))) == base, "no align model configured"
+
+
+def test_key_changes_with_align_only_when_an_align_model_is_configured():
+    aligned = PipelineConfig(align=AlignConfig(model="default"))
+    assert file_key(SHA, job(Request(align=False), config=aligned)) != file_key(SHA, job(config=aligned))
+    assert file_key(SHA, job(config=aligned)) != file_key(SHA, job())
+
+
+def test_key_changes_with_the_model_card_not_the_configured_name():
+    assert file_key(SHA, job(card=AsrCard("bundled/base.en", False, ("en",)))) != file_key(SHA, job())
+    same_model = job(config=PipelineConfig(asr=AsrConfig(model="tiny.en")))
+    assert file_key(SHA, same_model) == file_key(SHA, job())
 
 
 def test_key_ignores_output_format():
@@ -239,8 +266,9 @@ def test_per_segment_is_part_of_the_key_by_design():
 def test_options_json_is_canonical_and_digested():
     j = job(Request(temperature=0.3))
     options = json.loads(j.options_json())
-    assert options["temperature"] == 0.3
-    assert options["asr_model"] == "bundled"
+    assert options == {**result_options(j.plan), "per_segment": False}
+    assert options["decode"]["temperature"] == 0.3
+    assert options["asr_model"] == "bundled/tiny.en"
     assert j.options_json() == json.dumps(options, sort_keys=True)
     assert j.digest() == job(Request(temperature=0.3)).digest()
     assert len(j.digest()) == 16
