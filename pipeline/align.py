@@ -77,15 +77,8 @@ class Aligner:
         self._models: OrderedDict[str, tuple[object, dict]] = OrderedDict()
         self._lock = threading.Lock()
 
-    @property
-    def enabled(self) -> bool:
-        return self.config.enabled
-
     def model_name(self, language: str) -> str | None:
         return self.config.model_name(language)
-
-    def model_id(self, language: str) -> str:
-        return self.config.model_id(language)
 
     def preload(self, language: str) -> None:
         """Load the language's model now (if one is configured), so a missing model fails early."""

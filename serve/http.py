@@ -14,6 +14,7 @@ from serve.errors import RequestError
 
 OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
 NATIVE_FORMATS = FORMATS
+DEFAULTS = Request()  # a field left out of the form takes the Request's own default
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def _common(upload: Upload) -> dict:
     return {
         "language": upload.get("language"),
         "initial_prompt": upload.get("prompt") or None,
-        "temperature": _number(upload, "temperature", float, 0.0),
+        "temperature": _number(upload, "temperature", float, DEFAULTS.temperature),
     }
 
 
@@ -131,8 +132,8 @@ def native_request(upload: Upload) -> Request:
     )
     return Request(
         **_common(upload),
-        align=_bool(upload, "align", True),
-        diarize=_bool(upload, "diarize", False),
+        align=_bool(upload, "align", DEFAULTS.align),
+        diarize=_bool(upload, "diarize", DEFAULTS.diarize),
         speakers=speakers,
         response_format=_format(upload, NATIVE_FORMATS, "whisperx"),
     )
