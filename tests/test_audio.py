@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import numpy as np
 import pytest
 
-from pipeline.audio import AudioLimits, load_audio
+from pipeline.audio import AudioLimits, load_audio, open_audio
 from pipeline.errors import AudioDecodeError, AudioEmpty, AudioTooLarge, AudioTooLong, AudioTruncated
 from tests.conftest import ffmpeg
 
@@ -127,11 +128,67 @@ def test_too_large(pyannote_sample):
 @pytest.mark.parametrize("ext", ["wav", "flac"])
 def test_in_process_reader_matches_ffmpeg(ext, pyannote_sample, tmp_path):
     """16 kHz mono 16-bit WAV/FLAC skip the ffmpeg process; the samples must be identical."""
-    from pipeline.audio import _read_pcm16k, _run_ffmpeg
-
     path = tmp_path / f"s.{ext}"
     ffmpeg("-i", str(pyannote_sample), "-ar", "16000", "-ac", "1", "-sample_fmt", "s16", str(path))
-    fast = _read_pcm16k(path, AudioLimits(), str(path))
+    with open_audio(path) as opened:
+        fast = opened._read_pcm16k(None)
+        streamed = opened._ffmpeg_stream(opened.probe(), None)
     assert fast is not None
-    np.testing.assert_array_equal(fast.samples, _run_ffmpeg(str(path), AudioLimits(), source_name="x").samples)
-    assert _read_pcm16k(tmp_path / "missing.wav", AudioLimits(), "x") is None
+    np.testing.assert_array_equal(fast.samples, streamed.samples)
+
+
+class Budget:
+    """Records what the decoder asks for; refuses past `limit` bytes."""
+
+    def __init__(self, limit: int = 1 << 40):
+        self.limit, self.asked = limit, []
+
+    def grow(self, total_bytes: int) -> None:
+        self.asked.append(total_bytes)
+        if sum(self.asked) > self.limit:
+            raise MemoryError("over budget")
+
+
+def _silence(path, seconds: int, *out_args: str):
+    ffmpeg("-f", "lavfi", "-i", "anullsrc=r=44100:cl=stereo", "-t", str(seconds), *out_args, str(path))
+
+
+def test_bomb_is_refused_from_its_header(tmp_path):
+    """10 minutes of silence in a small FLAC, limit 60 s: refused before any sample is decoded."""
+    path = tmp_path / "bomb.flac"
+    _silence(path, 600)
+    assert path.stat().st_size < 1_000_000  # a decompression bomb: tiny file, long audio
+    budget = Budget()
+    for source in (path, path.read_bytes()):
+        with pytest.raises(AudioTooLong, match="from its header"):
+            load_audio(source, AudioLimits(max_seconds=60), budget)
+    assert budget.asked == []  # nothing was allocated for samples
+
+
+def test_headerless_bomb_stops_at_the_limit(tmp_path):
+    """A FLAC written to a pipe has no duration in its header: decoding stops at the limit and
+    never allocates much more than the limit's worth of samples."""
+    path = tmp_path / "headerless.flac"
+    with open(path, "wb") as out:
+        subprocess.run(
+            ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono"]
+            + ["-t", "600", "-f", "flac", "pipe:1"],
+            stdout=out,
+            check=True,
+        )
+    with open_audio(path) as opened:
+        assert opened.probe().seconds is None or opened.probe().estimated
+    budget = Budget()
+    with pytest.raises(AudioTooLong):
+        load_audio(path.read_bytes(), AudioLimits(max_seconds=60), budget)
+    assert max(budget.asked) <= 62 * 16000 * 4  # the array never outgrew the limit (+1 s)
+
+
+def test_budget_refusal_stops_the_decode(pyannote_sample, tmp_path):
+    path = tmp_path / "sample.mp3"
+    ffmpeg("-i", str(pyannote_sample), "-b:a", "32k", str(path))
+    with pytest.raises(MemoryError):
+        load_audio(path, AudioLimits(), Budget(limit=16000 * 4))  # 1 s of samples; the file is 30 s
+    budget = Budget()
+    audio = load_audio(path, AudioLimits(), budget)
+    assert sum(budget.asked) >= audio.samples.nbytes  # every byte held was asked for first
