@@ -53,9 +53,10 @@ class Probe:
 
 
 class DecodeBudget(Protocol):
-    """Asked before the decoder allocates; raises to stop the decode (e.g. the service is full)."""
+    """Asked before each allocation of `nbytes` more (they add up); raises to stop the decode
+    (e.g. the service is full)."""
 
-    def grow(self, total_bytes: int) -> None: ...
+    def reserve(self, nbytes: int) -> None: ...
 
 
 def ffmpeg_path(tool: str = "ffmpeg") -> str:
@@ -210,7 +211,7 @@ class AudioInput:
             ):
                 return None
             if budget is not None:
-                budget.grow(info.frames * 4)
+                budget.reserve(info.frames * 4)
             pcm, _ = soundfile.read(self._arg, dtype="int16", always_2d=False)
         except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError):
             return None  # unreadable or unusual here: let ffmpeg decode it or say why not
@@ -306,7 +307,7 @@ class AudioInput:
     @staticmethod
     def _allocate(samples: int, budget: DecodeBudget | None) -> np.ndarray:
         if budget is not None:
-            budget.grow(samples * 4)
+            budget.reserve(samples * 4)
         return np.empty(samples, np.float32)
 
     def _grow(self, out: np.ndarray, used: int, samples: int, budget: DecodeBudget | None) -> np.ndarray:

@@ -1,37 +1,195 @@
-"""Admission: whether a request may start, decided before any work is done for it.
+"""Admission: whether a request may start, decided before its audio is decoded.
 
-The ingress counts the chunks its admitted requests hold in the Transcriber's queue and the
-requests still being decoded (each counted as one chunk until its VAD says how many it has).
-A request that would start while that count is at `max_chunks_in_flight` is refused with 503
-at once: before decode, VAD, `ray.put` or any diarization call, so nothing is left running.
-A request once admitted keeps all its chunks, however many.
+Three bounds, each per ingress replica, each answered with 503 and a Retry-After:
+- **chunks in flight** (`max_chunks_in_flight`): a hard cap on the Transcriber queue this
+  ingress feeds; checked first, before even the header is read.
+- **expected wait** (`max_queue_wait_s`): each stage (Transcriber, Diarizer) has a queue of
+  audio seconds this ingress submitted and not yet got back, and a measured speed (audio
+  seconds per second per replica, over the last minute of busy time; a prior from the profile
+  until then) times the replicas that exist now. A request whose expected completion,
+  queue ahead plus its own audio over that speed, exceeds the bound is refused, with
+  Retry-After the time until it would fit. A request with nothing queued ahead is always
+  admitted: it cannot finish sooner by waiting.
+- **decoded bytes in flight** (`max_decoded_bytes`): the decoder reserves every array it
+  allocates, so a lying header cannot push the replica past its budget; the request holds
+  its bytes until it ends. A request alone in the ingress is never refused for bytes.
+
+A request once admitted keeps its place, however long its audio turns out to be.
 """
 
 from __future__ import annotations
 
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
 from serve.errors import Overloaded
 
 
+@dataclass(frozen=True)
+class AdmissionLimits:
+    max_chunks_in_flight: int = 256
+    max_queue_wait_s: float = 120.0
+    max_decoded_bytes: int = 2 << 30
+    retry_after_s: int = 5  # for the bounds that have no estimate of their own
+
+
+class StageLoad:
+    """One stage's queue (audio seconds submitted, not yet returned) and measured speed.
+
+    Speed is measured only while the queue holds at least `saturated_s` of audio: a replica
+    given one short request at a time idles between batches, and its speed then says nothing
+    about what it does under the load that admission is for.
+    """
+
+    def __init__(
+        self,
+        prior_speed: float,
+        window_s: float = 60.0,
+        min_busy_s: float = 5.0,
+        saturated_s: float = 60.0,
+        replicas: int = 1,
+    ):
+        self.prior_speed, self.window_s, self.min_busy_s = prior_speed, window_s, min_busy_s
+        self.saturated_s = saturated_s
+        self.replicas = max(1, replicas)
+        self.queued = 0.0
+        self._done = 0.0  # audio seconds returned, all time
+        self._replica_busy = 0.0  # replica-seconds spent while the queue was not empty
+        self._last = time.monotonic()
+        self._samples: deque[tuple[float, float]] = deque([(0.0, 0.0)])  # (replica_busy, done)
+
+    def _advance(self, now: float) -> bool:
+        """Account the time since the last event; True if the queue was saturated meanwhile."""
+        saturated = self.queued > 1e-9 and self.queued >= self.saturated_s
+        if saturated:
+            self._replica_busy += (now - self._last) * self.replicas
+        self._last = now
+        return saturated
+
+    def set_replicas(self, replicas: int, now: float | None = None) -> None:
+        self._advance(time.monotonic() if now is None else now)
+        self.replicas = max(1, replicas)
+
+    def add(self, seconds: float, now: float | None = None) -> None:
+        self._advance(time.monotonic() if now is None else now)
+        self.queued += seconds
+
+    def remove(self, seconds: float, now: float | None = None) -> None:
+        """Work that left the queue unfinished (its request failed)."""
+        self._advance(time.monotonic() if now is None else now)
+        self.queued = max(0.0, self.queued - seconds)
+
+    def done(self, seconds: float, now: float | None = None) -> None:
+        saturated = self._advance(time.monotonic() if now is None else now)
+        self.queued = max(0.0, self.queued - seconds)
+        if not saturated:
+            return
+        self._done += seconds
+        self._samples.append((self._replica_busy, self._done))
+        while len(self._samples) > 2 and self._replica_busy - self._samples[1][0] > self.window_s:
+            self._samples.popleft()
+
+    def speed_per_replica(self) -> float:
+        """Audio seconds per second one replica returned while saturated (else the prior)."""
+        busy0, done0 = self._samples[0]
+        busy1, done1 = self._samples[-1]
+        if busy1 - busy0 < self.min_busy_s:
+            return self.prior_speed
+        return max((done1 - done0) / (busy1 - busy0), 1e-3)
+
+    def expected_s(self, own_seconds: float) -> float:
+        """Seconds until `own_seconds` more would be done, behind everything queued now."""
+        return (self.queued + own_seconds) / (self.speed_per_replica() * self.replicas)
+
+
 class Admission:
-    def __init__(self, max_chunks_in_flight: int):
-        self.max_chunks_in_flight = max_chunks_in_flight
+    def __init__(self, limits: AdmissionLimits, stages: dict[str, StageLoad]):
+        self.limits, self.stages = limits, stages
         self.chunks_in_flight = 0
         self.preparing = 0
+        self.decoded_bytes = 0
+        self._lock = threading.Lock()  # the decoder reserves bytes from a worker thread
 
     def admit(self) -> Ticket:
-        if self.chunks_in_flight + self.preparing >= self.max_chunks_in_flight:
-            raise Overloaded()
+        """The chunk cap, before any work (a request being decoded counts as one chunk)."""
+        if self.chunks_in_flight + self.preparing >= self.limits.max_chunks_in_flight:
+            raise Overloaded("chunks in flight", self.limits.retry_after_s)
         self.preparing += 1
         return Ticket(self)
 
+    def expected_wait(self, work: dict[str, float]) -> float:
+        return max((self.stages[name].expected_s(seconds) for name, seconds in work.items()), default=0.0)
+
+    def status(self) -> dict:
+        return {
+            "chunks_in_flight": self.chunks_in_flight,
+            "requests_preparing": self.preparing,
+            "decoded_bytes_in_flight": self.decoded_bytes,
+            "stages": {
+                name: {
+                    "queued_audio_s": round(load.queued, 2),
+                    "speed_per_replica": round(load.speed_per_replica(), 2),
+                    "replicas": load.replicas,
+                    "expected_wait_s": round(load.expected_s(0.0), 2),
+                }
+                for name, load in self.stages.items()
+            },
+        }
+
 
 class Ticket:
-    """One admitted request's hold on the ingress; a context manager that releases it."""
+    """One admitted request's hold on the ingress; a context manager that releases it all."""
 
     def __init__(self, admission: Admission):
         self._admission = admission
         self._chunks = 0
         self._preparing = True
+        self._bytes = 0
+        self._work: dict[str, float] = {}  # stage -> audio seconds still queued for it
+
+    def expect(self, work: dict[str, float]) -> None:
+        """Queue the request's expected work per stage, or refuse it (Overloaded with the
+        seconds until it would fit) when its expected completion is past the bound."""
+        admission = self._admission
+        ahead = any(admission.stages[name].queued > 1e-9 for name in work)
+        expected = admission.expected_wait(work)
+        bound = admission.limits.max_queue_wait_s
+        if ahead and expected > bound:
+            raise Overloaded(f"expected wait {expected:.0f} s is over {bound:.0f} s", math.ceil(expected - bound))
+        self.requeue(work)
+
+    def requeue(self, work: dict[str, float]) -> None:
+        """Replace the queued estimate per stage (e.g. the speech seconds VAD found)."""
+        for name, seconds in work.items():
+            load = self._admission.stages[name]
+            load.remove(self._work.get(name, 0.0))
+            load.add(seconds)
+            self._work[name] = seconds
+
+    def done(self, stage: str, seconds: float) -> None:
+        """Part of the request's work came back from `stage`."""
+        seconds = min(seconds, self._work.get(stage, 0.0))
+        self._admission.stages[stage].done(seconds)
+        self._work[stage] = self._work.get(stage, 0.0) - seconds
+
+    def reserve(self, nbytes: int) -> None:
+        """The decoder is about to allocate `nbytes` (pipeline.audio.DecodeBudget)."""
+        admission = self._admission
+        with admission._lock:
+            alone = admission.decoded_bytes == self._bytes  # no other request holds decoded audio
+            if not alone and admission.decoded_bytes + nbytes > admission.limits.max_decoded_bytes:
+                raise Overloaded("decoded audio in flight", admission.limits.retry_after_s)
+            admission.decoded_bytes += nbytes
+            self._bytes += nbytes
+
+    def settle(self, nbytes: int) -> None:
+        """The decode is over: the request holds exactly `nbytes` from now on."""
+        with self._admission._lock:
+            self._admission.decoded_bytes += nbytes - self._bytes
+            self._bytes = nbytes
 
     def hold(self, chunks: int) -> None:
         """The request's chunk count is known (after VAD): count them instead of the placeholder."""
@@ -43,6 +201,10 @@ class Ticket:
 
     def release(self) -> None:
         self.hold(0)
+        for name, seconds in self._work.items():
+            self._admission.stages[name].remove(seconds)
+        self._work.clear()
+        self.settle(0)
 
     def __enter__(self) -> Ticket:
         return self

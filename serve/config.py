@@ -34,6 +34,7 @@ ComputeType = Literal[
     "auto",
     "default",
 ]
+SpeedStage = Literal["Transcriber", "Diarizer"]
 DEPLOYMENT_NAMES: tuple[str, ...] = get_args(DeploymentName)
 OFF = "none"
 
@@ -42,6 +43,10 @@ def _autoscale(low: int, high: int, target: int) -> dict:
     return {"min_replicas": low, "max_replicas": high, "target_ongoing_requests": target}
 
 
+# How often Serve's controller checks a model replica (Serve's default is 10 s): a replica that
+# died is replaced this much sooner, and the requests whose calls it held wait that much less.
+HEALTH_CHECK_S = 2.0
+
 # Each profile: the models it serves and each deployment's Serve options.
 PROFILES: dict[str, dict[str, Any]] = {
     # One CPU machine (a laptop; the default). Logical CPUs add up to 2, so the four replicas
@@ -49,15 +54,28 @@ PROFILES: dict[str, dict[str, Any]] = {
     # two 1-thread CTranslate2 workers, measured 50.8x vs 35.1x real time for one 2-thread one).
     "cpu": {
         "models": {"asr": "bundled", "align": None, "diarize": None, "compute_type": None},
+        # Audio seconds per second one replica returns, until the ingress has measured it
+        # (tiny.en on 1.25 CPUs under load; the offline diarizer on 0.25 CPU). Low on purpose:
+        # a cold service sheds a little early rather than admit a queue it cannot serve in time.
+        "speed_prior": {"Transcriber": 15.0, "Diarizer": 30.0},
         "deployments": {
             "Ingress": {"ray_actor_options": {"num_cpus": 0.25}, "num_replicas": 1},
             "Transcriber": {
                 "ray_actor_options": {"num_cpus": 1.25},
                 "num_replicas": 1,
+                "health_check_period_s": HEALTH_CHECK_S,
                 "user_config": {"max_batch_size": 16, "batch_wait_timeout_s": 0.2},
             },
-            "Aligner": {"ray_actor_options": {"num_cpus": 0.25}, "num_replicas": 1},
-            "Diarizer": {"ray_actor_options": {"num_cpus": 0.25}, "num_replicas": 1},
+            "Aligner": {
+                "ray_actor_options": {"num_cpus": 0.25},
+                "num_replicas": 1,
+                "health_check_period_s": HEALTH_CHECK_S,
+            },
+            "Diarizer": {
+                "ray_actor_options": {"num_cpus": 0.25},
+                "num_replicas": 1,
+                "health_check_period_s": HEALTH_CHECK_S,
+            },
         },
     },
     # GPU nodes: large-v3-turbo float16 on whole GPUs, wav2vec2 and pyannote on quarter GPUs.
@@ -68,20 +86,24 @@ PROFILES: dict[str, dict[str, Any]] = {
             "diarize": "pyannote/speaker-diarization-community-1",
             "compute_type": None,  # CTranslate2's default for the device: float16 on GPU
         },
+        "speed_prior": {"Transcriber": 200.0, "Diarizer": 100.0},
         "deployments": {
             "Ingress": {"ray_actor_options": {"num_cpus": 1}, "autoscaling_config": _autoscale(1, 8, 16)},
             "Transcriber": {
                 "ray_actor_options": {"num_gpus": 1, "num_cpus": 2},
                 "autoscaling_config": _autoscale(1, 8, 32),
+                "health_check_period_s": HEALTH_CHECK_S,
                 "user_config": {"max_batch_size": 16, "batch_wait_timeout_s": 0.05},
             },
             "Aligner": {
                 "ray_actor_options": {"num_gpus": 0.25, "num_cpus": 1},
                 "autoscaling_config": _autoscale(1, 8, 4),
+                "health_check_period_s": HEALTH_CHECK_S,
             },
             "Diarizer": {
                 "ray_actor_options": {"num_gpus": 0.25, "num_cpus": 1},
                 "autoscaling_config": _autoscale(1, 8, 4),
+                "health_check_period_s": HEALTH_CHECK_S,
             },
         },
     },
@@ -102,6 +124,8 @@ class DeploymentArgs(BaseModel):
     max_ongoing_requests: int | None = Field(None, ge=1)
     max_queued_requests: int | None = None
     user_config: dict[str, Any] | None = None
+    health_check_period_s: float | None = Field(None, gt=0)
+    health_check_timeout_s: float | None = Field(None, gt=0)
 
 
 class ServiceArgs(BaseModel):
@@ -120,8 +144,13 @@ class ServiceArgs(BaseModel):
     # request limits
     max_upload_bytes: int = Field(AudioLimits().max_bytes, gt=0)
     max_audio_seconds: float = Field(AudioLimits().max_seconds, gt=0)
-    max_chunks_in_flight: int = Field(256, ge=1)  # per ingress replica; beyond it, 503
+    # admission, per ingress replica (serve/admission.py); beyond any bound, 503 + Retry-After
+    max_chunks_in_flight: int = Field(256, ge=1)
+    max_queue_wait_s: float = Field(120.0, gt=0)  # expected completion of a request, queue ahead included
+    max_decoded_bytes_in_flight: int = Field(2 << 30, gt=0)  # float32 samples of admitted requests
+    speed_prior: dict[SpeedStage, float] = Field(default_factory=dict)  # over the profile's; >0
     retry_after_s: int = Field(5, ge=1)
+    replica_retries: int = Field(3, ge=0)  # resends of a call whose model replica died
     # optional API key; the value itself is read from this environment variable
     api_key_env: str = "WXS_API_KEY"
     deployments: dict[DeploymentName, DeploymentArgs] = Field(default_factory=dict)
@@ -132,6 +161,17 @@ class ServiceArgs(BaseModel):
         if value == OFF:
             raise ValueError("asr_model cannot be 'none': the service needs an ASR model")
         return value
+
+    @field_validator("speed_prior")
+    @classmethod
+    def _positive_speeds(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, speed in value.items():
+            if not speed > 0:
+                raise ValueError(f"speed_prior.{name} must be > 0 (audio seconds per second per replica)")
+        return value
+
+    def speed_priors(self) -> dict[str, float]:
+        return {**PROFILES[self.profile]["speed_prior"], **self.speed_prior}
 
     @property
     def api_key(self) -> str | None:

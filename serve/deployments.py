@@ -136,33 +136,52 @@ def _chunk(audio_id: str, index: int, start: float, end: float, samples: np.ndar
     )
 
 
+class _OneAtATime:
+    """Runs a replica's model calls one at a time off the event loop (bounded memory), and
+    counts the calls it holds, running or waiting (`info()`; the tests kill busy replicas)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.calls = 0
+
+    async def run(self, fn, *args):
+        def locked():
+            with self._lock:
+                return fn(*args)
+
+        self.calls += 1
+        try:
+            return await asyncio.to_thread(locked)
+        finally:
+            self.calls -= 1
+
+    def info(self, engine_name: str) -> dict:
+        return {"model": engine_name, "pid": os.getpid(), "calls": self.calls}
+
+
 @serve.deployment(name="Aligner", max_ongoing_requests=8)
 class AlignerDeployment:
     def __init__(self, config: PipelineConfig, threads: int | None = None):
         self.engine = Aligner(config.align, from_ray(threads))
-        self._lock = threading.Lock()  # one alignment at a time per replica: bounded memory
+        self._calls = _OneAtATime()
+
+    def info(self) -> dict:
+        return self._calls.info(str(self.engine.config.model))
 
     async def align(self, audio: AudioRef, results: list[ChunkResult], language: str) -> list[Segment]:
         samples = await fetch(audio)
-
-        def run() -> list[Segment]:
-            with self._lock:
-                return self.engine.align(Audio(samples), results, language)
-
-        return await asyncio.to_thread(run)
+        return await self._calls.run(self.engine.align, Audio(samples), results, language)
 
 
 @serve.deployment(name="Diarizer", max_ongoing_requests=8)
 class DiarizerDeployment:
     def __init__(self, config: PipelineConfig, threads: int | None = None):
         self.engine = Diarizer(config.diarize, from_ray(threads))
-        self._lock = threading.Lock()
+        self._calls = _OneAtATime()
+
+    def info(self) -> dict:
+        return self._calls.info(str(self.engine.config.model or "offline"))
 
     async def diarize(self, audio: AudioRef, speech: list[tuple[float, float]], count: SpeakerCount) -> list[Turn]:
         samples = await fetch(audio)
-
-        def run() -> list[Turn]:
-            with self._lock:
-                return self.engine.diarize(Audio(samples), speech, count)
-
-        return await asyncio.to_thread(run)
+        return await self._calls.run(self.engine.diarize, Audio(samples), speech, count)

@@ -29,7 +29,15 @@ class RequestError(Exception):
 
 
 class Overloaded(Exception):
-    """The service is at capacity; the client should retry later."""
+    """The service is at capacity; the client should retry after `retry_after_s`."""
+
+    def __init__(self, reason: str = "at capacity", retry_after_s: int | None = None):
+        super().__init__(reason)
+        self.reason, self.retry_after_s = reason, retry_after_s
+
+
+class ReplicaUnavailable(Exception):
+    """A model replica died and the retries of its work ran out; the service is recovering."""
 
 
 # Order matters: subclasses before their bases.
@@ -65,9 +73,19 @@ def response_for(exc: BaseException, retry_after_s: int) -> JSONResponse:
         return error_response(exc.status, exc.code, str(exc), exc.headers)
     if isinstance(exc, PipelineError):
         return error_response(status_of(exc), exc.code, str(exc))
-    if isinstance(exc, (Overloaded, BackPressureError)):
+    if isinstance(exc, Overloaded):
+        wait = exc.retry_after_s or retry_after_s
+        return error_response(
+            503,
+            "overloaded",
+            f"the service is at capacity ({exc.reason}); retry in {wait} s",
+            {"Retry-After": str(wait)},
+        )
+    if isinstance(exc, BackPressureError):
         return error_response(
             503, "overloaded", "the service is at capacity; retry later", {"Retry-After": str(retry_after_s)}
         )
+    if isinstance(exc, ReplicaUnavailable):
+        return error_response(503, "replica_unavailable", str(exc), {"Retry-After": str(retry_after_s)})
     log.exception("unexpected error", exc_info=exc)
     return error_response(500, "internal_error", f"internal error ({type(exc).__name__})")

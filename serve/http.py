@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from starlette.datastructures import UploadFile
@@ -15,6 +16,8 @@ from serve.errors import RequestError
 OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
 NATIVE_FORMATS = FORMATS
 DEFAULTS = Request()  # a field left out of the form takes the Request's own default
+# A urlencoded form (`a=1&b=2`) rather than audio bytes that curl labelled as one.
+_FORM_TEXT = re.compile(rb"[\w.\[\]%+-]+=[^&\s]*(&[\w.\[\]%+-]+=[^&\s]*)*")
 
 
 @dataclass(frozen=True)
@@ -41,11 +44,17 @@ async def read_body(request: HttpRequest, max_bytes: int) -> bytes:
 
 
 async def read_upload(request: HttpRequest, max_bytes: int) -> Upload:
-    """A multipart form with a `file` part (OpenAI's shape), or the raw audio as the body
-    with options in the query string (handy for curl --data-binary)."""
+    """A multipart form with a `file` part (OpenAI's shape), or else the raw audio as the body
+    with options in the query string. Any content type but multipart means raw audio: curl
+    --data-binary labels it application/x-www-form-urlencoded, and a form without a file
+    part could not carry audio anyway."""
     body = await read_body(request, max_bytes)
     content_type = request.headers.get("content-type", "")
-    if not content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+    if not content_type.lower().startswith("multipart/form-data"):
+        if content_type.lower().startswith("application/x-www-form-urlencoded") and _FORM_TEXT.fullmatch(body):
+            raise RequestError(
+                400, "missing_file", "a form without a `file` part: send the audio as multipart `file`, or as the body"
+            )
         fields = {k: request.query_params.getlist(k) for k in request.query_params.keys()}
         return Upload(audio=body, fields=fields)
 

@@ -22,19 +22,22 @@ from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response
 
 from cluster.placement import from_ray
-from pipeline.audio import load_audio
+from pipeline.audio import open_audio
 from pipeline.formats import CONTENT_TYPES
 from pipeline.plan import Plan, Planner, Request
 from pipeline.schema import Transcript
 from pipeline.vad import SpeechDetector
-from serve.admission import Admission
+from serve import retry
+from serve.admission import Admission, AdmissionLimits, StageLoad, Ticket
 from serve.config import ServiceArgs
 from serve.deployments import AudioRef, ChunkJob
 from serve.errors import RequestError, error_response, response_for
 from serve.http import native_request, openai_request, read_upload
+from serve.retry import RetryPolicy
 
 log = logging.getLogger("whisperx_serve")
 OPENAI_MODEL_ALIASES = ("whisper-1",)
+REPLICA_POLL_S = 5.0
 
 
 @dataclass
@@ -47,6 +50,7 @@ class ServiceStats:
     batch_requests: list[int] = field(default_factory=list)
     stages: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    retries: int = 0  # model calls resent because their replica died
 
 
 @serve.deployment(name="Ingress", max_ongoing_requests=32, max_queued_requests=64)
@@ -61,7 +65,17 @@ class Ingress:
         self.planner = Planner(self.config, self.card)
         self.vad = SpeechDetector(self.config.vad, from_ray(args.threads("Ingress")))
         self._vad_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad")
-        self.admission = Admission(args.max_chunks_in_flight)
+        self.admission = Admission(
+            AdmissionLimits(
+                max_chunks_in_flight=args.max_chunks_in_flight,
+                max_queue_wait_s=args.max_queue_wait_s,
+                max_decoded_bytes=args.max_decoded_bytes_in_flight,
+                retry_after_s=args.retry_after_s,
+            ),
+            {name: StageLoad(speed) for name, speed in args.speed_priors().items()},
+        )
+        self.retry_policy = RetryPolicy(attempts=args.replica_retries + 1)
+        self._replica_watch = asyncio.create_task(self._watch_replicas())
         self.routes = {
             ("POST", "/v1/audio/transcriptions"): self.openai_transcriptions,
             ("POST", "/v1/transcribe"): self.native_transcribe,
@@ -112,8 +126,7 @@ class Ingress:
                 "status": "ok",
                 "asr": info["model"],
                 "device": info["device"],
-                "chunks_in_flight": self.admission.chunks_in_flight,
-                "requests_preparing": self.admission.preparing,
+                **self.admission.status(),
                 "transcriber": transcriber,
             }
         )
@@ -163,29 +176,61 @@ class Ingress:
         plan = self.planner.plan(request)  # bad options: typed errors, before any work
         stats = ServiceStats(request_id=uuid.uuid4().hex)
         clock = _Stopwatch(stats.seconds)
-        with self.admission.admit() as ticket:  # overload: 503 before any work
-            audio = await asyncio.to_thread(load_audio, data, self.config.limits)
+        with self.admission.admit() as ticket:  # chunk cap: 503 before anything is read
+            with open_audio(data, self.config.limits) as upload:  # size checks only
+                await asyncio.to_thread(upload.probe)  # the header: too long -> 413, no decoding
+                expected = upload.expected_seconds()
+                ticket.expect(_work(plan, expected, expected))  # expected wait past the bound -> 503
+                audio = await asyncio.to_thread(upload.decode, ticket)  # every array reserved first
+            ticket.settle(audio.samples.nbytes)
             clock.lap("decode")
             speech = await asyncio.get_running_loop().run_in_executor(self._vad_pool, self.vad.analyze, audio)
             ticket.hold(len(speech.chunks))
+            ticket.requeue(_work(plan, sum(e - s for s, e in speech.chunks), audio.duration))
             clock.lap("vad")
-            audio_ref = AudioRef(ray.put(audio.samples), audio.duration)
-            # Diarization runs beside ASR: it needs only the audio.
-            diarized = self.diarizer.diarize.remote(audio_ref, speech.speech, plan.speakers) if plan.diarize else None
-            started = [diarized] if diarized is not None else []
+            duration, audio_ref = audio.duration, AudioRef(ray.put(audio.samples), audio.duration)
+            del audio  # the object store holds the samples from here on
+            tasks: list[asyncio.Task] = []
             try:
+                # Diarization runs beside ASR: it needs only the audio.
+                diarized = None
+                if plan.diarize:
+                    diarized = asyncio.create_task(
+                        self._done_after(
+                            stats,
+                            ticket,
+                            "Diarizer",
+                            duration,
+                            self.diarizer.diarize,
+                            audio_ref,
+                            speech.speech,
+                            plan.speakers,
+                        )
+                    )
+                    tasks.append(diarized)
                 if plan.detects_language:
                     sample = [speech.chunks[i] for i in plan.language_sample(speech.chunks)]
-                    detection = self.transcriber.detect_language.remote(audio_ref, sample)
-                    started.append(detection)
+                    detection = asyncio.create_task(
+                        self._call(stats, self.transcriber.detect_language, audio_ref, sample)
+                    )
+                    tasks.append(detection)
                     plan = plan.with_language(await detection)
                     clock.lap("language")
                 stats.stages = list(plan.stages())
                 calls = [
-                    self.transcriber.transcribe.remote(ChunkJob(stats.request_id, audio_ref, i, s, e, plan.decode))
+                    asyncio.create_task(
+                        self._done_after(
+                            stats,
+                            ticket,
+                            "Transcriber",
+                            e - s,
+                            self.transcriber.transcribe,
+                            ChunkJob(stats.request_id, audio_ref, i, s, e, plan.decode),
+                        )
+                    )
                     for i, (s, e) in enumerate(speech.chunks)
                 ]
-                started += calls
+                tasks += calls
                 outcomes = await asyncio.gather(*calls, return_exceptions=True)
                 failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
                 if failed is not None:
@@ -197,8 +242,10 @@ class Ingress:
                 clock.lap("asr")
                 results = [o.result for o in outcomes]
                 if plan.aligns and results:
-                    alignment = self.aligner.align.remote(audio_ref, results, plan.language)
-                    started.append(alignment)
+                    alignment = asyncio.create_task(
+                        self._call(stats, self.aligner.align, audio_ref, results, plan.language)
+                    )
+                    tasks.append(alignment)
                     segments = await alignment
                     clock.lap("align")
                 else:
@@ -207,12 +254,48 @@ class Ingress:
                 if diarized is not None:
                     clock.lap("diarize_wait")
             except BaseException:
-                for call in started:  # leave nothing running for a request that failed
-                    call.cancel()
+                for task in tasks:  # leave nothing running for a request that failed
+                    task.cancel()
                 raise
-        transcript = plan.assemble(audio.duration, segments, turns)
+        transcript = plan.assemble(duration, segments, turns)
         clock.total()
         return plan, transcript, stats
+
+    async def _call(self, stats: ServiceStats, method, *args):
+        """A model call, resent if its replica dies (serve/retry.py)."""
+
+        def count() -> None:
+            stats.retries += 1
+
+        return await retry.call(method, *args, policy=self.retry_policy, what=method.deployment_name, on_retry=count)
+
+    async def _done_after(self, stats: ServiceStats, ticket: Ticket, stage: str, seconds: float, method, *args):
+        """A model call whose audio seconds leave the stage's queue when it returns."""
+        result = await self._call(stats, method, *args)
+        ticket.done(stage, seconds)
+        return result
+
+    async def _watch_replicas(self) -> None:
+        """Keep each stage's replica count current, so the expected wait follows autoscaling."""
+        app = serve.get_replica_context().app_name
+        while True:
+            try:
+                status = await asyncio.to_thread(serve.status)
+                deployments = status.applications[app].deployments
+                for name, load in self.admission.stages.items():
+                    running = deployments[name].replica_states.get("RUNNING", 0) if name in deployments else 0
+                    load.set_replicas(running)
+            except Exception as exc:  # noqa: BLE001 - keep the last counts; never fail requests
+                log.debug("replica count unavailable: %s", exc)
+            await asyncio.sleep(REPLICA_POLL_S)
+
+
+def _work(plan: Plan, asr_seconds: float, audio_seconds: float) -> dict[str, float]:
+    """Audio seconds a request puts on each stage's queue."""
+    work = {"Transcriber": asr_seconds}
+    if plan.diarize:
+        work["Diarizer"] = audio_seconds
+    return work
 
 
 class _Stopwatch:

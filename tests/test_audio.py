@@ -143,8 +143,8 @@ class Budget:
     def __init__(self, limit: int = 1 << 40):
         self.limit, self.asked = limit, []
 
-    def grow(self, total_bytes: int) -> None:
-        self.asked.append(total_bytes)
+    def reserve(self, nbytes: int) -> None:
+        self.asked.append(nbytes)
         if sum(self.asked) > self.limit:
             raise MemoryError("over budget")
 

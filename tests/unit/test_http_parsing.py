@@ -74,7 +74,17 @@ def test_missing_file_part(client):
 
 
 def test_urlencoded_form_without_file(client):
-    _error(client.post("/native", data={"language": "en"}), 400, "missing_file")
+    _error(client.post("/native", data={"language": "en", "model": "whisper-1"}), 400, "missing_file")
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "application/octet-stream", None])
+def test_any_non_multipart_body_is_the_audio(client, content_type):
+    """curl --data-binary @talk.mp3 labels the body application/x-www-form-urlencoded: it is
+    still the audio, with the options in the query string."""
+    headers = {"content-type": content_type} if content_type else {}
+    body = _ok(client.post("/native?language=en&diarize=true", content=AUDIO, headers=headers))
+    assert body["audio_bytes"] == len(AUDIO)
+    assert body["request"]["language"] == "en" and body["request"]["diarize"] is True
 
 
 def test_malformed_multipart_is_invalid_form(client):

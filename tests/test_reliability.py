@@ -1,0 +1,139 @@
+"""Reliability of the service on a real local Ray cluster over real HTTP on 127.0.0.1:
+a model replica SIGKILLed under load fails no request (Transcriber, Aligner and Diarizer alike),
+decompression bombs are refused from their header, any non-multipart body is the audio.
+
+The Aligner here is a tiny wav2vec2 with random weights built by the test (no CTC model can be
+had offline): its times are meaningless, but the calls, the replica and its death are real.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from tests.conftest import ffmpeg
+from tests.test_align import build_wav2vec2
+
+PORT = 18140
+APP = "whisperx"
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    from serve import launcher
+
+    aligner = build_wav2vec2(tmp_path_factory.mktemp("w2v") / "tiny")
+    args = {
+        "max_upload_bytes": 8 * 1024 * 1024,
+        "max_audio_seconds": 600,
+        "max_queue_wait_s": 3600,  # these tests are about losing replicas, not shedding load
+        "align_model": str(aligner),
+    }
+    base = launcher.start(args, port=PORT)
+    yield base
+    launcher.stop()
+
+
+@pytest.fixture(scope="module")
+def client(service):
+    with httpx.Client(base_url=service, timeout=600) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def long_audio(pyannote_sample, tmp_path_factory):
+    """~60 s: sample.wav twice (2-3 chunks)."""
+    path = tmp_path_factory.mktemp("long") / "long.wav"
+    ffmpeg("-stream_loop", "1", "-i", str(pyannote_sample), "-c", "copy", str(path))
+    return path
+
+
+def _info(kind: str) -> dict:
+    from ray import serve
+
+    return serve.get_deployment_handle(kind, app_name=APP).info.remote().result(timeout_s=30)
+
+
+def _busy(kind: str, client) -> bool:
+    if kind == "Transcriber":
+        return client.get("/healthz").json()["chunks_in_flight"] > 0
+    return _info(kind)["calls"] > 0
+
+
+@pytest.mark.parametrize("kind", ["Transcriber", "Aligner", "Diarizer"])
+def test_replica_killed_under_load_fails_no_request(kind, client, long_audio):
+    pid = _info(kind)["pid"]
+    audio = long_audio.read_bytes()
+
+    def post():
+        return client.post("/v1/transcribe?diarize=true&language=en", content=audio)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = [pool.submit(post) for _ in range(4)]
+        deadline = time.monotonic() + 120
+        while not _busy(kind, client):
+            assert time.monotonic() < deadline, f"the {kind} never got work"
+            assert not all(f.done() for f in futures), "all requests ended before the kill"
+            time.sleep(0.02)
+        time.sleep(0.2)  # let the replica get deeper into its work
+        os.kill(pid, signal.SIGKILL)
+        responses = [f.result() for f in futures]
+
+    assert [r.status_code for r in responses] == [200] * 4, [r.text[:200] for r in responses if r.status_code != 200]
+    bodies = [r.json() for r in responses]
+    assert sum(b["service"]["retries"] for b in bodies) >= 1, "no call was resent: the kill hit nothing in flight"
+    for body in bodies:
+        assert body["segments"] and body["models"]["align"].startswith("wav2vec2")
+        assert {w.get("speaker") for s in body["segments"] for w in s["words"]} - {None}
+    assert _info(kind)["pid"] != pid  # a new replica serves now
+    health = client.get("/healthz").json()
+    assert (health["chunks_in_flight"], health["decoded_bytes_in_flight"]) == (0, 0)
+
+
+def _silence_flac(path, seconds: int, headerless: bool = False) -> bytes:
+    cmd = ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "anullsrc=r=44100:cl=stereo"]
+    cmd += ["-t", str(seconds), "-f", "flac"]
+    if headerless:  # written to a pipe: the header cannot be rewritten with the length
+        with open(path, "wb") as out:
+            subprocess.run([*cmd, "pipe:1"], stdout=out, check=True)
+    else:
+        subprocess.run([*cmd, "-y", str(path)], check=True)
+    return path.read_bytes()
+
+
+def test_decompression_bomb_is_refused_from_its_header(client, tmp_path):
+    bomb = _silence_flac(tmp_path / "bomb.flac", 3600)  # 1 h of silence in ~1 MB; the limit is 600 s
+    assert len(bomb) < 2_000_000
+    started = time.monotonic()
+    response = client.post("/v1/transcribe", files={"file": ("bomb.flac", bomb)})
+    elapsed = time.monotonic() - started
+    assert response.status_code == 413, response.text
+    error = response.json()["error"]
+    assert error["code"] == "audio_too_long" and "from its header" in error["message"]
+    print(f"bomb refused in {elapsed:.3f} s")
+    assert client.get("/healthz").json()["decoded_bytes_in_flight"] == 0
+
+
+def test_headerless_bomb_stops_at_the_limit(client, tmp_path):
+    bomb = _silence_flac(tmp_path / "headerless.flac", 1200, headerless=True)
+    response = client.post("/v1/audio/transcriptions", files={"file": ("bomb.flac", bomb)})
+    assert response.status_code == 413, response.text
+    assert response.json()["error"]["code"] == "audio_too_long"
+    assert client.get("/healthz").json()["decoded_bytes_in_flight"] == 0
+
+
+def test_raw_body_with_curls_default_content_type(client, pyannote_sample):
+    """curl --data-binary @talk.wav sends application/x-www-form-urlencoded: still the audio."""
+    response = client.post(
+        "/v1/transcribe?language=en&response_format=text",
+        content=pyannote_sample.read_bytes(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 200, response.text
+    assert "New Jersey" in response.text

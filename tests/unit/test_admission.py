@@ -1,0 +1,116 @@
+"""serve.admission: the expected-wait estimate, the byte budget and the chunk cap (no Ray)."""
+
+from __future__ import annotations
+
+import pytest
+
+from serve.admission import Admission, AdmissionLimits, StageLoad
+from serve.errors import Overloaded
+
+
+def test_prior_until_enough_saturated_time_is_measured():
+    load = StageLoad(prior_speed=10.0, min_busy_s=5.0, saturated_s=60.0)
+    load.add(100.0, now=0.0)
+    load.done(20.0, now=2.0)  # 2 s of saturated time: too little to trust
+    assert load.speed_per_replica() == 10.0
+    load.done(40.0, now=6.0)  # 60 s in 6 s -> 10 s/s... then 20 + 40 over 6 s of busy time
+    assert load.speed_per_replica() == pytest.approx(10.0)
+    load.add(400.0, now=6.0)
+    load.done(200.0, now=16.0)  # 200 s in 10 s
+    assert load.speed_per_replica() == pytest.approx(260.0 / 16.0)
+
+
+def test_light_load_does_not_count_as_speed():
+    """A lone short request leaves the replica idle between batches: not a speed sample."""
+    load = StageLoad(prior_speed=10.0, min_busy_s=1.0, saturated_s=60.0)
+    for t in range(0, 100, 10):
+        load.add(30.0, now=t)
+        load.done(30.0, now=t + 9)  # 30 s of audio in 9 s: far below capacity, queue never saturated
+    assert load.speed_per_replica() == 10.0
+
+
+def test_speed_is_per_replica_and_the_wait_uses_replicas_now():
+    load = StageLoad(prior_speed=1.0, min_busy_s=1.0, saturated_s=0.0, replicas=2)
+    load.add(1000.0, now=0.0)
+    load.done(200.0, now=10.0)  # 2 replicas, 20 s/s together -> 10 s/s each
+    assert load.speed_per_replica() == pytest.approx(10.0)
+    assert load.expected_s(200.0) == pytest.approx((800.0 + 200.0) / 20.0)
+    load.set_replicas(4, now=10.0)  # autoscaled up: the same queue drains twice as fast
+    assert load.expected_s(200.0) == pytest.approx((800.0 + 200.0) / 40.0)
+
+
+def test_window_forgets_old_speed():
+    load = StageLoad(prior_speed=1.0, window_s=20.0, min_busy_s=1.0, saturated_s=0.0)
+    load.add(10_000.0, now=0.0)
+    for t in range(1, 31):  # 100 s/s for 30 s
+        load.done(100.0, now=float(t))
+    for t in range(31, 61):  # then 10 s/s
+        load.done(10.0, now=float(t))
+    assert load.speed_per_replica() == pytest.approx(10.0, rel=0.1)
+
+
+def _admission(**limits) -> Admission:
+    return Admission(AdmissionLimits(**limits), {"Transcriber": StageLoad(prior_speed=10.0)})
+
+
+def test_expected_wait_refuses_with_an_honest_retry_after():
+    admission = _admission(max_queue_wait_s=30.0)
+    first = admission.admit()
+    first.expect({"Transcriber": 250.0})  # nothing ahead: admitted even though 25 s alone
+    second = admission.admit()
+    with pytest.raises(Overloaded) as refused:
+        second.expect({"Transcriber": 100.0})  # (250 + 100) / 10 = 35 s > 30 s
+    assert refused.value.retry_after_s == 5  # after 5 s the queue ahead is 200 s: 30 s, fits
+    second.release()
+    first.requeue({"Transcriber": 100.0})  # VAD found 100 s of speech, not 250 s
+    third = admission.admit()
+    third.expect({"Transcriber": 100.0})  # (100 + 100) / 10 = 20 s: admitted
+    first.release()
+    third.release()
+    assert admission.stages["Transcriber"].queued == 0.0
+
+
+def test_a_request_alone_is_admitted_however_long():
+    admission = _admission(max_queue_wait_s=1.0)
+    with admission.admit() as ticket:
+        ticket.expect({"Transcriber": 14400.0})
+    assert admission.stages["Transcriber"].queued == 0.0
+
+
+def test_decoded_bytes_budget():
+    admission = _admission(max_decoded_bytes=1000)
+    with admission.admit() as a, admission.admit() as b:
+        a.reserve(600)
+        with pytest.raises(Overloaded):
+            b.reserve(500)  # 1100 > 1000 while `a` holds 600
+        b.reserve(400)
+        a.settle(300)  # a's decode ended smaller than its allocations
+        b.reserve(300)
+        assert admission.decoded_bytes == 1000
+    assert admission.decoded_bytes == 0
+    with admission.admit() as alone:
+        alone.reserve(5000)  # nobody else holds bytes: never refused (it could never start)
+    assert admission.decoded_bytes == 0
+
+
+def test_chunk_cap_counts_requests_still_decoding():
+    admission = _admission(max_chunks_in_flight=3)
+    a = admission.admit()
+    a.hold(2)
+    b = admission.admit()  # 2 chunks + 1 decoding = 3
+    with pytest.raises(Overloaded) as refused:
+        admission.admit()
+    assert refused.value.retry_after_s == 5
+    b.release()
+    a.release()
+    assert (admission.chunks_in_flight, admission.preparing) == (0, 0)
+
+
+def test_done_work_leaves_the_queue_once():
+    admission = _admission()
+    with admission.admit() as ticket:
+        ticket.expect({"Transcriber": 60.0})
+        ticket.done("Transcriber", 30.0)
+        ticket.done("Transcriber", 40.0)  # more than was left: clamps
+        assert admission.stages["Transcriber"].queued == 0.0
+    assert admission.stages["Transcriber"].queued == 0.0
