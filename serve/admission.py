@@ -37,11 +37,13 @@ class AdmissionLimits:
 
 
 class StageLoad:
-    """One stage's queue (audio seconds submitted, not yet returned) and measured speed.
+    """One stage's queue and measured speed.
 
-    Speed is measured only while the queue holds at least `saturated_s` of audio: a replica
-    given one short request at a time idles between batches, and its speed then says nothing
-    about what it does under the load that admission is for.
+    `queued` is every audio second admitted for the stage and not yet returned: `submitted`
+    (sent to its replicas) plus what admitted requests still decode or scan for speech. Speed
+    is measured only while `submitted` holds at least `saturated_s`: time a request spends in
+    the ingress is no work of the stage's, and a replica given one short request at a time
+    idles between batches, which says nothing about its speed under the load admission is for.
     """
 
     def __init__(
@@ -56,35 +58,46 @@ class StageLoad:
         self.saturated_s = saturated_s
         self.replicas = max(1, replicas)
         self.queued = 0.0
-        self._done = 0.0  # audio seconds returned, all time
-        self._replica_busy = 0.0  # replica-seconds spent while the queue was not empty
+        self.submitted = 0.0
+        self._done = 0.0  # audio seconds returned while saturated, all time
+        self._replica_busy = 0.0  # replica-seconds spent saturated
         self._last = time.monotonic()
         self._samples: deque[tuple[float, float]] = deque([(0.0, 0.0)])  # (replica_busy, done)
 
-    def _advance(self, now: float) -> bool:
-        """Account the time since the last event; True if the queue was saturated meanwhile."""
-        saturated = self.queued > 1e-9 and self.queued >= self.saturated_s
+    def _advance(self, now: float | None) -> bool:
+        """Account the time since the last event; True if the stage was saturated meanwhile."""
+        now = time.monotonic() if now is None else now
+        saturated = self.submitted > 1e-9 and self.submitted >= self.saturated_s
         if saturated:
             self._replica_busy += (now - self._last) * self.replicas
         self._last = now
         return saturated
 
     def set_replicas(self, replicas: int, now: float | None = None) -> None:
-        self._advance(time.monotonic() if now is None else now)
+        self._advance(now)
         self.replicas = max(1, replicas)
 
     def add(self, seconds: float, now: float | None = None) -> None:
-        self._advance(time.monotonic() if now is None else now)
+        """Admitted, not yet sent to the stage."""
+        self._advance(now)
         self.queued += seconds
 
-    def remove(self, seconds: float, now: float | None = None) -> None:
-        """Work that left the queue unfinished (its request failed)."""
-        self._advance(time.monotonic() if now is None else now)
-        self.queued = max(0.0, self.queued - seconds)
+    def submit(self, pending: float, seconds: float, now: float | None = None) -> None:
+        """`pending` admitted seconds turned out to be `seconds`, now sent to the stage."""
+        self._advance(now)
+        self.queued = max(0.0, self.queued - pending + seconds)
+        self.submitted += seconds
+
+    def remove(self, pending: float, submitted: float, now: float | None = None) -> None:
+        """Work that leaves unfinished (its request failed or ended)."""
+        self._advance(now)
+        self.queued = max(0.0, self.queued - pending - submitted)
+        self.submitted = max(0.0, self.submitted - submitted)
 
     def done(self, seconds: float, now: float | None = None) -> None:
-        saturated = self._advance(time.monotonic() if now is None else now)
+        saturated = self._advance(now)
         self.queued = max(0.0, self.queued - seconds)
+        self.submitted = max(0.0, self.submitted - seconds)
         if not saturated:
             return
         self._done += seconds
@@ -148,10 +161,11 @@ class Ticket:
         self._chunks = 0
         self._preparing = True
         self._bytes = 0
-        self._work: dict[str, float] = {}  # stage -> audio seconds still queued for it
+        self._pending: dict[str, float] = {}  # stage -> audio seconds admitted, not yet sent
+        self._submitted: dict[str, float] = {}  # stage -> audio seconds sent, not yet returned
 
     def expect(self, work: dict[str, float]) -> None:
-        """Queue the request's expected work per stage, or refuse it (Overloaded with the
+        """Admit the request's expected work per stage, or refuse it (Overloaded with the
         seconds until it would fit) when its expected completion is past the bound."""
         admission = self._admission
         ahead = any(admission.stages[name].queued > 1e-9 for name in work)
@@ -159,21 +173,20 @@ class Ticket:
         bound = admission.limits.max_queue_wait_s
         if ahead and expected > bound:
             raise Overloaded(f"expected wait {expected:.0f} s is over {bound:.0f} s", math.ceil(expected - bound))
-        self.requeue(work)
-
-    def requeue(self, work: dict[str, float]) -> None:
-        """Replace the queued estimate per stage (e.g. the speech seconds VAD found)."""
         for name, seconds in work.items():
-            load = self._admission.stages[name]
-            load.remove(self._work.get(name, 0.0))
-            load.add(seconds)
-            self._work[name] = seconds
+            admission.stages[name].add(seconds)
+            self._pending[name] = self._pending.get(name, 0.0) + seconds
+
+    def submit(self, stage: str, seconds: float) -> None:
+        """The request's work for `stage` is known (e.g. the speech VAD found) and sent to it."""
+        self._admission.stages[stage].submit(self._pending.pop(stage, 0.0), seconds)
+        self._submitted[stage] = self._submitted.get(stage, 0.0) + seconds
 
     def done(self, stage: str, seconds: float) -> None:
         """Part of the request's work came back from `stage`."""
-        seconds = min(seconds, self._work.get(stage, 0.0))
+        seconds = min(seconds, self._submitted.get(stage, 0.0))
         self._admission.stages[stage].done(seconds)
-        self._work[stage] = self._work.get(stage, 0.0) - seconds
+        self._submitted[stage] = self._submitted.get(stage, 0.0) - seconds
 
     def reserve(self, nbytes: int) -> None:
         """The decoder is about to allocate `nbytes` (pipeline.audio.DecodeBudget)."""
@@ -201,9 +214,10 @@ class Ticket:
 
     def release(self) -> None:
         self.hold(0)
-        for name, seconds in self._work.items():
-            self._admission.stages[name].remove(seconds)
-        self._work.clear()
+        for name in {*self._pending, *self._submitted}:
+            self._admission.stages[name].remove(self._pending.get(name, 0.0), self._submitted.get(name, 0.0))
+        self._pending.clear()
+        self._submitted.clear()
         self.settle(0)
 
     def __enter__(self) -> Ticket:

@@ -11,6 +11,7 @@ import asyncio
 import hmac
 import json
 import logging
+import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -127,6 +128,7 @@ class Ingress:
                 "asr": info["model"],
                 "device": info["device"],
                 **self.admission.status(),
+                "ingress_pid": os.getpid(),
                 "transcriber": transcriber,
             }
         )
@@ -180,13 +182,12 @@ class Ingress:
             with open_audio(data, self.config.limits) as upload:  # size checks only
                 await asyncio.to_thread(upload.probe)  # the header: too long -> 413, no decoding
                 expected = upload.expected_seconds()
-                ticket.expect(_work(plan, expected, expected))  # expected wait past the bound -> 503
+                ticket.expect(_work(plan, expected))  # expected wait past the bound -> 503
                 audio = await asyncio.to_thread(upload.decode, ticket)  # every array reserved first
             ticket.settle(audio.samples.nbytes)
             clock.lap("decode")
             speech = await asyncio.get_running_loop().run_in_executor(self._vad_pool, self.vad.analyze, audio)
             ticket.hold(len(speech.chunks))
-            ticket.requeue(_work(plan, sum(e - s for s, e in speech.chunks), audio.duration))
             clock.lap("vad")
             duration, audio_ref = audio.duration, AudioRef(ray.put(audio.samples), audio.duration)
             del audio  # the object store holds the samples from here on
@@ -195,6 +196,7 @@ class Ingress:
                 # Diarization runs beside ASR: it needs only the audio.
                 diarized = None
                 if plan.diarize:
+                    ticket.submit("Diarizer", duration)
                     diarized = asyncio.create_task(
                         self._done_after(
                             stats,
@@ -217,6 +219,7 @@ class Ingress:
                     plan = plan.with_language(await detection)
                     clock.lap("language")
                 stats.stages = list(plan.stages())
+                ticket.submit("Transcriber", sum(e - s for s, e in speech.chunks))
                 calls = [
                     asyncio.create_task(
                         self._done_after(
@@ -290,9 +293,10 @@ class Ingress:
             await asyncio.sleep(REPLICA_POLL_S)
 
 
-def _work(plan: Plan, asr_seconds: float, audio_seconds: float) -> dict[str, float]:
-    """Audio seconds a request puts on each stage's queue."""
-    work = {"Transcriber": asr_seconds}
+def _work(plan: Plan, audio_seconds: float) -> dict[str, float]:
+    """Audio seconds a request is expected to put on each stage's queue (the Transcriber's
+    share shrinks to the speech VAD finds)."""
+    work = {"Transcriber": audio_seconds}
     if plan.diarize:
         work["Diarizer"] = audio_seconds
     return work

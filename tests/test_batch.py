@@ -158,3 +158,22 @@ def test_schemas_are_the_documented_ones(ray_cluster, corpus, speech_dir, tmp_pa
     assert {s["speaker"] for s in segments} == {"SPEAKER_00", "SPEAKER_01"}
     assert all(s["start_s"] <= s["end_s"] for s in segments)
     assert "New Jersey" in " ".join(s["text"] for s in segments)
+
+
+def test_decompression_bomb_becomes_an_error_row(ray_cluster, pyannote_sample, tmp_path):
+    """5 h of silence in a 3 MB FLAC, over the 4 h default limit: refused from its header
+    (nothing decoded), an error row beside the good file's transcript."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(pyannote_sample, folder / "good.wav")
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono"]
+        + ["-t", "18000", str(folder / "bomb.flac")],
+        check=True,
+    )
+    summary = run_batch(str(folder), str(tmp_path / "out"), PipelineConfig(), Request(), quiet())
+    rows = {os.path.basename(r["path"]): r for r in read(tmp_path / "out").to_pylist()}
+    assert rows["bomb.flac"]["error_code"] == "audio_too_long"
+    assert "from its header" in rows["bomb.flac"]["error"]
+    assert rows["good.wav"]["error_code"] is None and "New Jersey" in rows["good.wav"]["text"]
+    assert (summary.files_done, summary.failures) == (2, 1)

@@ -61,3 +61,14 @@ def test_missing_models_are_clear_errors(pyannote_sample):
 def test_missing_alignment_model_fails_before_work(pyannote_sample):
     proc = run_cli(str(pyannote_sample), "--align-model", "default")
     assert proc.returncode == 2 and "--align-model" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_decompression_bomb_is_a_clear_error(tmp_path):
+    bomb = tmp_path / "bomb.flac"
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono"]
+        + ["-t", "18000", str(bomb)],
+        check=True,
+    )
+    proc = run_cli(str(bomb))
+    assert proc.returncode == 1 and "from its header" in proc.stderr and "Traceback" not in proc.stderr

@@ -11,11 +11,13 @@ from serve.errors import Overloaded
 def test_prior_until_enough_saturated_time_is_measured():
     load = StageLoad(prior_speed=10.0, min_busy_s=5.0, saturated_s=60.0)
     load.add(100.0, now=0.0)
+    load.submit(100.0, 100.0, now=0.0)
     load.done(20.0, now=2.0)  # 2 s of saturated time: too little to trust
     assert load.speed_per_replica() == 10.0
     load.done(40.0, now=6.0)  # 60 s in 6 s -> 10 s/s... then 20 + 40 over 6 s of busy time
     assert load.speed_per_replica() == pytest.approx(10.0)
     load.add(400.0, now=6.0)
+    load.submit(400.0, 400.0, now=6.0)
     load.done(200.0, now=16.0)  # 200 s in 10 s
     assert load.speed_per_replica() == pytest.approx(260.0 / 16.0)
 
@@ -25,6 +27,7 @@ def test_light_load_does_not_count_as_speed():
     load = StageLoad(prior_speed=10.0, min_busy_s=1.0, saturated_s=60.0)
     for t in range(0, 100, 10):
         load.add(30.0, now=t)
+        load.submit(30.0, 30.0, now=t)
         load.done(30.0, now=t + 9)  # 30 s of audio in 9 s: far below capacity, queue never saturated
     assert load.speed_per_replica() == 10.0
 
@@ -32,6 +35,7 @@ def test_light_load_does_not_count_as_speed():
 def test_speed_is_per_replica_and_the_wait_uses_replicas_now():
     load = StageLoad(prior_speed=1.0, min_busy_s=1.0, saturated_s=0.0, replicas=2)
     load.add(1000.0, now=0.0)
+    load.submit(1000.0, 1000.0, now=0.0)
     load.done(200.0, now=10.0)  # 2 replicas, 20 s/s together -> 10 s/s each
     assert load.speed_per_replica() == pytest.approx(10.0)
     assert load.expected_s(200.0) == pytest.approx((800.0 + 200.0) / 20.0)
@@ -42,6 +46,7 @@ def test_speed_is_per_replica_and_the_wait_uses_replicas_now():
 def test_window_forgets_old_speed():
     load = StageLoad(prior_speed=1.0, window_s=20.0, min_busy_s=1.0, saturated_s=0.0)
     load.add(10_000.0, now=0.0)
+    load.submit(10_000.0, 10_000.0, now=0.0)
     for t in range(1, 31):  # 100 s/s for 30 s
         load.done(100.0, now=float(t))
     for t in range(31, 61):  # then 10 s/s
@@ -62,7 +67,7 @@ def test_expected_wait_refuses_with_an_honest_retry_after():
         second.expect({"Transcriber": 100.0})  # (250 + 100) / 10 = 35 s > 30 s
     assert refused.value.retry_after_s == 5  # after 5 s the queue ahead is 200 s: 30 s, fits
     second.release()
-    first.requeue({"Transcriber": 100.0})  # VAD found 100 s of speech, not 250 s
+    first.submit("Transcriber", 100.0)  # VAD found 100 s of speech, not 250 s
     third = admission.admit()
     third.expect({"Transcriber": 100.0})  # (100 + 100) / 10 = 20 s: admitted
     first.release()
@@ -109,8 +114,31 @@ def test_chunk_cap_counts_requests_still_decoding():
 def test_done_work_leaves_the_queue_once():
     admission = _admission()
     with admission.admit() as ticket:
-        ticket.expect({"Transcriber": 60.0})
+        ticket.expect({"Transcriber": 80.0})
+        ticket.submit("Transcriber", 60.0)
+        assert admission.stages["Transcriber"].queued == 60.0
         ticket.done("Transcriber", 30.0)
         ticket.done("Transcriber", 40.0)  # more than was left: clamps
         assert admission.stages["Transcriber"].queued == 0.0
     assert admission.stages["Transcriber"].queued == 0.0
+
+
+def test_time_in_the_ingress_is_not_the_stages_speed():
+    """Admitted but still decoding: counts ahead of new requests, not as the stage's busy time."""
+    load = StageLoad(prior_speed=10.0, min_busy_s=1.0, saturated_s=0.0)
+    load.add(500.0, now=0.0)  # a long decode: nothing sent yet
+    assert load.expected_s(0.0) == 50.0
+    load.submit(500.0, 400.0, now=100.0)
+    load.done(400.0, now=110.0)  # 400 s in the 10 s since it was sent, not in 110 s
+    assert load.speed_per_replica() == pytest.approx(40.0)
+
+
+def test_failed_request_leaves_nothing_queued():
+    admission = _admission()
+    with pytest.raises(RuntimeError), admission.admit() as ticket:
+        ticket.expect({"Transcriber": 100.0})
+        ticket.submit("Transcriber", 80.0)
+        ticket.done("Transcriber", 30.0)
+        raise RuntimeError("a chunk failed")
+    load = admission.stages["Transcriber"]
+    assert (load.queued, load.submitted) == (0.0, 0.0)
