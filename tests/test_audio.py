@@ -192,3 +192,10 @@ def test_budget_refusal_stops_the_decode(pyannote_sample, tmp_path):
     budget = Budget()
     audio = load_audio(path, AudioLimits(), budget)
     assert sum(budget.asked) >= audio.samples.nbytes  # every byte held was asked for first
+
+
+def test_decode_timeout_is_a_clear_error(pyannote_sample, tmp_path):
+    path = tmp_path / "sample.mp3"
+    ffmpeg("-i", str(pyannote_sample), "-b:a", "32k", str(path))
+    with pytest.raises(AudioDecodeError, match="took longer than"):
+        load_audio(path, AudioLimits(decode_timeout_s=0.001))

@@ -45,6 +45,7 @@ def test_serve_run_config_yaml(pyannote_sample, tmp_path):
         health = httpx.get("http://127.0.0.1:8000/healthz").json()
         assert health["asr"] == "bundled/tiny.en" and health["device"] == "cpu"
         assert health["transcriber"]["max_batch_size"] == 16  # config.yaml's user_config
+        assert _listeners(8000) == {"127.0.0.1"}, "the HTTP port must listen on loopback only"
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:
@@ -52,3 +53,20 @@ def test_serve_run_config_yaml(pyannote_sample, tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def _listeners(port: int) -> set[str]:
+    """Addresses with a socket listening on `port` (IPv4 and IPv6), from /proc/net."""
+    found = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        if not os.path.exists(table):
+            continue
+        for line in open(table).read().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                if width == 8:
+                    found.add(".".join(str(b) for b in reversed(bytes.fromhex(address))))
+                else:
+                    found.add("::1" if address == "0" * 24 + "01000000" else address)
+    return found

@@ -1,0 +1,156 @@
+"""Soak (slow suite): minutes of mixed good and bad requests against one service on 127.0.0.1.
+
+Every answer is the expected one (200 for good input, the documented 4xx for bad, 503 with
+Retry-After when the service sheds load); after the load, the replicas' resident memory has
+not crept past 5 % of what it was once warm, and the object store holds no more than before
+it (every request's audio ref was released). WXS_SOAK_S sets the loaded time (default 600 s).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.conftest import ffmpeg
+
+pytestmark = pytest.mark.slow
+
+PORT = 18160
+APP = "whisperx"
+SOAK_S = float(os.environ.get("WXS_SOAK_S", "600"))
+WARMUP_S = min(90.0, SOAK_S / 4)
+CLIENTS = 4
+ARGS = {"max_upload_bytes": 4 * 1024 * 1024, "max_audio_seconds": 300, "max_queue_wait_s": 60}
+
+
+@pytest.fixture(scope="module")
+def service():
+    from serve import launcher
+
+    base = launcher.start(ARGS, port=PORT)
+    yield base
+    launcher.stop()
+
+
+@pytest.fixture(scope="module")
+def inputs(pyannote_sample, speak, tmp_path_factory):
+    """name -> (body bytes, query, expected status, expected error code)."""
+    folder = tmp_path_factory.mktemp("soak")
+    sample = pyannote_sample.read_bytes()
+    mp3 = folder / "sample.mp3"
+    ffmpeg("-i", str(pyannote_sample), "-b:a", "32k", str(mp3))
+    flac = folder / "sample.flac"
+    ffmpeg("-i", str(pyannote_sample), str(flac))
+    bomb = folder / "bomb.flac"
+    ffmpeg("-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "1200", str(bomb))
+    fox = speak("The quick brown fox jumps over the lazy dog.").read_bytes()
+    return {
+        "wav_text": (sample, "response_format=text", 200, None),
+        "wav_diarized": (sample, "diarize=true&response_format=srt", 200, None),
+        "mp3_verbose": (mp3.read_bytes(), "response_format=verbose_json", 200, None),
+        "espeak_json": (fox, "response_format=json", 200, None),
+        "empty": (b"", "", 400, "audio_empty"),
+        "noise_bytes": (np.random.default_rng(1).bytes(20000), "", 415, "audio_undecodable"),
+        "truncated": (flac.read_bytes()[:50000], "", 415, "audio_truncated"),
+        "bomb": (bomb.read_bytes(), "", 413, "audio_too_long"),
+        "too_big": (b"\0" * (5 * 1024 * 1024), "", 413, "upload_too_large"),
+        "bad_format": (sample, "response_format=docx", 422, "invalid_option"),
+        "bad_language": (sample, "language=xx", 422, "unsupported_language"),
+        "bad_number": (sample, "temperature=hot", 400, "invalid_field"),
+    }
+
+
+def _rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def _replica_pids(client) -> dict[str, int]:
+    from ray import serve
+
+    health = client.get("/healthz").json()
+    pids = {"Ingress": health["ingress_pid"], "Transcriber": health["transcriber"]["pid"]}
+    pids["Diarizer"] = serve.get_deployment_handle("Diarizer", app_name=APP).info.remote().result(timeout_s=30)["pid"]
+    return pids
+
+
+def _object_store() -> tuple[float, int]:
+    """(MiB, objects) in the object store, as `ray memory --stats-only` reports them."""
+    from ray._private.internal_api import memory_summary
+
+    summary = memory_summary(stats_only=True)
+    match = re.search(r"Plasma memory usage (\d+) MiB, (\d+) objects", summary)
+    assert match, summary
+    return float(match.group(1)), int(match.group(2))
+
+
+def test_soak_mixed_load(service, inputs):
+    client = httpx.Client(base_url=service, timeout=600)
+    store_before = _object_store()
+    pids = _replica_pids(client)
+    counts: dict[str, int] = {}
+    failures: list[str] = []
+    lock = threading.Lock()
+    names = sorted(inputs)
+    stop_at = time.monotonic() + SOAK_S
+    warm = threading.Event()
+    rss_warm: dict[str, int] = {}
+
+    def run_client(seed: int) -> None:
+        rng = random.Random(seed)
+        with httpx.Client(base_url=service, timeout=600) as http:
+            for i in itertools.count():
+                if time.monotonic() > stop_at:
+                    return
+                name = names[i % len(names)] if i < len(names) else rng.choice(names)
+                body, query, status, code = inputs[name]
+                response = http.post(f"/v1/transcribe?{query}", content=body)
+                with lock:
+                    if response.status_code == 503 and "retry-after" in response.headers:
+                        counts["503"] = counts.get("503", 0) + 1
+                        time.sleep(min(int(response.headers["retry-after"]), 10))
+                        continue
+                    counts[name] = counts.get(name, 0) + 1
+                    ok = response.status_code == status and (
+                        code is None or response.json().get("error", {}).get("code") == code
+                    )
+                    if not ok:
+                        failures.append(f"{name}: {response.status_code} {response.text[:200]}")
+
+    def measure_warm() -> None:
+        time.sleep(WARMUP_S)
+        rss_warm.update({name: _rss_bytes(pid) for name, pid in pids.items()})
+        warm.set()
+
+    watcher = threading.Thread(target=measure_warm, daemon=True)
+    watcher.start()
+    with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
+        list(pool.map(run_client, range(CLIENTS)))
+    assert warm.wait(timeout=5)
+    time.sleep(5)  # let the last refs be released
+    rss_end = {name: _rss_bytes(pid) for name, pid in pids.items()}
+    store_after = _object_store()
+    assert _replica_pids(client) == pids, "a replica restarted during the soak"
+    client.close()
+
+    print(f"requests {counts}")
+    for name in pids:
+        print(f"{name} RSS warm {rss_warm[name] / 2**20:.0f} MiB, end {rss_end[name] / 2**20:.0f} MiB")
+    print(f"object store before {store_before}, after {store_after}")
+    assert not failures, failures[:10]
+    assert all(counts.get(name, 0) >= 2 for name in names), counts
+    for name in pids:
+        assert rss_end[name] <= rss_warm[name] * 1.05, f"{name} RSS crept: {rss_warm[name]} -> {rss_end[name]}"
+    assert store_after[1] <= store_before[1] and store_after[0] <= store_before[0] + 1, (store_before, store_after)
