@@ -113,9 +113,10 @@ class StageLoad:
             return self.prior_speed
         return max((done1 - done0) / (busy1 - busy0), 1e-3)
 
-    def expected_s(self, own_seconds: float) -> float:
-        """Seconds until `own_seconds` more would be done, behind everything queued now."""
-        return (self.queued + own_seconds) / (self.speed_per_replica() * self.replicas)
+    def expected_s(self, own_seconds: float, deferred: float = 0.0) -> float:
+        """Seconds until `own_seconds` more would be done, behind everything queued now (and
+        `deferred` seconds that refused requests were told to bring back before it)."""
+        return (self.queued + deferred + own_seconds) / (self.speed_per_replica() * self.replicas)
 
 
 class Admission:
@@ -125,6 +126,9 @@ class Admission:
         self.preparing = 0
         self.decoded_bytes = 0
         self._lock = threading.Lock()  # the decoder reserves bytes from a worker thread
+        # Requests refused and told when to come back: (when, stage, audio seconds). Each later
+        # refusal is told a later time, so refused clients return staggered, not as one herd.
+        self._deferred: list[tuple[float, str, float]] = []
 
     def admit(self) -> Ticket:
         """The chunk cap, before any work (a request being decoded counts as one chunk)."""
@@ -135,6 +139,21 @@ class Admission:
 
     def expected_wait(self, work: dict[str, float]) -> float:
         return max((self.stages[name].expected_s(seconds) for name, seconds in work.items()), default=0.0)
+
+    def refuse(self, work: dict[str, float], expected: float, now: float | None = None) -> Overloaded:
+        """The 503 for a request past the wait bound: Retry-After is when it would fit behind
+        the queue and every request refused before it and still to come back."""
+        now = time.monotonic() if now is None else now
+        self._deferred = [entry for entry in self._deferred if entry[0] > now]
+        deferred: dict[str, float] = {}
+        for _, name, seconds in self._deferred:
+            deferred[name] = deferred.get(name, 0.0) + seconds
+        bound = self.limits.max_queue_wait_s
+        fits_in = max(self.stages[name].expected_s(s, deferred.get(name, 0.0)) for name, s in work.items()) - bound
+        retry_after = max(1, math.ceil(fits_in))
+        for name, seconds in work.items():
+            self._deferred.append((now + retry_after, name, seconds))
+        return Overloaded(f"expected wait {expected:.0f} s is over {bound:.0f} s", retry_after)
 
     def status(self) -> dict:
         return {
@@ -172,7 +191,7 @@ class Ticket:
         expected = admission.expected_wait(work)
         bound = admission.limits.max_queue_wait_s
         if ahead and expected > bound:
-            raise Overloaded(f"expected wait {expected:.0f} s is over {bound:.0f} s", math.ceil(expected - bound))
+            raise admission.refuse(work, expected)
         for name, seconds in work.items():
             admission.stages[name].add(seconds)
             self._pending[name] = self._pending.get(name, 0.0) + seconds

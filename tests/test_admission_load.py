@@ -1,6 +1,6 @@
 """Admission by expected wait on a real local Ray cluster over real HTTP on 127.0.0.1.
 
-A burst of concurrent requests larger than the service can finish within `max_queue_wait_s`:
+A burst of concurrent requests (10 clients with 60 s each) larger than the service can finish within `max_queue_wait_s`:
 the excess is refused at once with 503 and a Retry-After from the estimate; clients that wait
 that long and try again are served; admitted requests finish within the bound (tolerance
 below); nothing is left queued afterwards.
@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import ffmpeg
 
 PORT = 18150
-BOUND_S = 20.0
+BOUND_S = 15.0
 # Admitted latency may exceed the bound by what the estimate leaves out: decode and VAD in the
 # ingress (serial there), the last batch's wait, and a speed that drifts as load changes.
 TOLERANCE_S = 0.5 * BOUND_S + 5.0
@@ -34,13 +34,14 @@ def service():
 
 @pytest.fixture(scope="module")
 def long_audio(pyannote_sample, tmp_path_factory):
+    """~60 s: sample.wav twice."""
     path = tmp_path_factory.mktemp("long") / "long.wav"
-    ffmpeg("-stream_loop", "3", "-i", str(pyannote_sample), "-c", "copy", str(path))
+    ffmpeg("-stream_loop", "1", "-i", str(pyannote_sample), "-c", "copy", str(path))
     return path.read_bytes()
 
 
 def test_burst_is_shed_with_honest_retry_after(service, long_audio):
-    clients = 16
+    clients = 10
     log: list[tuple[int, float, int | None]] = []  # (status, seconds, retry_after)
 
     def one_client(client_id: int) -> int:

@@ -142,3 +142,18 @@ def test_failed_request_leaves_nothing_queued():
         raise RuntimeError("a chunk failed")
     load = admission.stages["Transcriber"]
     assert (load.queued, load.submitted) == (0.0, 0.0)
+
+
+def test_refused_requests_are_told_staggered_times():
+    """Ten clients refused at once are not all sent back at the same second (a herd that
+    would be refused again): each is told when it fits behind the queue and those before it."""
+    admission = _admission(max_queue_wait_s=30.0)
+    first = admission.admit()
+    first.expect({"Transcriber": 300.0})  # 30 s of work at 10 s/s: the queue is full
+    retry_after = []
+    for _ in range(10):
+        with pytest.raises(Overloaded) as refused, admission.admit() as ticket:
+            ticket.expect({"Transcriber": 100.0})
+        retry_after.append(refused.value.retry_after_s)
+    assert retry_after == [10 * (k + 1) for k in range(10)]  # 10 s apart: one 100 s request each
+    first.release()
