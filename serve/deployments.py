@@ -30,12 +30,28 @@ from serve.config import DEFAULT_BATCHING
 log = logging.getLogger("whisperx_serve")
 
 
-@dataclass(frozen=True)
+@dataclass
 class AudioRef:
-    """A request's decoded samples in the object store (put once by the ingress)."""
+    """A request's decoded samples in the object store (put once by the ingress).
 
-    ref: ray.ObjectRef
+    A replica reads them with `fetch()`, which also drops the replica's copy of the ref (and
+    `release()` drops one it will not read): Serve's batch loop keeps the last batch's
+    arguments alive until the next batch comes, and a ref held there would pin a finished
+    request's samples in the object store. The ingress's own copy is never touched, so a
+    resent call carries a live ref.
+    """
+
+    ref: ray.ObjectRef | None
     duration: float
+
+    async def fetch(self) -> np.ndarray:
+        ref, self.ref = self.ref, None
+        if ref is None:
+            raise RuntimeError("this AudioRef was already read or released in this replica")
+        return await ref
+
+    def release(self) -> None:
+        self.ref = None
 
 
 @dataclass(frozen=True)
@@ -54,10 +70,6 @@ class ChunkOutcome:
     batch_size: int  # chunks decoded together in this chunk's batch
     batch_requests: int  # distinct requests those chunks came from
     decode_seconds: float
-
-
-async def fetch(audio: AudioRef) -> np.ndarray:
-    return await audio.ref
 
 
 @serve.deployment(name="Transcriber", max_ongoing_requests=64)
@@ -99,7 +111,7 @@ class TranscriberDeployment:
 
     async def detect_language(self, audio: AudioRef, regions: list[tuple[float, float]]) -> str:
         """The vote over the chunks the plan sampled."""
-        samples = await fetch(audio)
+        samples = await audio.fetch()
         chunks = [_chunk("detect", i, s, e, samples) for i, (s, e) in enumerate(regions)]
         language, _ = await asyncio.to_thread(self.engine.detect_language, chunks)
         return language
@@ -115,7 +127,9 @@ class TranscriberDeployment:
         arrays = {}
         for job in jobs:
             if job.request_id not in arrays:
-                arrays[job.request_id] = await fetch(job.audio)
+                arrays[job.request_id] = await job.audio.fetch()
+            else:
+                job.audio.release()
         chunks = [_chunk(j.request_id, j.index, j.start, j.end, arrays[j.request_id]) for j in jobs]
         started = time.perf_counter()
         results = await asyncio.to_thread(self.engine.transcribe_chunks, chunks, [j.options for j in jobs])
@@ -169,7 +183,7 @@ class AlignerDeployment:
         return self._calls.info(str(self.engine.config.model))
 
     async def align(self, audio: AudioRef, results: list[ChunkResult], language: str) -> list[Segment]:
-        samples = await fetch(audio)
+        samples = await audio.fetch()
         return await self._calls.run(self.engine.align, Audio(samples), results, language)
 
 
@@ -183,5 +197,5 @@ class DiarizerDeployment:
         return self._calls.info(str(self.engine.config.model or "offline"))
 
     async def diarize(self, audio: AudioRef, speech: list[tuple[float, float]], count: SpeakerCount) -> list[Turn]:
-        samples = await fetch(audio)
+        samples = await audio.fetch()
         return await self._calls.run(self.engine.diarize, Audio(samples), speech, count)
