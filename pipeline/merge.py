@@ -3,9 +3,14 @@ speaker changes mid-segment."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 from pipeline.schema import Segment, Turn, Word
+
+# The label of the one speaker of a file in which diarization found no turn (both backends
+# number their speakers SPEAKER_00, SPEAKER_01, ...).
+SOLE_SPEAKER = "SPEAKER_00"
 
 
 def speaker_of(start: float, end: float, turns: list[Turn]) -> str | None:
@@ -26,6 +31,12 @@ def speaker_of(start: float, end: float, turns: list[Turn]) -> str | None:
 
 def assign_speakers(segments: list[Segment], turns: list[Turn], separator: str = " ") -> list[Segment]:
     """New segments whose words carry speakers; one speaker per segment."""
+    if not turns:
+        # Diarization ran but found no turn while ASR found words: speech too short to embed
+        # (the offline backend skips VAD regions under 0.2 s) or outside the VAD's speech
+        # regions (ASR chunks are merged with other thresholds). A 0.1 s clip came back as
+        # words without speakers; with no evidence of several speakers, there is one.
+        turns = [Turn(0.0, math.inf, SOLE_SPEAKER)]
     out: list[Segment] = []
     for seg in segments:
         if not seg.words:

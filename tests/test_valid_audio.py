@@ -8,13 +8,14 @@ floor) and speech/silence mixes; 0.1 s to 40 s (edges 0.1, 0.25, 0.5, 1, 2.6, 29
 FLAC, MP3, Ogg Vorbis and Ogg Opus encoded by ffmpeg. A failure names the case (duration,
 rate, channels, content, container, seed) and its file, and lists every failing case at once.
 
-Layer 1 runs every case through `LocalPipeline` three ways: words timed (whisperx and the
+Layer 1 runs the cases through `LocalPipeline` three ways: words timed (whisperx and the
 other timed formats), untimed (OpenAI json/text skip word timing) and diarized; each
 transcript is rendered in every response format and checked. The ASR runs once per
-(case, way) and is shared by all formats. Language given ("en") or not: for the bundled
-English-only tiny.en both plan the same decoding (asserted below), so each case runs each
-way with one of the two, and every (way, language) pair runs over half of the cases.
-Layer 2 runs a few of the cases through the installed `whisperx-serve` command.
+(case, way) and is shared by all formats. The named cases run all three ways, the generated
+ones two of the three in rotation (the time budget: about 3 minutes on 2 cores). Language
+given ("en") or not: for the bundled English-only tiny.en both plan the same decoding
+(asserted below), so each run takes one of the two, alternating; every (way, language) pair
+runs. Layer 2 runs the named cases through the installed `whisperx-serve` command.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import random
 import subprocess
 import traceback
@@ -38,7 +40,9 @@ from pipeline.runner import LocalPipeline
 from pipeline.schema import SAMPLE_RATE, Transcript
 from tests.conftest import REPO, ffmpeg
 
-SEED = 9_05
+# WXS_VALID_AUDIO_SEED=<n> explores other cases; the cases cover every rate, channel count,
+# content and container whatever the seed.
+SEED = int(os.environ.get("WXS_VALID_AUDIO_SEED", "905"))
 EDGE_DURATIONS = (0.1, 0.25, 0.5, 1.0, 2.6, 29.9, 30.1, 40.0)
 RATES = (8000, 11025, 16000, 22050, 32000, 44100, 48000)
 CONTENTS = ("speech", "espeak", "silence", "mix")
@@ -83,6 +87,8 @@ class Case:
 def fixed_cases() -> list[Case]:
     """The cases the CLI layer runs too (by name), and the ones that found bugs before."""
     return [
+        # Diarized, its words (Whisper hears "Thank you.") came back without speakers: the
+        # diarizer found no turn in 0.1 s.
         Case("shortest", 0.1, 16000, 1, "speech", "wav16", 1),
         Case("silence", 12.0, 44100, 2, "silence", "wav16", 2),
         Case("six_channels_8k", 7.5, 8000, 6, "mix", "flac", 3),
@@ -93,27 +99,30 @@ def fixed_cases() -> list[Case]:
     ]
 
 
+def _spread(rng: random.Random, values, n: int) -> list:
+    """n picks in random order that cover every value (when n >= len(values))."""
+    picks = [values[i % len(values)] for i in range(n)]
+    rng.shuffle(picks)
+    return picks
+
+
 def generate_cases(seed: int = SEED) -> list[Case]:
     rng = random.Random(seed)
     cases = fixed_cases()
     durations = [d for d in EDGE_DURATIONS if d not in {c.duration for c in cases}]
     # log-uniform: as many short clips (the edge cases of VAD and clustering) as long ones
     durations += [round(math.exp(rng.uniform(math.log(0.1), math.log(40.0))), 2) for _ in range(RANDOM_CASES)]
-    for n, duration in enumerate(durations):
-        channels = rng.randint(1, 6)
-        containers = [c for c in CONTAINERS if not (c == "mp3" and channels > 2)]
-        cases.append(
-            Case(
-                name=f"case{n:02d}",
-                duration=duration,
-                rate=rng.choice(RATES),
-                channels=channels,
-                content=CONTENTS[n % len(CONTENTS)] if n < 2 * len(CONTENTS) else rng.choice(CONTENTS),
-                container=rng.choice(containers),
-                seed=rng.randrange(1 << 30),
-            )
-        )
-    return cases
+    n = len(durations)
+    rates, contents = _spread(rng, RATES, n), _spread(rng, CONTENTS, n)
+    channels, containers = _spread(rng, range(1, 7), n), _spread(rng, CONTAINERS, n)
+    for i in range(n):  # lame writes at most 2 channels: swap with a case that has few
+        if containers[i] == "mp3" and channels[i] > 2:
+            j = next(j for j in range(n) if channels[j] <= 2 and containers[j] != "mp3")
+            channels[i], channels[j] = channels[j], channels[i]
+    return cases + [
+        Case(f"case{i:02d}", durations[i], rates[i], channels[i], contents[i], containers[i], rng.randrange(1 << 30))
+        for i in range(n)
+    ]
 
 
 CASES = generate_cases()
@@ -242,15 +251,23 @@ WAYS = {
     "untimed": Way("untimed", "json", diarize=False),
     "diarized": Way("diarized", "whisperx", diarize=True),
 }
-# Each case runs each way once, half of them with the language given: (way, language, half).
-PASSES = [
-    ("timed", "en", 0),
-    ("timed", None, 1),
-    ("untimed", None, 0),
-    ("untimed", "en", 1),
-    ("diarized", None, 0),
-    ("diarized", "en", 1),
-]
+
+
+def passes(cases: list[Case]) -> dict[tuple[str, str | None], list[Case]]:
+    """(way, language) -> the cases run that way. The named cases run every way; to keep the
+    file within its time budget each generated case runs two of the three, in rotation. Every
+    other run of a case gives the language."""
+    named = {case.name for case in fixed_cases()}
+    out: dict[tuple[str, str | None], list[Case]] = {(w, lang): [] for w in WAYS for lang in ("en", None)}
+    for i, case in enumerate(cases):
+        for k, way in enumerate(WAYS):
+            if case.name not in named and i % len(WAYS) == k:
+                continue
+            out[(way, "en" if (i + k) % 2 == 0 else None)].append(case)
+    return out
+
+
+PASSES = passes(CASES)
 
 
 def check_transcript(case: Case, way: Way, t: Transcript) -> list[str]:
@@ -364,6 +381,10 @@ def test_cases_cover_the_space():
     assert {c.container for c in CASES} == set(CONTAINERS)
     assert min(c.duration for c in CASES) == 0.1 and max(c.duration for c in CASES) == 40.0
     assert generate_cases() == CASES, "cases must be deterministic"
+    runs = {case.name: [(way, lang) for (way, lang), cases in PASSES.items() if case in cases] for case in CASES}
+    assert all(len(r) >= 2 and len({way for way, _ in r}) == len(r) for r in runs.values()), runs
+    assert all(len(r) == len(WAYS) for name, r in runs.items() if name in {c.name for c in fixed_cases()})
+    assert all(PASSES.values()), "every (way, language) pair runs"
 
 
 def test_language_given_or_not_plans_the_same_for_the_bundled_model(pipe):
@@ -375,10 +396,10 @@ def test_language_given_or_not_plans_the_same_for_the_bundled_model(pipe):
         assert given.models() == detected.models()
 
 
-@pytest.mark.parametrize(("way", "language", "half"), PASSES, ids=[f"{w}-{lang or 'auto'}" for w, lang, _ in PASSES])
-def test_valid_audio_gives_a_well_formed_result_in_every_format(pipe, case_files, way, language, half):
+@pytest.mark.parametrize(("way", "language"), list(PASSES), ids=[f"{w}-{lang or 'auto'}" for w, lang in PASSES])
+def test_valid_audio_gives_a_well_formed_result_in_every_format(pipe, case_files, way, language):
+    cases = PASSES[(way, language)]
     way = WAYS[way]
-    cases = CASES[half::2]
     request = Request(language=language, diarize=way.diarize, response_format=way.response_format)
     plans = {fmt: pipe.plan(replace(request, response_format=fmt)) for fmt in FORMATS}
     failures = []
@@ -411,22 +432,17 @@ def cli():
     return run_cli
 
 
-def test_cli_on_the_edge_cases(cli, case_files, tmp_path):
-    # One process over several files (each written to --output-dir), so the models load once.
-    names = ["shortest", "silence", "six_channels_8k", "longest"]
+def test_cli_on_the_named_cases(cli, case_files, tmp_path):
+    # One process over all of them (each written to --output-dir), so the models load once;
+    # --diarize, as the 2.6 s clip once crashed with it (and the 0.1 s one lost its speakers).
+    names = [case.name for case in fixed_cases()]
     out = tmp_path / "out"
-    proc = cli(
-        *(str(case_files[n]) for n in names), "--output-format", "vtt", "--language", "en", "--output-dir", str(out)
-    )
+    proc = cli(*(str(case_files[n]) for n in names), "--diarize", "--output-dir", str(out))
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     for name in names:
-        assert (out / f"{name}.vtt").read_text().startswith("WEBVTT"), name
-    assert "-->" in (out / "longest.vtt").read_text()
-
-
-def test_cli_diarizes_a_short_clip(cli, case_files):
-    proc = cli(str(case_files["speech_2_6"]), "--diarize")
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
-    body = json.loads(proc.stdout)
-    assert body["models"]["diarize"] and body["word_segments"]
-    assert all(w.get("speaker") for w in body["word_segments"])
+        body = json.loads((out / f"{name}.json").read_text())
+        assert body["models"]["diarize"], name
+        assert all(w.get("speaker") for w in body["word_segments"]), (name, body["word_segments"])
+    assert json.loads((out / "silence.json").read_text())["segments"] == []
+    assert json.loads((out / "speech_2_6.json").read_text())["word_segments"]
+    assert json.loads((out / "longest.json").read_text())["word_segments"]

@@ -157,3 +157,74 @@ def test_refused_requests_are_told_staggered_times():
         retry_after.append(refused.value.retry_after_s)
     assert retry_after == [10 * (k + 1) for k in range(10)]  # 10 s apart: one 100 s request each
     first.release()
+
+
+# --- the chunk cap ------------------------------------------------------------------------------
+
+
+def _cap(chunks: int) -> Admission:
+    return Admission(AdmissionLimits(max_chunks_in_flight=chunks), {})
+
+
+def test_admits_until_the_maximum_then_overloads():
+    admission = _cap(3)
+    tickets = [admission.admit() for _ in range(3)]
+    assert admission.preparing == 3
+    with pytest.raises(Overloaded):
+        admission.admit()
+    tickets[0].release()
+    assert admission.preparing == 2
+    admission.admit()
+    assert admission.preparing == 3
+
+
+def test_hold_swaps_the_placeholder_for_chunks():
+    admission = _cap(10)
+    ticket = admission.admit()
+    ticket.hold(4)
+    assert (admission.preparing, admission.chunks_in_flight) == (0, 4)
+    ticket.hold(1)
+    assert (admission.preparing, admission.chunks_in_flight) == (0, 1)
+    ticket.hold(0)
+    assert (admission.preparing, admission.chunks_in_flight) == (0, 0)
+
+
+def test_chunks_and_preparing_count_together():
+    admission = _cap(5)
+    big = admission.admit()
+    big.hold(4)
+    admission.admit()  # preparing: 4 + 1 = 5
+    with pytest.raises(Overloaded):
+        admission.admit()
+    big.hold(2)
+    admission.admit()
+    assert (admission.chunks_in_flight, admission.preparing) == (2, 2)
+
+
+def test_an_admitted_request_keeps_all_its_chunks():
+    admission = _cap(2)
+    ticket = admission.admit()
+    ticket.hold(50)
+    assert admission.chunks_in_flight == 50
+    with pytest.raises(Overloaded):
+        admission.admit()
+
+
+def test_context_exit_releases_even_on_error():
+    admission = _cap(2)
+    with pytest.raises(RuntimeError), admission.admit() as ticket:
+        ticket.hold(7)
+        raise RuntimeError("boom")
+    assert (admission.chunks_in_flight, admission.preparing) == (0, 0)
+    with admission.admit():
+        assert admission.preparing == 1
+    assert (admission.chunks_in_flight, admission.preparing) == (0, 0)
+
+
+def test_release_is_idempotent():
+    admission = _cap(2)
+    ticket = admission.admit()
+    ticket.hold(3)
+    ticket.release()
+    ticket.release()
+    assert (admission.chunks_in_flight, admission.preparing) == (0, 0)

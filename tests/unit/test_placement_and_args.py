@@ -14,9 +14,7 @@ from pipeline.audio import AudioLimits
 from pipeline.errors import InvalidOption
 from pipeline.models import default_compute_type
 from pipeline.placement import Placement, resolve_auto
-from serve.admission import Admission
 from serve.config import DEFAULT_BATCHING, PROFILES, ComputeType, ServiceArgs
-from serve.errors import Overloaded
 
 # --- Placement.from_reservation ----------------------------------------------------------------
 
@@ -295,70 +293,3 @@ def test_threads():
     assert args.threads("Transcriber") == 3
     assert args.threads("Aligner") is None
     assert args.threads("Diarizer") is None
-
-
-# --- Admission ---------------------------------------------------------------------------------
-
-
-def test_admits_until_the_maximum_then_overloads():
-    admission = Admission(3)
-    tickets = [admission.admit() for _ in range(3)]
-    assert admission.preparing == 3
-    with pytest.raises(Overloaded):
-        admission.admit()
-    tickets[0].release()
-    assert admission.preparing == 2
-    admission.admit()
-    assert admission.preparing == 3
-
-
-def test_hold_swaps_the_placeholder_for_chunks():
-    admission = Admission(10)
-    ticket = admission.admit()
-    ticket.hold(4)
-    assert (admission.preparing, admission.chunks_in_flight) == (0, 4)
-    ticket.hold(1)
-    assert (admission.preparing, admission.chunks_in_flight) == (0, 1)
-    ticket.hold(0)
-    assert (admission.preparing, admission.chunks_in_flight) == (0, 0)
-
-
-def test_chunks_and_preparing_count_together():
-    admission = Admission(5)
-    big = admission.admit()
-    big.hold(4)
-    admission.admit()  # preparing: 4 + 1 = 5
-    with pytest.raises(Overloaded):
-        admission.admit()
-    big.hold(2)
-    admission.admit()
-    assert (admission.chunks_in_flight, admission.preparing) == (2, 2)
-
-
-def test_an_admitted_request_keeps_all_its_chunks():
-    admission = Admission(2)
-    ticket = admission.admit()
-    ticket.hold(50)
-    assert admission.chunks_in_flight == 50
-    with pytest.raises(Overloaded):
-        admission.admit()
-
-
-def test_context_exit_releases_even_on_error():
-    admission = Admission(2)
-    with pytest.raises(RuntimeError), admission.admit() as ticket:
-        ticket.hold(7)
-        raise RuntimeError("boom")
-    assert (admission.chunks_in_flight, admission.preparing) == (0, 0)
-    with admission.admit():
-        assert admission.preparing == 1
-    assert (admission.chunks_in_flight, admission.preparing) == (0, 0)
-
-
-def test_release_is_idempotent():
-    admission = Admission(2)
-    ticket = admission.admit()
-    ticket.hold(3)
-    ticket.release()
-    ticket.release()
-    assert (admission.chunks_in_flight, admission.preparing) == (0, 0)

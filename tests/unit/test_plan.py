@@ -528,6 +528,16 @@ def test_assemble_without_turns_leaves_speakers_empty():
     assert all(s.speaker is None for s in transcript.segments)
 
 
+def test_assemble_with_no_turns_found_gives_every_word_one_speaker():
+    # Diarizing a 0.1 s clip found no turn (too short to embed) while ASR found words: they
+    # came back without speakers. Diarization ran, so every word and segment has one.
+    transcript = plan(Request(diarize=True)).assemble(5.0, _segments(), [])
+    assert [s.speaker for s in transcript.segments] == ["SPEAKER_00"] * 2
+    assert [w.speaker for w in transcript.words] == ["SPEAKER_00"] * 4
+    untimed = [Segment(0.0, 2.0, "no word times")]
+    assert plan(Request(diarize=True)).assemble(2.0, untimed, []).segments[0].speaker == "SPEAKER_00"
+
+
 def test_assemble_uses_the_plan_language():
     p = plan(card=MULTI).with_language("de")
     assert p.assemble(1.0, [], None).language == "de"
