@@ -19,6 +19,7 @@ import pytest
 
 from tests.conftest import ffmpeg
 from tests.test_align import build_wav2vec2
+from tests.test_valid_audio import fixed_cases, speech_pools, write_case
 
 PORT = 18140
 APP = "whisperx"
@@ -137,3 +138,27 @@ def test_raw_body_with_curls_default_content_type(client, pyannote_sample):
     )
     assert response.status_code == 200, response.text
     assert "New Jersey" in response.text
+
+
+def test_valid_audio_never_gets_a_5xx(client, pyannote_sample, speak, tmp_path):
+    """The property test's named cases (tests/test_valid_audio.py: 0.1 s speech, silence only,
+    6 channels at 8 kHz, 2.6 s speech, 40 s) over HTTP, on both endpoints, in several formats,
+    diarized or not, language given or not: every answer is a 200."""
+    statuses = {}
+    pools = speech_pools(pyannote_sample, speak)
+    for case in fixed_cases():
+        body = write_case(case, pools, tmp_path).read_bytes()
+        for url in (
+            "/v1/transcribe?diarize=true",
+            "/v1/transcribe?response_format=srt&language=en",
+            "/v1/transcribe?response_format=tsv&diarize=true&language=en",
+        ):
+            statuses[(case.name, url)] = client.post(url, content=body).status_code
+        for fmt in ("json", "verbose_json", "vtt", "text"):
+            response = client.post(
+                "/v1/audio/transcriptions",
+                files={"file": ("audio", body)},
+                data={"response_format": fmt, "timestamp_granularities[]": "word"},
+            )
+            statuses[(case.name, f"openai {fmt}")] = response.status_code
+    assert set(statuses.values()) == {200}, {k: v for k, v in statuses.items() if v != 200}

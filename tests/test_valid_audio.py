@@ -210,6 +210,10 @@ def write_case(case: Case, pools: dict[str, np.ndarray], folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def pools(pyannote_sample, speak) -> dict[str, np.ndarray]:
+    return speech_pools(pyannote_sample, speak)
+
+
+def speech_pools(pyannote_sample: Path, speak) -> dict[str, np.ndarray]:
     """Speech at 16 kHz mono: sample.wav's conversation, and espeak-ng sentences."""
     sample, rate = soundfile.read(pyannote_sample, dtype="float32")
     assert rate == SAMPLE_RATE
