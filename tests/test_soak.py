@@ -91,9 +91,11 @@ def _replica_pids(client) -> dict[str, int]:
 
 def _object_store() -> tuple[float, int]:
     """(MiB, objects) in the object store, as `ray memory --stats-only` reports them."""
+    import ray
     from ray._private.internal_api import memory_summary
 
-    summary = memory_summary(stats_only=True)
+    # This test's own cluster, named: another Ray instance on the machine must not confuse it.
+    summary = memory_summary(address=ray.get_runtime_context().gcs_address, stats_only=True)
     match = re.search(r"Plasma memory usage (\d+) MiB, (\d+) objects", summary)
     assert match, summary
     return float(match.group(1)), int(match.group(2))
