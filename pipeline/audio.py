@@ -105,6 +105,7 @@ class AudioInput:
         self.limits, self.name = limits, name
         self.size = len(data) if data is not None else path.stat().st_size
         self._probe: Probe | None = None
+        self._info = False  # libsndfile's header info once read (None: unreadable by it)
         self._fd: int | None = None
         if path is not None:
             self._arg, self._fds, self._stdin = str(path), (), None
@@ -148,14 +149,22 @@ class AudioInput:
         guess = probe.seconds if probe.seconds is not None else self.size / 2000.0
         return min(guess, self.limits.max_seconds)
 
-    def _sndfile_probe(self) -> Probe | None:
+    def _sndfile_info(self):
+        """libsndfile's view of the header, read once (None: not a format it reads)."""
         import soundfile
 
-        if self._stdin is not None:
-            return None
-        try:
-            info = soundfile.info(self._arg)
-        except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError):
+        if self._info is False:
+            self._info = None
+            if self._stdin is None:
+                try:
+                    self._info = soundfile.info(self._arg)
+                except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError):
+                    pass
+        return self._info
+
+    def _sndfile_probe(self) -> Probe | None:
+        info = self._sndfile_info()
+        if info is None:
             return None
         if info.format not in _EXACT_HEADERS or info.frames <= 0 or info.samplerate <= 0:
             return None  # MP3 and the like: ffprobe knows when its duration is only a guess
@@ -198,10 +207,10 @@ class AudioInput:
         else, which goes to ffmpeg."""
         import soundfile
 
-        if self._stdin is not None:
+        info = self._sndfile_info()
+        if info is None:
             return None
         try:
-            info = soundfile.info(self._arg)
             if (
                 info.samplerate != SAMPLE_RATE
                 or info.channels != 1
