@@ -32,6 +32,7 @@ SOAK_S = float(os.environ.get("WXS_SOAK_S", "600"))
 # first minutes of mixed load, then stays level); a leak would still show over the rest.
 WARMUP_S = SOAK_S / 3
 CLIENTS = 4
+TRACE_EVERY_S = min(30.0, SOAK_S / 10)
 ARGS = {"max_upload_bytes": 4 * 1024 * 1024, "max_audio_seconds": 300, "max_queue_wait_s": 60}
 
 
@@ -134,23 +135,32 @@ def test_soak_mixed_load(service, inputs):
                     if not ok:
                         failures.append(f"{name}: {response.status_code} {response.text[:200]}")
 
-    def measure_warm() -> None:
-        time.sleep(WARMUP_S)
-        rss_warm.update({name: _rss_bytes(pid) for name, pid in pids.items()})
-        warm.set()
+    trace: list[tuple[float, dict[str, int]]] = []  # printed: where a creep began, if one did
 
-    watcher = threading.Thread(target=measure_warm, daemon=True)
+    def measure() -> None:
+        started = time.monotonic()
+        while time.monotonic() < stop_at:
+            rss = {name: _rss_bytes(pid) for name, pid in pids.items()}
+            trace.append((time.monotonic() - started, rss))
+            if not warm.is_set() and time.monotonic() - started >= WARMUP_S:
+                rss_warm.update(rss)
+                warm.set()
+            time.sleep(TRACE_EVERY_S)
+
+    watcher = threading.Thread(target=measure, daemon=True)
     watcher.start()
     with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
         list(pool.map(run_client, range(CLIENTS)))
     assert warm.wait(timeout=5)
-    time.sleep(5)  # let the last refs be released
+    time.sleep(15)  # the last refs are released, and idle replicas trim their heaps (serve/deployments.py)
     rss_end = {name: _rss_bytes(pid) for name, pid in pids.items()}
     store_after = _object_store()
     assert _replica_pids(client) == pids, "a replica restarted during the soak"
     client.close()
 
     print(f"requests {counts}")
+    for at, rss in trace:
+        print(f"t={at:4.0f}s RSS MiB " + " ".join(f"{name} {value / 2**20:.0f}" for name, value in rss.items()))
     for name in pids:
         print(f"{name} RSS warm {rss_warm[name] / 2**20:.0f} MiB, end {rss_end[name] / 2**20:.0f} MiB")
     print(f"object store before {store_before}, after {store_after}")
