@@ -21,6 +21,7 @@ from pipeline.errors import ModelNotFound, UnsupportedLanguage
 from pipeline.models import downloads_allowed
 from pipeline.placement import Placement
 from pipeline.schema import Audio, ChunkResult, Segment, Word
+from pipeline.torch_runtime import TorchRuntime
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class AlignConfig:
     model: str | None = None
     language_models: dict[str, str] = field(default_factory=dict)
     max_loaded_models: int = 2
+    runtime: TorchRuntime = TorchRuntime()  # precision and compile of the wav2vec2 models
 
     @property
     def enabled(self) -> bool:
@@ -73,7 +75,9 @@ def word_separator(language: str) -> str:
 class Aligner:
     def __init__(self, config: AlignConfig = AlignConfig(), placement: Placement = Placement()):
         self.config = config
+        self.placement = placement
         self.device = placement.torch_device
+        config.runtime.check(placement, "align")
         self._models: OrderedDict[str, tuple[object, dict]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -132,7 +136,10 @@ class Aligner:
             if key in self._models:
                 self._models.move_to_end(key)
                 return self._models[key]
-            loaded = _load_align_model(language, name, self.device)
+            model, metadata = _load_align_model(language, name, self.device)
+            loaded = (self.config.runtime.prepare(model, self.placement, "align"), metadata)
+            if self.config.runtime.compile:  # compile now, not in the first request
+                _warm_up(model, self.device)
             self._models[key] = loaded
             while len(self._models) > max(1, self.config.max_loaded_models):
                 evicted, _ = self._models.popitem(last=False)
@@ -171,6 +178,14 @@ def _load_align_model(language: str, name: str, device: str):
             f"Set --align-model / align.model to a local wav2vec2 directory, pre-fetch it into the "
             f"HF cache, or set WXS_ALLOW_DOWNLOAD=1"
         ) from exc
+
+
+def _warm_up(model, device: str) -> None:
+    """One forward pass on a second of silence (torchaudio and HF wav2vec2 alike)."""
+    import torch
+
+    with torch.inference_mode():
+        model(torch.zeros(1, 16_000, device=device))
 
 
 def _torchaudio_weights_cached(name: str | None) -> bool:

@@ -13,6 +13,7 @@ from pipeline.config import PipelineConfig
 from pipeline.diarize import SpeakerCount
 from pipeline.formats import EXTENSIONS
 from pipeline.plan import Request
+from pipeline.torch_runtime import parse_dtypes
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,6 +85,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.vad.step_seconds,
         help="VAD window step in seconds (1.0 = WhisperX exactly; larger is faster)",
     )
+    parser.add_argument(
+        "--torch-dtype",
+        default=None,
+        help="precision of the torch stages (VAD, alignment, speaker encoder) on a GPU: float32 "
+        "(default), float16 or bfloat16, for all of them or per stage as align=float16,vad=bfloat16",
+    )
+    parser.add_argument(
+        "--torch-compile", action="store_true", help="torch.compile the torch stages' models (compiled at load)"
+    )
     parser.add_argument("--max-seconds", type=float, default=defaults.limits.max_seconds, help="reject longer audio")
     parser.add_argument(
         "--align-model",
@@ -114,7 +124,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         limits=replace(defaults.limits, max_seconds=args.max_seconds),
         align=replace(defaults.align, model=args.align_model),
         diarize=replace(defaults.diarize, model=args.diarize_model),
-    )
+    ).with_torch(parse_dtypes(args.torch_dtype), args.torch_compile)
 
 
 def request_from_args(args: argparse.Namespace, response_format: str = "whisperx") -> Request:

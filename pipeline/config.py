@@ -4,12 +4,13 @@ flags all fill this same object; where a stage runs is a separate `Placement`.""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pipeline.align import AlignConfig
 from pipeline.asr import AsrConfig
 from pipeline.audio import AudioLimits
 from pipeline.diarize import DiarizeConfig
+from pipeline.torch_runtime import TORCH_STAGES, TorchRuntime
 from pipeline.vad import VadOptions
 
 
@@ -20,3 +21,23 @@ class PipelineConfig:
     limits: AudioLimits = field(default_factory=AudioLimits)
     align: AlignConfig = field(default_factory=AlignConfig)
     diarize: DiarizeConfig = field(default_factory=DiarizeConfig)
+
+    def with_torch(self, dtypes: dict[str, str] | None = None, compile: bool = False) -> PipelineConfig:
+        """The torch stages' precision (per stage: vad, align, diarize; float32 where not
+        named) and torch.compile (all of them or none), as every entry point sets them."""
+        dtypes = dict(dtypes or {})
+        unknown = set(dtypes) - set(TORCH_STAGES)
+        if unknown:
+            from pipeline.errors import InvalidOption
+
+            raise InvalidOption(f"torch stages are {', '.join(TORCH_STAGES)}; not {', '.join(sorted(unknown))}")
+
+        def runtime(stage: str) -> TorchRuntime:
+            return TorchRuntime(dtype=dtypes.get(stage, "float32"), compile=compile)
+
+        return replace(
+            self,
+            vad=replace(self.vad, runtime=runtime("vad")),
+            align=replace(self.align, runtime=runtime("align")),
+            diarize=replace(self.diarize, runtime=runtime("diarize")),
+        )

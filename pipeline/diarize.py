@@ -22,6 +22,7 @@ from pipeline.errors import InvalidOption, ModelNotFound
 from pipeline.models import downloads_allowed
 from pipeline.placement import Placement
 from pipeline.schema import SAMPLE_RATE, Audio, Turn
+from pipeline.torch_runtime import TorchRuntime
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,9 @@ class DiarizeConfig:
     # Fraction of each window's most similar windows kept in the affinity graph. Measured on
     # shared/data/speech: 0.5 found the right speaker count on 7 of 8 files (1-3 speakers).
     keep_fraction: float = 0.5
+    # Precision and compile of the offline speaker encoder. A pyannote pipeline runs as
+    # pyannote configures it (float32, not compiled): its models sit inside its pipeline.
+    runtime: TorchRuntime = TorchRuntime()
 
     @property
     def model_id(self) -> str:
@@ -70,10 +74,14 @@ class Diarizer:
     def __init__(self, config: DiarizeConfig = DiarizeConfig(), placement: Placement = Placement()):
         self.config = config
         self.model_id = config.model_id
+        self.placement = placement
+        config.runtime.check(placement, "diarize")
         if config.model:
+            if config.runtime != TorchRuntime():
+                log.warning("torch dtype / compile apply to the offline speaker encoder, not to pyannote pipelines")
             self._backend = _PyannoteBackend(config.model, placement.torch_device)
         else:
-            self._backend = _EncoderBackend(config, placement.torch_device)
+            self._backend = _EncoderBackend(config, placement)
 
     def diarize(
         self, audio: Audio, speech: list[tuple[float, float]] | None = None, count: SpeakerCount = SpeakerCount()
@@ -87,7 +95,7 @@ class Diarizer:
 
 
 class _EncoderBackend:
-    def __init__(self, config: DiarizeConfig, device: str):
+    def __init__(self, config: DiarizeConfig, placement: Placement):
         import warnings
 
         import torch
@@ -97,8 +105,9 @@ class _EncoderBackend:
             from resemblyzer import VoiceEncoder
 
         self.config = config
-        self.encoder = VoiceEncoder(device=torch.device(device), verbose=False)
+        self.encoder = VoiceEncoder(device=torch.device(placement.torch_device), verbose=False)
         self.encoder.eval()
+        config.runtime.prepare(self.encoder, placement, "diarize")
         # librosa's first mel spectrogram compiles kernels: pay that at load, not per request.
         noise = np.random.default_rng(0).normal(0, 0.05, 2 * SAMPLE_RATE).astype(np.float32)
         self._embed(Audio(noise), [(0.0, 1.6, 0.0, 1.6)])

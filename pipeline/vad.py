@@ -11,6 +11,7 @@ import numpy as np
 from pipeline.models import whisperx_vad_weights
 from pipeline.placement import Placement
 from pipeline.schema import SAMPLE_RATE, Audio, Chunk
+from pipeline.torch_runtime import TorchRuntime
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class VadOptions:
     # on the 40-file dev set.
     step_seconds: float = 2.5
     batch_size: int = 32
+    runtime: TorchRuntime = TorchRuntime()  # precision and compile of the segmentation model
 
 
 VAD_MODEL_ID = "whisperx/pyannote-segmentation"
@@ -41,7 +43,7 @@ class SpeechDetector:
 
         self.options = options
         self.placement = placement
-        model = Model.from_pretrained(str(whisperx_vad_weights()))
+        model = options.runtime.prepare(Model.from_pretrained(str(whisperx_vad_weights())), placement, "vad")
         duration = model.specifications.duration
         # Same scoring as pyannote's VoiceActivityDetection: max over the model's speaker classes.
         self._inference = Inference(
@@ -52,6 +54,9 @@ class SpeechDetector:
             device=torch.device(placement.torch_device),
             pre_aggregation_hook=lambda scores: np.max(scores, axis=-1, keepdims=True),
         )
+        if options.runtime.compile:  # compile now, not in the first request
+            noise = torch.from_numpy(np.random.default_rng(0).normal(0, 0.05, (1, 12 * SAMPLE_RATE)).astype(np.float32))
+            self._inference({"waveform": noise, "sample_rate": SAMPLE_RATE})
 
     def chunks(self, audio: Audio, audio_id: str) -> list[Chunk]:
         return cut(audio, audio_id, self.analyze(audio).chunks)

@@ -15,7 +15,7 @@ import os
 from dataclasses import replace
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipeline.audio import AudioLimits
 from pipeline.config import PipelineConfig
@@ -35,6 +35,10 @@ ComputeType = Literal[
     "default",
 ]
 SpeedStage = Literal["Transcriber", "Diarizer"]
+TorchStage = Literal["vad", "align", "diarize"]
+TorchDtype = Literal["float32", "float16", "bfloat16"]
+# The deployment each torch stage runs in (the VAD runs in the ingress, before admission).
+TORCH_STAGE_DEPLOYMENT = {"vad": "Ingress", "align": "Aligner", "diarize": "Diarizer"}
 DEPLOYMENT_NAMES: tuple[str, ...] = get_args(DeploymentName)
 OFF = "none"
 
@@ -140,6 +144,10 @@ class ServiceArgs(BaseModel):
     asr_workers: int | None = Field(None, ge=1)  # CTranslate2 workers (default: 2 on CPU, 1 on GPU)
     align_model: str | None = None
     diarize_model: str | None = None
+    # torch stages (VAD segmentation, wav2vec2, speaker encoder): precision per stage
+    # (float16/bfloat16 need the stage's deployment on a GPU) and torch.compile for all of them
+    torch_dtype: dict[TorchStage, TorchDtype] = Field(default_factory=dict)
+    torch_compile: bool = False
     vad_step_seconds: float = Field(VadOptions().step_seconds, gt=0, le=10)
     # request limits
     max_upload_bytes: int = Field(AudioLimits().max_bytes, gt=0)
@@ -170,6 +178,18 @@ class ServiceArgs(BaseModel):
                 raise ValueError(f"speed_prior.{name} must be > 0 (audio seconds per second per replica)")
         return value
 
+    @model_validator(mode="after")
+    def _reduced_precision_on_gpu_only(self) -> ServiceArgs:
+        for stage, dtype in self.torch_dtype.items():
+            deployment = TORCH_STAGE_DEPLOYMENT[stage]
+            gpus = (self.deployment_options(deployment).get("ray_actor_options") or {}).get("num_gpus", 0)
+            if dtype != "float32" and not gpus:
+                raise ValueError(
+                    f"torch_dtype.{stage}: {dtype} needs a GPU, and the {deployment} deployment reserves none "
+                    f"(set its ray_actor_options.num_gpus, or leave it float32)"
+                )
+        return self
+
     def speed_priors(self) -> dict[str, float]:
         return {**PROFILES[self.profile]["speed_prior"], **self.speed_prior}
 
@@ -192,7 +212,7 @@ class ServiceArgs(BaseModel):
             limits=replace(defaults.limits, max_bytes=self.max_upload_bytes, max_seconds=self.max_audio_seconds),
             align=replace(defaults.align, model=_chosen(self.align_model, models["align"])),
             diarize=replace(defaults.diarize, model=_chosen(self.diarize_model, models["diarize"])),
-        )
+        ).with_torch(dict(self.torch_dtype), self.torch_compile)
 
     def deployment_options(self, name: str) -> dict:
         """Serve options for one deployment: the profile's, then `deployments:` over them."""
