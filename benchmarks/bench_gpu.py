@@ -88,7 +88,7 @@ class Bench:
         import ctranslate2
         import torch
 
-        card = torch.cuda.get_device_name(0) if self.device == "cuda" else platform.processor() or "CPU"
+        card = torch.cuda.get_device_name(0) if self.device == "cuda" else _cpu_name()
         shim = os.environ.get("WXS_CUBLAS_SHIM")
         weights = (
             f"random weights, {self.args.tokens} tokens decoded per chunk" if self.random_weights else "real weights"
@@ -390,6 +390,14 @@ def _corpus(work: Path, files: int, minutes: float) -> list[Path]:
             out.writeframes(np.roll(tiled, i * 16000).tobytes())
         paths.append(path)
     return paths
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "CPU"
 
 
 def _ctranslate2_sees_gpu() -> bool:
