@@ -102,10 +102,18 @@ def plan_job(config: PipelineConfig, request: Request, run: RunOptions, per_segm
     from pipeline.models import default_compute_type, describe_asr_model
     from pipeline.plan import Planner
 
+    device = "cuda" if run.asr_num_gpus > 0 else "cpu"  # alignment runs in the ASR actors
+    config.check_torch_devices(
+        {"vad": "cpu", "align": device, "diarize": "cuda" if run.diarize_num_gpus > 0 else "cpu"},
+        {
+            "vad": "the preprocess actors run on CPUs",
+            "align": "the ASR actors reserve none (--num-gpus)",
+            "diarize": "the diarize actor reserves none (--diarize-gpus)",
+        },
+    )
     describe = ray.remote(describe_asr_model).options(num_cpus=0.25, num_gpus=run.asr_num_gpus)
     card = ray.get(describe.remote(config.asr.model))
     # The compute type the ASR actors will use, resolved here so that it is part of the key.
-    device = "cuda" if run.asr_num_gpus > 0 else "cpu"
     compute_type = config.asr.compute_type or default_compute_type(device)
     config = replace(config, asr=replace(config.asr, compute_type=compute_type))
     return BatchJob(plan=Planner(config, card).plan(request), per_segment=per_segment)

@@ -41,3 +41,14 @@ class PipelineConfig:
             align=replace(self.align, runtime=runtime("align")),
             diarize=replace(self.diarize, runtime=runtime("diarize")),
         )
+
+    def check_torch_devices(self, devices: dict[str, str], where: dict[str, str] | None = None) -> None:
+        """Fail before anything starts when a torch stage's precision needs a GPU that the
+        executor will not give it. `devices`: stage -> "cpu" / "cuda"; `where` names each
+        stage's executor in the message."""
+        from pipeline.placement import Placement
+
+        runtimes = {"vad": self.vad.runtime, "align": self.align.runtime, "diarize": self.diarize.runtime}
+        for stage, device in devices.items():
+            named = f": {where[stage]}" if where and stage in where else ""
+            runtimes[stage].check(Placement(device=device), stage, named)

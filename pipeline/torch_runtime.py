@@ -31,11 +31,12 @@ class TorchRuntime:
         if self.dtype not in TORCH_DTYPES:
             raise InvalidOption(f"torch dtype must be one of {', '.join(TORCH_DTYPES)}, not {self.dtype!r}")
 
-    def check(self, placement: Placement, stage: str) -> None:
+    def check(self, placement: Placement, stage: str, where: str = "") -> None:
         """Reduced precision is for GPUs: on a CPU without bfloat16 units oneDNN cannot even run
-        the LSTMs in bfloat16 (seen on this project's 2-core EPYC test machine)."""
+        the LSTMs in bfloat16 (seen on this project's 2-core EPYC test machine). The one rule
+        for every entry point: stages call it at load, the service and the batch job up front."""
         if self.dtype != "float32" and placement.device != "cuda":
-            raise InvalidOption(f"{stage}: torch dtype {self.dtype} needs a GPU; the CPU runs float32")
+            raise InvalidOption(f"{stage}: torch dtype {self.dtype} needs a GPU{where}; the CPU runs float32")
 
     def prepare(self, module, placement: Placement, stage: str):
         """The module, checked against the placement, its forward run in autocast with float32

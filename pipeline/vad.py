@@ -55,7 +55,10 @@ class SpeechDetector:
             pre_aggregation_hook=lambda scores: np.max(scores, axis=-1, keepdims=True),
         )
         if options.runtime.compile:  # compile now, not in the first request
-            noise = torch.from_numpy(np.random.default_rng(0).normal(0, 0.05, (1, 12 * SAMPLE_RATE)).astype(np.float32))
+            # Long enough for a batch of several windows and pyannote's separate last one.
+            seconds = duration + 2.5 * min(options.step_seconds, duration)
+            noise = np.random.default_rng(0).normal(0, 0.05, (1, int(seconds * SAMPLE_RATE))).astype(np.float32)
+            noise = torch.from_numpy(noise)
             self._inference({"waveform": noise, "sample_rate": SAMPLE_RATE})
 
     def chunks(self, audio: Audio, audio_id: str) -> list[Chunk]:

@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from pipeline.audio import AudioLimits
 from pipeline.config import PipelineConfig
+from pipeline.errors import PipelineError
+from pipeline.torch_runtime import TORCH_DTYPES, TORCH_STAGES
 from pipeline.vad import VadOptions
 
 DeploymentName = Literal["Ingress", "Transcriber", "Aligner", "Diarizer"]
@@ -35,8 +37,8 @@ ComputeType = Literal[
     "default",
 ]
 SpeedStage = Literal["Transcriber", "Diarizer"]
-TorchStage = Literal["vad", "align", "diarize"]
-TorchDtype = Literal["float32", "float16", "bfloat16"]
+TorchStage = Literal[TORCH_STAGES]  # pipeline/torch_runtime.py's names, as pydantic checks them
+TorchDtype = Literal[TORCH_DTYPES]
 # The deployment each torch stage runs in (the VAD runs in the ingress, before admission).
 TORCH_STAGE_DEPLOYMENT = {"vad": "Ingress", "align": "Aligner", "diarize": "Diarizer"}
 DEPLOYMENT_NAMES: tuple[str, ...] = get_args(DeploymentName)
@@ -180,14 +182,15 @@ class ServiceArgs(BaseModel):
 
     @model_validator(mode="after")
     def _reduced_precision_on_gpu_only(self) -> ServiceArgs:
-        for stage, dtype in self.torch_dtype.items():
-            deployment = TORCH_STAGE_DEPLOYMENT[stage]
+        devices, where = {}, {}
+        for stage, deployment in TORCH_STAGE_DEPLOYMENT.items():
             gpus = (self.deployment_options(deployment).get("ray_actor_options") or {}).get("num_gpus", 0)
-            if dtype != "float32" and not gpus:
-                raise ValueError(
-                    f"torch_dtype.{stage}: {dtype} needs a GPU, and the {deployment} deployment reserves none "
-                    f"(set its ray_actor_options.num_gpus, or leave it float32)"
-                )
+            devices[stage] = "cuda" if gpus else "cpu"
+            where[stage] = f"the {deployment} deployment reserves none (ray_actor_options.num_gpus)"
+        try:
+            PipelineConfig().with_torch(dict(self.torch_dtype)).check_torch_devices(devices, where)
+        except PipelineError as exc:
+            raise ValueError(f"torch_dtype: {exc}") from exc
         return self
 
     def speed_priors(self) -> dict[str, float]:

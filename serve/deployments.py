@@ -164,13 +164,17 @@ class _HeapTrimmer:
         self.busy = 0
         self._last = 0.0
         self._scheduled: asyncio.Task | None = None
+        self._again = False
         try:
             self._trim = ctypes.CDLL("libc.so.6").malloc_trim
         except (OSError, AttributeError):  # not glibc: nothing to do
             self._trim = None
 
     async def trim_if_idle(self) -> None:
-        if self._trim is None or self.busy or self._scheduled is not None:
+        if self._trim is None or self.busy:
+            return
+        if self._scheduled is not None:  # a trim is waiting or running: it goes again after
+            self._again = True
             return
         wait = max(0.0, self._last + self.INTERVAL_S - time.monotonic())
         self._scheduled = asyncio.get_running_loop().create_task(self._trim_after(wait))
@@ -178,11 +182,15 @@ class _HeapTrimmer:
     async def _trim_after(self, wait: float) -> None:
         try:
             await asyncio.sleep(wait)
+            self._again = False
             if not self.busy:
                 self._last = time.monotonic()
                 await asyncio.to_thread(self._trim, 0)
         finally:
             self._scheduled = None
+        if self._again:  # a call ended while this trim ran: its garbage is trimmed too
+            self._again = False
+            await self.trim_if_idle()
 
 
 def _chunk(audio_id: str, index: int, start: float, end: float, samples: np.ndarray) -> Chunk:

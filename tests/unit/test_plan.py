@@ -541,3 +541,14 @@ def test_assemble_with_no_turns_found_gives_every_word_one_speaker():
 def test_assemble_uses_the_plan_language():
     p = plan(card=MULTI).with_language("de")
     assert p.assemble(1.0, [], None).language == "de"
+
+
+def test_torch_precision_and_compile_keep_the_result_key():
+    """They change a torch stage's outputs only within the tolerances its tests hold them to, so
+    a batch job resumed with --torch-compile (or upgraded from before these settings) redoes
+    nothing; the key still holds every other VAD, alignment and diarization setting."""
+    request = Request(diarize=True)
+    plain = _digest(request)
+    assert _digest(request, PipelineConfig().with_torch({"diarize": "float16"}, compile=True)) == plain
+    assert "runtime" not in result_options(Planner(PipelineConfig(), EN).plan(request))["vad"]
+    assert _digest(request, PipelineConfig(vad=VadOptions(step_seconds=1.0))) != plain

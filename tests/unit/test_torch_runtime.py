@@ -67,14 +67,16 @@ def test_service_args_refuse_reduced_precision_without_a_gpu():
 
     from serve.config import ServiceArgs
 
-    with pytest.raises(ValidationError, match="torch_dtype.align: float16 needs a GPU"):
+    with pytest.raises(
+        ValidationError, match="align: torch dtype float16 needs a GPU: the Aligner deployment reserves"
+    ):
         ServiceArgs(torch_dtype={"align": "float16"})
     gpu = ServiceArgs(profile="gpu", torch_dtype={"align": "float16", "diarize": "bfloat16"}, torch_compile=True)
     config = gpu.pipeline_config()
     assert config.align.runtime == TorchRuntime("float16", True)
     assert config.diarize.runtime == TorchRuntime("bfloat16", True)
     # The VAD runs in the ingress, which holds no GPU in either profile.
-    with pytest.raises(ValidationError, match="Ingress deployment reserves none"):
+    with pytest.raises(ValidationError, match="vad: .* the Ingress deployment reserves none"):
         ServiceArgs(profile="gpu", torch_dtype={"vad": "float16"})
 
 
@@ -92,3 +94,17 @@ def test_gpu_model_choices_resolve_or_name_the_setting(monkeypatch):
     assert ServiceArgs(profile="gpu").pipeline_config().asr.model == "large-v3-turbo"
     with pytest.raises(ModelNotFound, match="asr.model"):
         resolve_asr_model("distil-large-v3")
+
+
+def test_batch_job_refuses_reduced_precision_before_starting():
+    """Its preprocess actors (the VAD) never hold a GPU, and alignment / diarization only when
+    --num-gpus / --diarize-gpus give them one: the job fails up front, naming the flag."""
+    from cluster.batch import RunOptions, plan_job
+    from pipeline.plan import Request
+
+    with pytest.raises(InvalidOption, match="vad: torch dtype float16 needs a GPU: the preprocess actors run on CPUs"):
+        plan_job(PipelineConfig().with_torch({"vad": "float16"}), Request(), RunOptions())
+    with pytest.raises(InvalidOption, match="align: .*--num-gpus"):
+        plan_job(PipelineConfig().with_torch({"align": "bfloat16"}), Request(), RunOptions())
+    with pytest.raises(InvalidOption, match="diarize: .*--diarize-gpus"):
+        plan_job(PipelineConfig().with_torch({"diarize": "float16"}), Request(), RunOptions(asr_num_gpus=1))
