@@ -57,10 +57,12 @@ def main() -> None:
     _ensure_cublas12()
     import torch
 
+    from pipeline.placement import resolve_auto
+
     # torch's device and CTranslate2's are found apart: a CTranslate2 that cannot use the GPU
     # loses the ASR rows (said in them), not the torch stages' GPU rows.
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    asr_device = "cuda" if device == "cuda" and _ctranslate2_sees_gpu() else "cpu"
+    asr_device = resolve_auto("auto").device if device == "cuda" else "cpu"  # where CTranslate2 sees a GPU
     args.model = args.model or ("random-large-v3-turbo" if device == "cuda" else "bundled")
     args.files = args.files or (8 if device == "cuda" else 4)
     args.minutes = args.minutes or (4.0 if device == "cuda" else 1.0)
@@ -182,11 +184,9 @@ class Bench:
             whisper_model.model = FixedLength(whisper_model.model, eot, self.args.tokens)
 
     def _placement(self, device: str):
-        from pipeline.placement import Placement, available_cores
+        from pipeline.placement import resolve_auto
 
-        if device == "cuda":
-            return Placement("cuda", available_cores(), 1.0, 0)
-        return Placement.local_cpu()
+        return resolve_auto(device)  # the CLI's placement: every core, and GPU 0 whole
 
     def _plain_whisperx(self, batch: int) -> float:
         import whisperx
@@ -461,12 +461,6 @@ def _cpu_name() -> str:
             return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
     except (OSError, StopIteration):
         return platform.processor() or "CPU"
-
-
-def _ctranslate2_sees_gpu() -> bool:
-    import ctranslate2
-
-    return ctranslate2.get_cuda_device_count() > 0
 
 
 def _sync() -> None:

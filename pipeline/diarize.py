@@ -74,7 +74,6 @@ class Diarizer:
     def __init__(self, config: DiarizeConfig = DiarizeConfig(), placement: Placement = Placement()):
         self.config = config
         self.model_id = config.model_id
-        self.placement = placement
         config.runtime.check(placement, "diarize")
         if config.model:
             if config.runtime != TorchRuntime():
