@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.batching import BatchStats, ForwardBatcher
 from pipeline.errors import InvalidOption, ModelNotFound
 from pipeline.models import downloads_allowed
 from pipeline.placement import Placement
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 WINDOW_FRAMES = 160  # resemblyzer's partial utterance: 160 x 10 ms = 1.6 s
 FRAME_SECONDS = 0.01
 MAX_SPEAKERS = 8
+EMBED_ROWS = 256  # windows one request sends the encoder at a time (bounded memory per call)
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,11 @@ class Diarizer:
         the offline backend's caller; pyannote finds its own)."""
         return self._backend.diarize(audio, speech, count)
 
+    def batch_stats(self) -> BatchStats | None:
+        """How concurrent calls shared the speaker encoder (None: a pyannote pipeline)."""
+        batcher = getattr(self._backend, "batcher", None)
+        return batcher.stats if batcher else None
+
 
 # --- offline: resemblyzer encoder + spectral clustering ---------------------------------------
 
@@ -107,6 +114,9 @@ class _EncoderBackend:
         self.encoder = VoiceEncoder(device=torch.device(placement.torch_device), verbose=False)
         self.encoder.eval()
         config.runtime.prepare(self.encoder, placement, "diarize")
+        # Concurrent requests' windows share encoder forwards (each window is embedded on its
+        # own): a GPU replica running several diarizations fills its batches from all of them.
+        self.batcher = ForwardBatcher(self._encode, max_rows=4 * EMBED_ROWS)
         # librosa's first mel spectrogram compiles kernels: pay that at load, not per request.
         noise = np.random.default_rng(0).normal(0, 0.05, 2 * SAMPLE_RATE).astype(np.float32)
         self._embed(Audio(noise), [(0.0, 1.6, 0.0, 1.6)])
@@ -124,7 +134,6 @@ class _EncoderBackend:
         return _turns(speech, windows, labels, min_speakers=low)
 
     def _embed(self, audio: Audio, windows: list[tuple[float, float, float, float]]) -> np.ndarray:
-        import torch
         from resemblyzer.audio import normalize_volume, wav_to_mel_spectrogram
 
         wav = normalize_volume(audio.samples, -30, increase_only=True)
@@ -133,12 +142,13 @@ class _EncoderBackend:
             mel = np.pad(mel, ((0, WINDOW_FRAMES - len(mel)), (0, 0)))
         starts = [min(max(0, int(round(w[0] / FRAME_SECONDS))), len(mel) - WINDOW_FRAMES) for w in windows]
         batch = np.stack([mel[s : s + WINDOW_FRAMES] for s in starts])
-        out = []
-        with torch.inference_mode():
-            for i in range(0, len(batch), 256):
-                part = torch.from_numpy(batch[i : i + 256]).to(self.encoder.device)
-                out.append(self.encoder(part).cpu().numpy())
-        return np.concatenate(out)
+        return np.concatenate([self.batcher(batch[i : i + EMBED_ROWS]) for i in range(0, len(batch), EMBED_ROWS)])
+
+    def _encode(self, mels: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():  # thread-local: set in whichever caller runs the batch
+            return self.encoder(torch.from_numpy(mels).to(self.encoder.device)).cpu().numpy()
 
 
 def _windows(speech, duration: float, hop: float) -> list[tuple[float, float, float, float]]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.batching import ForwardBatcher
 from pipeline.models import whisperx_vad_weights
 from pipeline.placement import Placement
 from pipeline.schema import SAMPLE_RATE, Audio, Chunk
@@ -32,7 +33,8 @@ VAD_MODEL_ID = "whisperx/pyannote-segmentation"
 
 
 class SpeechDetector:
-    """Holds the VAD model; `chunks()` is thread-compatible but not re-entrant."""
+    """Holds the VAD model. Thread-safe: concurrent `analyze()` calls (the ingress runs
+    several on a GPU) share the model's forward passes through one `ForwardBatcher`."""
 
     def __init__(self, options: VadOptions = VadOptions(), placement: Placement = Placement()):
         import torch
@@ -54,6 +56,10 @@ class SpeechDetector:
             device=torch.device(placement.torch_device),
             pre_aggregation_hook=lambda scores: np.max(scores, axis=-1, keepdims=True),
         )
+        # Every window is scored on its own, so concurrent requests' windows can share a
+        # forward: up to two callers' batches (SincNet's activations grow with the rows).
+        self.batcher = ForwardBatcher(self._inference.infer, max_rows=2 * options.batch_size)
+        self._inference.infer = self.batcher
         if options.runtime.compile:  # compile now, not in the first request
             # Long enough for a batch of several windows and pyannote's separate last one.
             seconds = duration + 2.5 * min(options.step_seconds, duration)

@@ -31,10 +31,10 @@ def build_app(args: ServiceArgs) -> serve.Application:
         args = ServiceArgs.model_validate(args or {})
     config = args.pipeline_config()
 
-    def bind(deployment, name: str):
-        return deployment.options(**deployment_options(args, name)).bind(config, args.threads(name))
+    def bind(deployment, name: str, *more):
+        return deployment.options(**deployment_options(args, name)).bind(config, args.threads(name), *more)
 
-    transcriber = bind(TranscriberDeployment, "Transcriber")
-    diarizer = bind(DiarizerDeployment, "Diarizer")
-    aligner = bind(AlignerDeployment, "Aligner") if config.align.enabled else None
+    transcriber = bind(TranscriberDeployment, "Transcriber")  # batches with @serve.batch instead
+    diarizer = bind(DiarizerDeployment, "Diarizer", args.concurrent_calls("Diarizer"))
+    aligner = bind(AlignerDeployment, "Aligner", args.concurrent_calls("Aligner")) if config.align.enabled else None
     return Ingress.options(**deployment_options(args, "Ingress")).bind(args, transcriber, diarizer, aligner)

@@ -43,6 +43,12 @@ TorchDtype = Literal[TORCH_DTYPES]
 TORCH_STAGE_DEPLOYMENT = {"vad": "Ingress", "align": "Aligner", "diarize": "Diarizer"}
 DEPLOYMENT_NAMES: tuple[str, ...] = get_args(DeploymentName)
 OFF = "none"
+# DeploymentArgs fields the replica reads itself, not Ray Serve options.
+REPLICA_ONLY = {"threads", "concurrent_calls"}
+# Calls a GPU replica of a torch stage runs at once: enough callers to fill its batches while
+# each still holds only one request's features (an offline diarization call holds its mel
+# spectrogram: about 1 MB per audio minute).
+CONCURRENT_CALLS_ON_GPU = 4
 
 
 def _autoscale(low: int, high: int, target: int) -> dict:
@@ -125,6 +131,11 @@ class DeploymentArgs(BaseModel):
 
     ray_actor_options: dict[str, Any] | None = None  # num_cpus, num_gpus, runtime_env, resources...
     threads: int | None = Field(None, ge=1)  # CPU threads of its compute (default: from num_cpus)
+    # Model calls one replica runs at once: the Ingress's VAD, the Aligner, the Diarizer. Their
+    # torch forwards share batches (pipeline/batching.py), which fills a GPU from many short
+    # requests. Default: 1 without a GPU (a CPU gains nothing and each call holds its audio's
+    # features), CONCURRENT_CALLS_ON_GPU with one.
+    concurrent_calls: int | None = Field(None, ge=1, le=64)
     num_replicas: int | None = Field(None, ge=0)
     autoscaling_config: dict[str, Any] | None = None
     max_ongoing_requests: int | None = Field(None, ge=1)
@@ -221,7 +232,7 @@ class ServiceArgs(BaseModel):
         """Serve options for one deployment: the profile's, then `deployments:` over them."""
         options = copy.deepcopy(PROFILES[self.profile]["deployments"][name])
         override = self.deployments.get(name)
-        given = override.model_dump(exclude_none=True, exclude={"threads"}) if override else {}
+        given = override.model_dump(exclude_none=True, exclude=REPLICA_ONLY) if override else {}
         for key, value in given.items():
             if isinstance(value, dict) and isinstance(options.get(key), dict):
                 options[key] = {**options[key], **value}
@@ -236,6 +247,13 @@ class ServiceArgs(BaseModel):
     def threads(self, name: str) -> int | None:
         override = self.deployments.get(name)
         return override.threads if override else None
+
+    def concurrent_calls(self, name: str) -> int:
+        override = self.deployments.get(name)
+        if override and override.concurrent_calls:
+            return override.concurrent_calls
+        gpus = (self.deployment_options(name).get("ray_actor_options") or {}).get("num_gpus", 0)
+        return CONCURRENT_CALLS_ON_GPU if gpus else 1
 
 
 def _chosen(value: str | None, default: str | None) -> str | None:

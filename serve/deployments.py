@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import ray
@@ -203,39 +203,41 @@ def _chunk(audio_id: str, index: int, start: float, end: float, samples: np.ndar
     )
 
 
-class _OneAtATime:
-    """Runs a replica's model calls one at a time off the event loop (bounded memory), and
-    counts the calls it holds, running or waiting (`info()`; the tests kill busy replicas).
-    Once none is left it trims the heap, as the Transcriber does between batches."""
+class _ModelCalls:
+    """Runs a replica's model calls off the event loop, at most `limit` at once (bounded
+    memory; with a GPU, several at once so their torch forwards share batches), and counts
+    the calls it holds, running or waiting (`info()`; the tests kill busy replicas). Once
+    none is left it trims the heap, as the Transcriber does between batches."""
 
-    def __init__(self):
-        self._lock = threading.Lock()
+    def __init__(self, limit: int = 1):
+        self.limit = limit
+        self._slots = threading.Semaphore(limit)
         self.calls = 0
         self._heap = _HeapTrimmer()
 
     async def run(self, fn, *args):
-        def locked():
-            with self._lock:
+        def bounded():
+            with self._slots:
                 return fn(*args)
 
         self.calls += 1
         self._heap.busy += 1
         try:
-            return await asyncio.to_thread(locked)
+            return await asyncio.to_thread(bounded)
         finally:
             self.calls -= 1
             self._heap.busy -= 1
             await self._heap.trim_if_idle()
 
     def info(self, engine_name: str) -> dict:
-        return {"model": engine_name, "pid": os.getpid(), "calls": self.calls}
+        return {"model": engine_name, "pid": os.getpid(), "calls": self.calls, "concurrent_calls": self.limit}
 
 
 @serve.deployment(name="Aligner", max_ongoing_requests=8)
 class AlignerDeployment:
-    def __init__(self, config: PipelineConfig, threads: int | None = None):
+    def __init__(self, config: PipelineConfig, threads: int | None = None, concurrent_calls: int = 1):
         self.engine = Aligner(config.align, from_ray(threads))
-        self._calls = _OneAtATime()
+        self._calls = _ModelCalls(concurrent_calls)
 
     def info(self) -> dict:
         return self._calls.info(str(self.engine.config.model))
@@ -247,12 +249,14 @@ class AlignerDeployment:
 
 @serve.deployment(name="Diarizer", max_ongoing_requests=8)
 class DiarizerDeployment:
-    def __init__(self, config: PipelineConfig, threads: int | None = None):
+    def __init__(self, config: PipelineConfig, threads: int | None = None, concurrent_calls: int = 1):
         self.engine = Diarizer(config.diarize, from_ray(threads))
-        self._calls = _OneAtATime()
+        self._calls = _ModelCalls(concurrent_calls)
 
     def info(self) -> dict:
-        return self._calls.info(str(self.engine.config.model or "offline"))
+        info = self._calls.info(str(self.engine.config.model or "offline"))
+        stats = self.engine.batch_stats()
+        return {**info, "encoder_batches": asdict(stats)} if stats else info
 
     async def diarize(self, audio: AudioRef, speech: list[tuple[float, float]], count: SpeakerCount) -> list[Turn]:
         samples = await audio.fetch()

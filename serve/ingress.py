@@ -65,7 +65,8 @@ class Ingress:
         self.card = await transcriber.card.remote()
         self.planner = Planner(self.config, self.card)
         self.vad = SpeechDetector(self.config.vad, from_ray(args.threads("Ingress")))
-        self._vad_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vad")
+        # Concurrent VAD calls share the segmentation model's forwards (SpeechDetector.batcher).
+        self._vad_pool = ThreadPoolExecutor(max_workers=args.concurrent_calls("Ingress"), thread_name_prefix="vad")
         self.admission = Admission(
             AdmissionLimits(
                 max_chunks_in_flight=args.max_chunks_in_flight,

@@ -128,6 +128,12 @@ def test_diarize_runs_with_asr(client, pyannote_sample):
     assert "diarize_wait" in body["service"]["seconds"]
     tsv = post_native(client, pyannote_sample, num_speakers="2", response_format="tsv")
     assert tsv.status_code == 200 and "SPEAKER_0" in tsv.text
+    from ray import serve
+
+    info = serve.get_deployment_handle("Diarizer", app_name="whisperx").info.remote().result(timeout_s=30)
+    # No GPU reserved: one call at a time, every encoder forward its own request's.
+    assert info["concurrent_calls"] == 1 and info["encoder_batches"]["forwards"] >= 2
+    assert info["encoder_batches"]["shared"] == 0
 
 
 def error_of(response, status, code):

@@ -14,7 +14,7 @@ from pipeline.audio import AudioLimits
 from pipeline.errors import InvalidOption
 from pipeline.models import default_compute_type
 from pipeline.placement import Placement, resolve_auto
-from serve.config import DEFAULT_BATCHING, PROFILES, ComputeType, ServiceArgs
+from serve.config import CONCURRENT_CALLS_ON_GPU, DEFAULT_BATCHING, PROFILES, ComputeType, ServiceArgs
 
 # --- Placement.from_reservation ----------------------------------------------------------------
 
@@ -293,3 +293,17 @@ def test_threads():
     assert args.threads("Transcriber") == 3
     assert args.threads("Aligner") is None
     assert args.threads("Diarizer") is None
+
+
+def test_concurrent_calls_follow_the_gpu_reservation_unless_given():
+    cpu, gpu = ServiceArgs(), ServiceArgs(profile="gpu")
+    assert [cpu.concurrent_calls(name) for name in ("Ingress", "Aligner", "Diarizer")] == [1, 1, 1]
+    assert gpu.concurrent_calls("Diarizer") == gpu.concurrent_calls("Aligner") == CONCURRENT_CALLS_ON_GPU
+    assert gpu.concurrent_calls("Ingress") == 1  # the gpu profile's ingress reserves no GPU
+    args = ServiceArgs(
+        deployments={"Ingress": {"ray_actor_options": {"num_gpus": 0.1}}, "Diarizer": {"concurrent_calls": 2}}
+    )
+    assert args.concurrent_calls("Ingress") == CONCURRENT_CALLS_ON_GPU and args.concurrent_calls("Diarizer") == 2
+    assert "concurrent_calls" not in args.deployment_options("Diarizer")  # the replica's, not Serve's
+    with pytest.raises(ValidationError, match="concurrent_calls"):
+        ServiceArgs(deployments={"Aligner": {"concurrent_calls": 0}})
