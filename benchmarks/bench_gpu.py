@@ -23,6 +23,9 @@ Sections (--sections):
   torch    VAD segmentation, speaker encoder and a wav2vec2-base-sized aligner: eager vs
            torch.compile, and float16 / bfloat16 on a GPU; load, first call (compiling what
            load did not), steady run, and each output's difference from float32 eager
+  batching the torch stages across requests (pipeline/batching.py): many 30 s requests through
+           one VAD and one offline diarizer, one call at a time vs several at once (as a replica
+           with concurrent_calls runs them), with the forwards and rows per forward each took
   service  the Serve graph with N clients (needs ray and real weights: random weights do
            not stop decoding where speech ends)
 """
@@ -37,7 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
-SECTIONS = ("asr", "compute", "torch", "service")
+SECTIONS = ("asr", "compute", "torch", "batching", "service")
 WHISPERX_VAD_STEP_S = 1.0  # WhisperX slides pyannote's 10 s windows by 1 s (this project's default: 2.5)
 
 
@@ -370,6 +373,61 @@ class Bench:
 
         return self._timed(load, run)
 
+    # --- cross-request batching of the torch stages ----------------------------------------
+
+    def batching(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from pipeline.audio import load_audio
+        from pipeline.batching import BatchStats
+        from pipeline.diarize import DiarizeConfig, Diarizer
+        from pipeline.schema import SAMPLE_RATE, Audio
+        from pipeline.vad import SpeechDetector, VadOptions
+
+        # Short requests are where batching across requests matters: a 30 s request has 21 VAD
+        # windows at a 1 s step, under one forward's 32, and a few hundred encoder windows.
+        requests = 32 if self.device == "cuda" else 8
+        whole = [load_audio(p).samples for p in self.paths]
+        audios = [
+            Audio(whole[i % len(whole)][(i // len(whole)) * SAMPLE_RATE :][: 30 * SAMPLE_RATE]) for i in range(requests)
+        ]
+        seconds = sum(a.duration for a in audios)
+        placement = self._placement(self.device)
+        vad = SpeechDetector(VadOptions(step_seconds=WHISPERX_VAD_STEP_S), placement)
+        diarizer = Diarizer(DiarizeConfig(), placement)
+        speech = [vad.analyze(a).speech for a in audios]  # also warms both up
+        diarizer.diarize(audios[0], speech[0])
+        stages = (
+            ("VAD scores + regions", vad.batcher, lambda job: vad.analyze(job[0])),
+            ("offline diarization (encoder batched)", diarizer._backend.batcher, lambda job: diarizer.diarize(*job)),
+        )
+        self.emit(
+            f"### batching: torch stages across requests on {self.device}, {requests} requests of 30 s\n\n"
+            "| stage | calls at once | wall s | x real time | forwards | rows per forward |\n|---|---|---|---|---|---|"
+        )
+        for stage, batcher, run in stages:
+            for calls in (1, 4, 16):
+                if self._late():
+                    self.emit(f"| {stage} | {calls} | skipped: past --deadline-s | | | |")
+                    continue
+                batcher.stats = BatchStats()
+                started = time.perf_counter()
+                with ThreadPoolExecutor(calls) as pool:
+                    list(pool.map(run, zip(audios, speech)))
+                _sync()
+                wall = time.perf_counter() - started
+                stats = batcher.stats
+                self.emit(
+                    f"| {stage} | {calls} | {wall:.2f} | {seconds / wall:.0f} | {stats.forwards} | "
+                    f"{stats.rows / max(1, stats.forwards):.0f} |"
+                )
+        if not self._late():
+            wall = _alignment_cpu_side(audios)
+            self.emit(
+                f"| alignment's CPU side (whisperx CTC trellis, backtrack, words; 150 words/min, a "
+                f"negligible model) | 1 | {wall:.2f} | {seconds / wall:.0f} | | |"
+            )
+
     # --- service ---------------------------------------------------------------------------
 
     def service(self) -> None:
@@ -418,6 +476,43 @@ class Bench:
                 self.emit(f"| {clients} | {wall:.1f} | {self.audio_seconds / wall:.0f} | {median:.1f} |")
         finally:
             launcher.stop()
+
+
+def _alignment_cpu_side(audios) -> float:
+    """Seconds whisperx.align spends on what runs on the CPU whatever the device: the CTC
+    trellis and backtrack (Python loops over frames) and the word assembly. The model is a
+    2-layer, 32-wide wav2vec2 with random weights, so its forward costs next to nothing; the
+    text is 150 words a minute, a brisk speaking rate."""
+    import string
+
+    import torch
+    import whisperx
+    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
+
+    from pipeline.punkt import ensure_punkt
+
+    ensure_punkt()  # whisperx splits sentences with NLTK's punkt (bundled here, no download)
+    vocab = {c: i for i, c in enumerate(["<pad>", "|", *string.ascii_lowercase, "'"])}
+    torch.manual_seed(0)
+    config = Wav2Vec2Config(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+    )
+    model = Wav2Vec2ForCTC(config).eval()
+    metadata = {"language": "en", "dictionary": vocab, "type": "huggingface"}
+    words = "the quick brown fox jumps over a lazy dog while seven people watch it".split()
+    started = time.perf_counter()
+    for audio in audios:
+        text = " ".join(words[i % len(words)] for i in range(int(audio.duration * 150 / 60)))
+        segments = [{"start": 0.0, "end": audio.duration, "text": text}]
+        whisperx.align(segments, model, metadata, audio.samples, "cpu", return_char_alignments=False)
+    return time.perf_counter() - started
 
 
 def _model(name: str, work: Path) -> tuple[Path, bool]:
