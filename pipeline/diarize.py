@@ -91,10 +91,9 @@ class Diarizer:
         the offline backend's caller; pyannote finds its own)."""
         return self._backend.diarize(audio, speech, count)
 
-    def batch_stats(self) -> BatchStats | None:
-        """How concurrent calls shared the speaker encoder (None: a pyannote pipeline)."""
-        batcher = getattr(self._backend, "batcher", None)
-        return batcher.stats if batcher else None
+    def batch_stats(self) -> dict[str, BatchStats]:
+        """How concurrent calls shared each model's forwards (pipeline/batching.py)."""
+        return {name: batcher.stats for name, batcher in self._backend.batchers.items()}
 
 
 # --- offline: resemblyzer encoder + spectral clustering ---------------------------------------
@@ -117,6 +116,7 @@ class _EncoderBackend:
         # Concurrent requests' windows share encoder forwards (each window is embedded on its
         # own): a GPU replica running several diarizations fills its batches from all of them.
         self.batcher = ForwardBatcher(self._encode, max_rows=4 * EMBED_ROWS)
+        self.batchers = {"encoder": self.batcher}
         # librosa's first mel spectrogram compiles kernels: pay that at load, not per request.
         noise = np.random.default_rng(0).normal(0, 0.05, 2 * SAMPLE_RATE).astype(np.float32)
         self._embed(Audio(noise), [(0.0, 1.6, 0.0, 1.6)])
@@ -314,6 +314,7 @@ class _PyannoteBackend:
             )
         except Exception as exc:
             raise ModelNotFound(f"cannot load pyannote pipeline {model!r}: {exc}") from exc
+        self.batchers = share_pyannote_forwards(self.pipeline.model)
 
     def diarize(self, audio: Audio, speech, count: SpeakerCount) -> list[Turn]:
         count.bounds()
@@ -325,6 +326,40 @@ class _PyannoteBackend:
         )
         turns = [Turn(round(float(r.start), 3), round(float(r.end), 3), str(r.speaker)) for r in frame.itertuples()]
         return sorted(turns, key=lambda t: (t.start, t.end))
+
+
+def share_pyannote_forwards(pipeline, max_rows: int = 64) -> dict[str, ForwardBatcher]:
+    """Let concurrent runs of a pyannote speaker-diarization pipeline share its segmentation
+    and embedding forwards (every chunk and every local speaker's masked chunk is a row of
+    its own). Changes `pipeline` in place; a pipeline without those parts runs as it is."""
+    batchers = {}
+    segmentation = getattr(pipeline, "_segmentation", None)
+    if segmentation is not None and hasattr(segmentation, "infer"):
+        batchers["segmentation"] = segmentation.infer = ForwardBatcher(segmentation.infer, max_rows)
+    embedding = getattr(pipeline, "_embedding", None)
+    if embedding is not None:
+        pipeline._embedding = _SharedEmbedding(embedding, max_rows)
+        batchers["embedding"] = pipeline._embedding.batcher
+    if not batchers:
+        log.warning("pyannote pipeline %s: no segmentation/embedding to batch across requests", type(pipeline))
+    return batchers
+
+
+class _SharedEmbedding:
+    """pyannote's speaker embedding (`embedding(waveforms, masks=...)`), its calls batched
+    across concurrent diarizations; everything else is the wrapped object's."""
+
+    def __init__(self, embedding, max_rows: int):
+        self._embedding = embedding
+        self.batcher = ForwardBatcher(lambda waveforms, masks: embedding(waveforms, masks=masks), max_rows)
+
+    def __call__(self, waveforms, masks=None):
+        if masks is None:
+            return self._embedding(waveforms)
+        return self.batcher(waveforms, masks)
+
+    def __getattr__(self, name: str):
+        return getattr(self._embedding, name)
 
 
 def _in_hf_cache(repo_id: str) -> bool:

@@ -255,8 +255,7 @@ class DiarizerDeployment:
 
     def info(self) -> dict:
         info = self._calls.info(str(self.engine.config.model or "offline"))
-        stats = self.engine.batch_stats()
-        return {**info, "encoder_batches": asdict(stats)} if stats else info
+        return {**info, "batches": {name: asdict(stats) for name, stats in self.engine.batch_stats().items()}}
 
     async def diarize(self, audio: AudioRef, speech: list[tuple[float, float]], count: SpeakerCount) -> list[Turn]:
         samples = await audio.fetch()

@@ -132,8 +132,8 @@ def test_diarize_runs_with_asr(client, pyannote_sample):
 
     info = serve.get_deployment_handle("Diarizer", app_name="whisperx").info.remote().result(timeout_s=30)
     # No GPU reserved: one call at a time, every encoder forward its own request's.
-    assert info["concurrent_calls"] == 1 and info["encoder_batches"]["forwards"] >= 2
-    assert info["encoder_batches"]["shared"] == 0
+    assert info["concurrent_calls"] == 1 and info["batches"]["encoder"]["forwards"] >= 2
+    assert info["batches"]["encoder"]["shared"] == 0
 
 
 def error_of(response, status, code):

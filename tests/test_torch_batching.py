@@ -45,8 +45,53 @@ def test_speaker_windows_of_concurrent_requests_share_forwards(local_pipeline, a
     speech = [local_pipeline.vad.analyze(a).speech for a in audios]
     jobs = list(zip(audios, speech)) * 2
     alone = [diarizer.diarize(a, s) for a, s in jobs]
-    batcher = diarizer.batch_stats()
-    before = batcher.shared
+    before = diarizer.batch_stats()["encoder"].shared
     together = _concurrently(lambda job: diarizer.diarize(*job), jobs)
-    assert diarizer.batch_stats().shared > before
+    assert diarizer.batch_stats()["encoder"].shared > before
     assert together == alone and all(together)
+
+
+def test_pyannote_pipeline_forwards_are_shared_across_concurrent_runs(monkeypatch, audios):
+    """pyannote's own speaker-diarization recipe (the gpu profile's backend), built from local
+    parts: the segmentation model that ships in whisperx and a WeSpeaker ResNet34 with random
+    weights (the real embedding is gated), so its turns are meaningless; what is held is that
+    concurrent runs share segmentation and embedding forwards and each gets its lone result."""
+    import torch
+    from pyannote.audio import Model
+    from pyannote.audio.models.embedding import WeSpeakerResNet34
+    from pyannote.audio.pipelines import speaker_diarization
+
+    from pipeline.diarize import share_pyannote_forwards
+    from pipeline.models import whisperx_vad_weights
+
+    monkeypatch.setattr(speaker_diarization, "get_plda", lambda *a, **k: None)  # unused by this clustering
+    torch.manual_seed(0)
+    pipeline = speaker_diarization.SpeakerDiarization(
+        segmentation=Model.from_pretrained(str(whisperx_vad_weights())),
+        embedding=WeSpeakerResNet34().eval(),
+        clustering="AgglomerativeClustering",
+        segmentation_step=0.5,
+        embedding_batch_size=4,
+        segmentation_batch_size=4,
+    )
+    pipeline.instantiate(
+        {
+            "segmentation": {"threshold": 0.5, "min_duration_off": 0.0},
+            "clustering": {"method": "centroid", "min_cluster_size": 2, "threshold": 0.7},
+        }
+    )
+    batchers = share_pyannote_forwards(pipeline)
+    assert set(batchers) == {"segmentation", "embedding"}
+    clips = [Audio(a.samples[: 12 * 16000]) for a in audios[:2]]
+
+    def run(audio):
+        output = pipeline({"waveform": torch.from_numpy(audio.samples)[None], "sample_rate": 16000})
+        return [
+            (round(s.start, 3), round(s.end, 3), label)
+            for s, _, label in output.speaker_diarization.itertracks(yield_label=True)
+        ]
+
+    alone = [run(a) for a in clips]
+    together = _concurrently(run, clips * 2)
+    assert together == alone * 2 and all(alone)
+    assert batchers["segmentation"].stats.shared > 0 and batchers["embedding"].stats.shared > 0
