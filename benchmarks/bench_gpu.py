@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 SECTIONS = ("asr", "compute", "torch", "batching", "service")
-WHISPERX_VAD_STEP_S = 1.0  # WhisperX slides pyannote's 10 s windows by 1 s (this project's default: 2.5)
+WHISPERX_VAD_STEP_S = 1.0  # WhisperX slides pyannote's 5 s windows by 1 s (this project's default: 2.5)
 
 
 def main() -> None:
@@ -384,7 +384,7 @@ class Bench:
         from pipeline.schema import SAMPLE_RATE, Audio
         from pipeline.vad import SpeechDetector, VadOptions
 
-        # Short requests are where batching across requests matters: a 30 s request has 21 VAD
+        # Short requests are where batching across requests matters: a 30 s request has 26 VAD
         # windows at a 1 s step, under one forward's 32, and a few hundred encoder windows.
         requests = 32 if self.device == "cuda" else 8
         whole = [load_audio(p).samples for p in self.paths]

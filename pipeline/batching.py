@@ -1,7 +1,7 @@
 """Cross-request batching of a torch stage's forward passes.
 
 Several requests run a stage at once (threads in one replica), each slicing its own audio
-into fixed-shape windows: VAD windows of 10 s, speaker-encoder windows of 1.6 s. A
+into fixed-shape windows: VAD windows of 5 s, speaker-encoder windows of 1.6 s. A
 `ForwardBatcher` lets their forward calls share one model call: rows of every waiting call
 with the same per-row shape are concatenated, run together, and split back. On a GPU many
 short requests then fill a batch as one long request does, the way the Transcriber's
@@ -40,7 +40,7 @@ class BatchStats:
     retried: int = 0  # combined calls that failed and were rerun caller by caller
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: its args are arrays
 class _Call:
     args: tuple
     rows: int
@@ -80,10 +80,11 @@ class ForwardBatcher:
                 group = self._take()
             try:
                 self._run(group)
-            except BaseException as exc:  # never leave a caller of this group waiting
+            except BaseException:  # interrupted: no member of this group may be left waiting
                 for member in group:
                     if not member.done:
-                        member.error, member.done = exc, True
+                        member.error, member.done = RuntimeError("the batch running this call was interrupted"), True
+                raise
             finally:
                 with self._cond:
                     self._running = False
@@ -93,14 +94,17 @@ class ForwardBatcher:
         return call.value
 
     def _take(self) -> list[_Call]:
-        """The oldest call, and the calls after it of the same shape while rows fit."""
+        """The oldest call, and the calls after it of the same shape while rows fit (called
+        under the lock; the rest stay queued in order)."""
         first = self._queue.popleft()
-        group, rows = [first], first.rows
-        for call in list(self._queue):
+        group, rest, rows = [first], deque(), first.rows
+        for call in self._queue:
             if call.key == first.key and rows + call.rows <= self.max_rows:
-                self._queue.remove(call)
                 group.append(call)
                 rows += call.rows
+            else:
+                rest.append(call)
+        self._queue = rest
         return group
 
     def _run(self, group: list[_Call]) -> None:
@@ -114,16 +118,22 @@ class ForwardBatcher:
         try:
             inputs = [_concat([c.args[i] for c in group]) for i in range(len(group[0].args))]
             output = self.forward(*inputs)
-        except Exception:  # noqa: BLE001 - rerun each caller alone: a failure stays its own
-            self.stats.retried += 1
-            for call in group:
-                _settle(call, lambda call=call: self.forward(*call.args))
+        except Exception:  # noqa: BLE001 - each caller alone: a failure stays its own
+            self._each_alone(group)
+            return
+        if _row_count(output) != sum(c.rows for c in group):  # not row-wise after all
+            self._each_alone(group)
             return
         offset = 0
         for call in group:
             call.value = _rows(output, offset, offset + call.rows)
             call.done = True
             offset += call.rows
+
+    def _each_alone(self, group: list[_Call]) -> None:
+        self.stats.retried += 1
+        for call in group:
+            _settle(call, lambda call=call: self.forward(*call.args))
 
 
 def _settle(call: _Call, run: Callable[[], Any]) -> None:
@@ -140,6 +150,13 @@ def _concat(parts: list):
     import torch
 
     return torch.cat(parts)
+
+
+def _row_count(output) -> int | None:
+    if isinstance(output, tuple | list):
+        counts = {_row_count(o) for o in output}
+        return counts.pop() if len(counts) == 1 else None
+    return len(output)
 
 
 def _rows(output, start: int, end: int):

@@ -328,17 +328,20 @@ class _PyannoteBackend:
         return sorted(turns, key=lambda t: (t.start, t.end))
 
 
-def share_pyannote_forwards(pipeline, max_rows: int = 64) -> dict[str, ForwardBatcher]:
+def share_pyannote_forwards(pipeline) -> dict[str, ForwardBatcher]:
     """Let concurrent runs of a pyannote speaker-diarization pipeline share its segmentation
     and embedding forwards (every chunk and every local speaker's masked chunk is a row of
-    its own). Changes `pipeline` in place; a pipeline without those parts runs as it is."""
+    its own), up to two callers' batches each, as the VAD does. Changes `pipeline` in place;
+    a pipeline without those parts runs as it is."""
     batchers = {}
     segmentation = getattr(pipeline, "_segmentation", None)
     if segmentation is not None and hasattr(segmentation, "infer"):
-        batchers["segmentation"] = segmentation.infer = ForwardBatcher(segmentation.infer, max_rows)
+        rows = 2 * max(1, getattr(pipeline, "segmentation_batch_size", 32))
+        batchers["segmentation"] = segmentation.infer = ForwardBatcher(segmentation.infer, rows)
     embedding = getattr(pipeline, "_embedding", None)
     if embedding is not None:
-        pipeline._embedding = _SharedEmbedding(embedding, max_rows)
+        rows = 2 * max(1, getattr(pipeline, "embedding_batch_size", 32))
+        pipeline._embedding = _SharedEmbedding(embedding, rows)
         batchers["embedding"] = pipeline._embedding.batcher
     if not batchers:
         log.warning("pyannote pipeline %s: no segmentation/embedding to batch across requests", type(pipeline))
@@ -359,6 +362,8 @@ class _SharedEmbedding:
         return self.batcher(waveforms, masks)
 
     def __getattr__(self, name: str):
+        if name.startswith("__") or name == "_embedding":  # copy/pickle probe before __init__ ran
+            raise AttributeError(name)
         return getattr(self._embedding, name)
 
 

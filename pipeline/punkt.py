@@ -9,6 +9,7 @@ cache folder and puts it on NLTK's search path. Installed NLTK data, when presen
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 # Lower-case, without the final period, as Punkt stores them.
@@ -92,8 +93,16 @@ def data_root() -> Path:
     return Path(base) / "whisperx-serve" / "nltk_data"
 
 
+_WRITING = threading.Lock()  # concurrent alignment calls must not write the files at once
+
+
 def ensure_punkt(languages: list[str] | None = None) -> None:
     """Make `tokenizers/punkt_tab/<language>/` findable by NLTK for each language."""
+    with _WRITING:
+        _ensure_punkt(languages)
+
+
+def _ensure_punkt(languages: list[str] | None) -> None:
     import nltk
     from whisperx.utils import PUNKT_LANGUAGES
 

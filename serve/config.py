@@ -45,7 +45,11 @@ DEPLOYMENT_NAMES: tuple[str, ...] = get_args(DeploymentName)
 OFF = "none"
 # DeploymentArgs fields the replica reads itself, not Ray Serve options.
 REPLICA_ONLY = {"threads", "concurrent_calls"}
-# Calls a GPU replica of a torch stage runs at once: enough callers to fill its batches while
+# Deployments whose concurrent calls share torch forwards (the VAD in the ingress, the
+# diarizer). The Aligner's variable-length inputs are not batched, and its per-language model
+# LRU counts on one call at a time, so it runs one unless configured.
+BATCHED_TORCH_DEPLOYMENTS = ("Ingress", "Diarizer")
+# Calls a GPU replica of a batched torch stage runs at once: enough callers to fill its batches while
 # each still holds only one request's features (an offline diarization call holds its mel
 # spectrogram: about 1 MB per audio minute).
 CONCURRENT_CALLS_ON_GPU = 4
@@ -131,10 +135,12 @@ class DeploymentArgs(BaseModel):
 
     ray_actor_options: dict[str, Any] | None = None  # num_cpus, num_gpus, runtime_env, resources...
     threads: int | None = Field(None, ge=1)  # CPU threads of its compute (default: from num_cpus)
-    # Model calls one replica runs at once: the Ingress's VAD, the Aligner, the Diarizer. Their
-    # torch forwards share batches (pipeline/batching.py), which fills a GPU from many short
-    # requests. Default: 1 without a GPU (a CPU gains nothing and each call holds its audio's
-    # features), CONCURRENT_CALLS_ON_GPU with one.
+    # Model calls one replica runs at once: the Ingress's VAD, the Diarizer, the Aligner. The
+    # VAD's and Diarizer's torch forwards share batches (pipeline/batching.py), which fills a
+    # GPU from many short requests. Default: 1 without a GPU (a CPU gains nothing and each call
+    # holds its audio's features), CONCURRENT_CALLS_ON_GPU with one; the Aligner 1 (several
+    # calls overlap CPU and GPU work but may hold more than align.max_loaded_models models).
+    # The Transcriber batches with @serve.batch instead and refuses it.
     concurrent_calls: int | None = Field(None, ge=1, le=64)
     num_replicas: int | None = Field(None, ge=0)
     autoscaling_config: dict[str, Any] | None = None
@@ -175,6 +181,17 @@ class ServiceArgs(BaseModel):
     # optional API key; the value itself is read from this environment variable
     api_key_env: str = "WXS_API_KEY"
     deployments: dict[DeploymentName, DeploymentArgs] = Field(default_factory=dict)
+
+    @field_validator("deployments")
+    @classmethod
+    def _transcriber_batches_its_own_way(cls, value: dict[str, DeploymentArgs]) -> dict[str, DeploymentArgs]:
+        transcriber = value.get("Transcriber")
+        if transcriber and transcriber.concurrent_calls:
+            raise ValueError(
+                "Transcriber.concurrent_calls: the Transcriber batches chunks with @serve.batch; "
+                "set user_config.max_batch_size instead"
+            )
+        return value
 
     @field_validator("asr_model")
     @classmethod
@@ -253,7 +270,7 @@ class ServiceArgs(BaseModel):
         if override and override.concurrent_calls:
             return override.concurrent_calls
         gpus = (self.deployment_options(name).get("ray_actor_options") or {}).get("num_gpus", 0)
-        return CONCURRENT_CALLS_ON_GPU if gpus else 1
+        return CONCURRENT_CALLS_ON_GPU if gpus and name in BATCHED_TORCH_DEPLOYMENTS else 1
 
 
 def _chosen(value: str | None, default: str | None) -> str | None:

@@ -5,6 +5,7 @@ alone. Runs on the CPU here; on a GPU the same code fills the device's batches."
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import astuple
 
 import numpy as np
 import pytest
@@ -20,6 +21,14 @@ def audios(pyannote_sample, speak):
     spoken = load_audio(speak("Windows from several requests can share a batch on the device. " * 3))
     # Different lengths, so every request has its own number of windows and a last window.
     return [sample, spoken, Audio(sample.samples[: 17 * 16000]), Audio(sample.samples[5 * 16000 :])]
+
+
+def _same_turns(a, b, tolerance=0.05):
+    """The same speakers in the same order, boundaries within `tolerance` s: float rounding of
+    another batch size may move a boundary by a frame, never a speaker."""
+    return len(a) == len(b) and all(
+        x[2] == y[2] and abs(x[0] - y[0]) <= tolerance and abs(x[1] - y[1]) <= tolerance for x, y in zip(a, b)
+    )
 
 
 def _concurrently(fn, items):
@@ -48,7 +57,9 @@ def test_speaker_windows_of_concurrent_requests_share_forwards(local_pipeline, a
     before = diarizer.batch_stats()["encoder"].shared
     together = _concurrently(lambda job: diarizer.diarize(*job), jobs)
     assert diarizer.batch_stats()["encoder"].shared > before
-    assert together == alone and all(together)
+    assert all(alone) and all(
+        _same_turns([astuple(t) for t in a], [astuple(t) for t in b]) for a, b in zip(alone, together)
+    )
 
 
 def test_pyannote_pipeline_forwards_are_shared_across_concurrent_runs(monkeypatch, audios):
@@ -93,5 +104,5 @@ def test_pyannote_pipeline_forwards_are_shared_across_concurrent_runs(monkeypatc
 
     alone = [run(a) for a in clips]
     together = _concurrently(run, clips * 2)
-    assert together == alone * 2 and all(alone)
+    assert all(alone) and all(_same_turns(a, b) for a, b in zip(alone * 2, together))
     assert batchers["segmentation"].stats.shared > 0 and batchers["embedding"].stats.shared > 0

@@ -47,7 +47,34 @@ def _run_concurrently(batcher, inputs):
 
     with ThreadPoolExecutor(len(inputs)) as pool:
         futures = [pool.submit(call, x) for x in inputs]
-        return [f.exception() or f.result() for f in futures]
+        # A deadlocked batcher fails the test instead of hanging it.
+        return [f.exception(timeout=30) or f.result() for f in futures]
+
+
+def _queue_behind_a_busy_model(forward, max_rows, inputs):
+    """Holds the model with a first call, queues `inputs` in order behind it, then lets it go."""
+    gate, sizes = threading.Event(), []
+
+    def held(x):
+        sizes.append(len(x))
+        if len(sizes) == 1:
+            assert gate.wait(10)
+        return forward(x)
+
+    batcher = ForwardBatcher(held, max_rows)
+    with ThreadPoolExecutor(len(inputs) + 1) as pool:
+        first = pool.submit(batcher, inputs[0][:1])
+        futures = []
+        for x in inputs:
+            while len(sizes) < 1 or batcher.stats.calls < len(futures) + 1:
+                time.sleep(0.001)
+            futures.append(pool.submit(batcher, x))
+        while batcher.stats.calls < len(inputs) + 1:
+            time.sleep(0.001)
+        gate.set()
+        first.result(timeout=30)
+        outputs = [f.exception(timeout=30) or f.result() for f in futures]
+    return batcher, sizes[1:], outputs
 
 
 def test_concurrent_callers_share_forwards_and_get_their_own_rows():
@@ -71,6 +98,36 @@ def test_a_lone_caller_runs_at_once_with_its_own_batch():
     assert model.batches == [3, 5] and batcher.stats.shared == 0
 
 
+def test_calls_skipped_for_size_or_shape_keep_their_place_in_the_queue():
+    inputs = [np.full((6, 3), 1.0), np.full((6, 3), 2.0), np.full((2, 4), 3.0), np.full((2, 3), 4.0)]
+    batcher, sizes, outputs = _queue_behind_a_busy_model(lambda x: x + 1, 10, inputs)
+    # 6 + 2 of shape (., 3) fit 10 rows; the second 6 and the (., 4) rows wait, in order.
+    assert sizes == [8, 6, 2]
+    for x, y in zip(inputs, outputs):
+        np.testing.assert_array_equal(y, x + 1)
+
+
+def test_a_failing_combined_call_fails_only_the_caller_whose_rows_fail():
+    def forward(x):
+        if np.isnan(x).any():
+            raise RuntimeError("CUDA out of memory (a poisoned row)")
+        return x * 2
+
+    inputs = [np.ones((2, 3)), np.full((2, 3), np.nan), np.full((2, 3), 3.0)]
+    batcher, sizes, outputs = _queue_behind_a_busy_model(forward, 64, inputs)
+    assert batcher.stats.retried == 1 and sizes == [6, 2, 2, 2]  # together, then each alone
+    assert isinstance(outputs[1], RuntimeError)
+    np.testing.assert_array_equal(outputs[0], inputs[0] * 2)
+    np.testing.assert_array_equal(outputs[2], inputs[2] * 2)
+
+
+def test_an_output_that_is_not_row_wise_is_recomputed_per_caller():
+    inputs = [np.ones((2, 3)), np.full((3, 3), 2.0)]
+    batcher, sizes, outputs = _queue_behind_a_busy_model(lambda x: x.sum(axis=0, keepdims=True), 64, inputs)
+    assert sizes == [5, 2, 3] and batcher.stats.retried == 1
+    np.testing.assert_array_equal(outputs[1], [[6.0, 6.0, 6.0]])
+
+
 def test_rows_of_other_shapes_or_past_max_rows_are_not_mixed():
     model = SlowModel()
     batcher = ForwardBatcher(model, max_rows=10)
@@ -80,19 +137,6 @@ def test_rows_of_other_shapes_or_past_max_rows_are_not_mixed():
     assert [y.shape for y in outputs] == [x.shape for x in inputs]
     assert all(n <= 10 for n in model.batches)
     assert batcher.stats.forwards == 4  # 6+6 > 10; the (., 4) and float64 rows never join them
-
-
-def test_a_failing_combined_call_is_rerun_per_caller_and_fails_only_its_own():
-    model = SlowModel()
-    batcher = ForwardBatcher(model, max_rows=64)
-    inputs = [np.ones((2, 3)) * i for i in range(6)]
-    inputs[3] = np.full((2, 3), np.nan)
-    outputs = _run_concurrently(batcher, inputs)
-    assert isinstance(outputs[3], RuntimeError) and "out of memory" in str(outputs[3])
-    for i, (x, y) in enumerate(zip(inputs, outputs)):
-        if i != 3:
-            np.testing.assert_array_equal(y, x * 2 + 1)
-    assert batcher.stats.retried >= 1 or batcher.stats.shared == 0
 
 
 def test_several_inputs_and_tuple_outputs_split_per_caller():

@@ -298,12 +298,16 @@ def test_threads():
 def test_concurrent_calls_follow_the_gpu_reservation_unless_given():
     cpu, gpu = ServiceArgs(), ServiceArgs(profile="gpu")
     assert [cpu.concurrent_calls(name) for name in ("Ingress", "Aligner", "Diarizer")] == [1, 1, 1]
-    assert gpu.concurrent_calls("Diarizer") == gpu.concurrent_calls("Aligner") == CONCURRENT_CALLS_ON_GPU
+    assert gpu.concurrent_calls("Diarizer") == CONCURRENT_CALLS_ON_GPU
+    assert gpu.concurrent_calls("Aligner") == 1  # not batched; its model LRU counts on one call
     assert gpu.concurrent_calls("Ingress") == 1  # the gpu profile's ingress reserves no GPU
     args = ServiceArgs(
         deployments={"Ingress": {"ray_actor_options": {"num_gpus": 0.1}}, "Diarizer": {"concurrent_calls": 2}}
     )
     assert args.concurrent_calls("Ingress") == CONCURRENT_CALLS_ON_GPU and args.concurrent_calls("Diarizer") == 2
     assert "concurrent_calls" not in args.deployment_options("Diarizer")  # the replica's, not Serve's
+    assert ServiceArgs(deployments={"Aligner": {"concurrent_calls": 3}}).concurrent_calls("Aligner") == 3
     with pytest.raises(ValidationError, match="concurrent_calls"):
         ServiceArgs(deployments={"Aligner": {"concurrent_calls": 0}})
+    with pytest.raises(ValidationError, match="max_batch_size"):
+        ServiceArgs(deployments={"Transcriber": {"concurrent_calls": 2}})
