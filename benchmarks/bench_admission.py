@@ -91,7 +91,7 @@ def main() -> None:
     body = recording(Path(tempfile.mkdtemp()))
     rows = []
     for label, bound, retry in (("no shedding", 1e9, False), (f"max_queue_wait_s={args.bound:.0f}", args.bound, True)):
-        base = launcher.start({"max_queue_wait_s": bound}, port=PORT)
+        base = launcher.start({"max_queue_wait_s": bound, "cache": {"enabled": False}}, port=PORT)
         result = burst(base, body, args.clients, retry)
         launcher.stop()
         rows.append((label, result))

@@ -37,7 +37,7 @@ def main() -> None:
     refs = english_dev_set()
     paths = [r.path for r in refs]
     audio_seconds = sum(r.duration for r in refs)
-    base = launcher.start({}, port=PORT)
+    base = launcher.start({"cache": {"enabled": False}}, port=PORT)  # every request reaches the models
 
     def post(path) -> list[int]:
         with open(path, "rb") as f:

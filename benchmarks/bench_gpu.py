@@ -450,6 +450,7 @@ class Bench:
             "align_model": "none",
             "diarize_model": "none",
             "max_queue_wait_s": 3600,
+            "cache": {"enabled": False},  # the corpus repeats; every request must reach the models
         }
         base = launcher.start(args, port=18401)
         self.emit(

@@ -73,7 +73,7 @@ def main() -> None:
         "OpenAI json (no word timing)": "/v1/audio/transcriptions",
     }
     base = launcher.start(
-        {"vad_step_seconds": args.vad_step},
+        {"vad_step_seconds": args.vad_step, "cache": {"enabled": False}},  # models, not the cache
         port=PORT,
         deployments={"Transcriber": {"user_config": config_yaml_user_config()}},
     )

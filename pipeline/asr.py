@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.errors import InvalidOption, UnsupportedLanguage
-from pipeline.models import AsrCard, default_compute_type, resolve_asr_model
+from pipeline.models import AsrCard, default_compute_type, resolve_asr_model, weights_fingerprint
 from pipeline.placement import Placement
 from pipeline.schema import SAMPLE_RATE, Chunk, ChunkResult, Segment, Word
 
@@ -97,6 +97,7 @@ class Transcriber:
         self.placement = placement
         resolved = resolve_asr_model(config.model)
         self.model_id = resolved.model_id
+        self.weights = weights_fingerprint(resolved.path)
         self.device = placement.device
         self.compute_type = config.compute_type or default_compute_type(self.device)
         self.num_workers, self.cpu_threads = parallelism(config, placement)
@@ -116,7 +117,9 @@ class Transcriber:
     @property
     def card(self) -> AsrCard:
         """What the loaded model can do (equals `describe_asr_model` read from its files)."""
-        return AsrCard(self.model_id, bool(self._model.model.is_multilingual), tuple(self._model.supported_languages))
+        return AsrCard(
+            self.model_id, bool(self._model.model.is_multilingual), tuple(self._model.supported_languages), self.weights
+        )
 
     def detect_language(self, chunks: Sequence[Chunk]) -> tuple[str, float]:
         """Vote over the given chunks (the plan picks which). English-only model or no

@@ -54,6 +54,9 @@ class AsrCard:
     model_id: str
     multilingual: bool
     languages: tuple[str, ...]
+    # Which weights exactly (`weights_fingerprint`): result-cache keys include it, so new
+    # weights under the same name never serve old results. Empty where not read.
+    weights: str = ""
 
 
 # CTranslate2 counts a Whisper model as multilingual from this vocabulary size on (as its C++ does).
@@ -118,6 +121,33 @@ def resolve_asr_model(name: str | None) -> ResolvedModel:
             f"`huggingface-cli download`, or set {ALLOW_DOWNLOAD_ENV}=1 ({type(exc).__name__})"
         ) from exc
     return ResolvedModel(Path(path), name)
+
+
+def weights_fingerprint(path: Path) -> str:
+    """The HF revision of a model in the HF cache (its snapshot folder is the commit hash);
+    else the sha256 of its model.bin, read once per process (about 1 s per GB)."""
+    import re
+
+    if re.fullmatch(r"[0-9a-f]{40}", path.name) and path.parent.name == "snapshots":
+        return f"revision:{path.name}"
+    return f"sha256:{_file_sha256(path / 'model.bin')}"
+
+
+_FINGERPRINTS: dict[tuple[str, int, int], str] = {}
+
+
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _FINGERPRINTS:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            while block := f.read(8 << 20):
+                digest.update(block)
+        _FINGERPRINTS[key] = digest.hexdigest()[:32]
+    return _FINGERPRINTS[key]
 
 
 def default_compute_type(device: str) -> str:

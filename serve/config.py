@@ -22,6 +22,7 @@ from pipeline.config import PipelineConfig
 from pipeline.errors import PipelineError
 from pipeline.torch_runtime import TORCH_DTYPES, TORCH_STAGES
 from pipeline.vad import VadOptions
+from serve.cache_client import CacheSettings
 
 DeploymentName = Literal["Ingress", "Transcriber", "Aligner", "Diarizer"]
 ComputeType = Literal[
@@ -151,6 +152,22 @@ class DeploymentArgs(BaseModel):
     health_check_timeout_s: float | None = Field(None, gt=0)
 
 
+class CacheArgs(BaseModel):
+    """The result cache (serve/cache_store.py, serve/cache_client.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    max_bytes: int = Field(256 << 20, gt=0)  # L2: entries the cache actor keeps in the object store
+    directory: str | None = None  # persist entries here (checksummed JSON), so a restart starts warm
+    l1_entries: int = Field(128, ge=0)  # per ingress replica, in front of the actor
+    l1_bytes: int = Field(32 << 20, ge=0)
+    timeout_s: float = Field(0.5, gt=0)  # a cache call slower than this is a miss, never a failure
+
+    def settings(self) -> CacheSettings:
+        return CacheSettings(**self.model_dump(exclude={"enabled"}))
+
+
 class ServiceArgs(BaseModel):
     """config.yaml's `args`."""
 
@@ -180,6 +197,7 @@ class ServiceArgs(BaseModel):
     replica_retries: int = Field(3, ge=0)  # resends of a call whose model replica died
     # optional API key; the value itself is read from this environment variable
     api_key_env: str = "WXS_API_KEY"
+    cache: CacheArgs = Field(default_factory=CacheArgs)
     deployments: dict[DeploymentName, DeploymentArgs] = Field(default_factory=dict)
 
     @field_validator("deployments")

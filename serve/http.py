@@ -119,6 +119,13 @@ def _common(upload: Upload) -> dict:
     }
 
 
+def cache_allowed(upload: Upload, headers) -> bool:
+    """A request may be answered from, and stored in, the result cache unless it sends
+    `cache=false` or `Cache-Control: no-cache` / `no-store`."""
+    control = headers.get("cache-control", "").lower()
+    return _bool(upload, "cache", True) and "no-cache" not in control and "no-store" not in control
+
+
 def openai_request(upload: Upload) -> Request:
     """OpenAI's /v1/audio/transcriptions fields."""
     granularities = upload.fields.get("timestamp_granularities[]", []) + upload.fields.get(

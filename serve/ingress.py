@@ -24,16 +24,19 @@ from starlette.responses import JSONResponse, Response
 
 from cluster.placement import from_ray
 from pipeline.audio import open_audio
+from pipeline.cache_entries import AsrEntry, Reused, encode_asr, encode_segments, encode_turns, reuse
+from pipeline.cache_keys import StageKeys, audio_digest, stage_keys
 from pipeline.formats import CONTENT_TYPES
 from pipeline.plan import Plan, Planner, Request
 from pipeline.schema import Transcript
-from pipeline.vad import SpeechDetector
+from pipeline.vad import SpeechDetector, SpeechMap
 from serve import retry
 from serve.admission import Admission, AdmissionLimits, StageLoad, Ticket
+from serve.cache_client import CacheClient
 from serve.config import ServiceArgs
 from serve.deployments import AudioRef, ChunkJob
 from serve.errors import RequestError, error_response, response_for
-from serve.http import native_request, openai_request, read_upload
+from serve.http import cache_allowed, native_request, openai_request, read_upload
 from serve.retry import RetryPolicy
 
 log = logging.getLogger("whisperx_serve")
@@ -52,6 +55,7 @@ class ServiceStats:
     stages: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     retries: int = 0  # model calls resent because their replica died
+    cache: str = "miss"  # X-Cache: hit, partial, miss, or off (not looked up)
 
 
 @serve.deployment(name="Ingress", max_ongoing_requests=32, max_queued_requests=64)
@@ -64,6 +68,12 @@ class Ingress:
         # have the model's files); every request is planned against it.
         self.card = await transcriber.card.remote()
         self.planner = Planner(self.config, self.card)
+        # Cache keys name the exact ASR weights and the compute type the Transcriber runs.
+        compute_type = (await transcriber.info.remote())["compute_type"]
+        self.asr_identity = f"{self.card.weights}|{compute_type}"
+        self.cache = CacheClient(args.cache.settings()) if args.cache.enabled else None
+        if self.cache:
+            self.cache.connect()
         self.vad = SpeechDetector(self.config.vad, from_ray(args.threads("Ingress")))
         # Concurrent VAD calls share the segmentation model's forwards (SpeechDetector.batcher).
         self._vad_pool = ThreadPoolExecutor(max_workers=args.concurrent_calls("Ingress"), thread_name_prefix="vad")
@@ -131,6 +141,7 @@ class Ingress:
                 **self.admission.status(),
                 "ingress_pid": os.getpid(),
                 "transcriber": transcriber,
+                "cache": self.cache.status() if self.cache else None,
             }
         )
 
@@ -144,7 +155,8 @@ class Ingress:
     async def openai_transcriptions(self, request: HttpRequest) -> Response:
         upload = await read_upload(request, self.args.max_upload_bytes)
         self._check_model(upload.get("model"))
-        plan, transcript, stats = await self.transcribe(upload.audio, openai_request(upload))
+        use_cache = cache_allowed(upload, request.headers)
+        plan, transcript, stats = await self.transcribe(upload.audio, openai_request(upload), use_cache)
         return Response(
             plan.render(transcript),
             media_type=CONTENT_TYPES[plan.request.response_format],
@@ -154,7 +166,8 @@ class Ingress:
     async def native_transcribe(self, request: HttpRequest) -> Response:
         upload = await read_upload(request, self.args.max_upload_bytes)
         self._check_model(upload.get("model"))
-        plan, transcript, stats = await self.transcribe(upload.audio, native_request(upload))
+        use_cache = cache_allowed(upload, request.headers)
+        plan, transcript, stats = await self.transcribe(upload.audio, native_request(upload), use_cache)
         if plan.request.response_format == "whisperx":
             body = {**transcript.to_dict(), "service": stats.__dict__}
             return Response(
@@ -175,28 +188,64 @@ class Ingress:
 
     # --- the plan, executed over the graph -------------------------------------------------------
 
-    async def transcribe(self, data: bytes, request: Request) -> tuple[Plan, Transcript, ServiceStats]:
+    async def transcribe(
+        self, data: bytes, request: Request, use_cache: bool = True
+    ) -> tuple[Plan, Transcript, ServiceStats]:
         plan = self.planner.plan(request)  # bad options: typed errors, before any work
         stats = ServiceStats(request_id=uuid.uuid4().hex)
+        keys = stage_keys(plan, audio_digest(data), self.asr_identity) if self.cache and use_cache else None
+        if keys is None:
+            stats.cache = "off"
+            return plan, await self._compute(data, plan, stats, Reused(), None), stats
+        reused = reuse(plan, keys, await self.cache.get(keys.lookups()))
+        stats.cache = reused.state(plan)
+        if stats.cache == "hit":
+            plan = reused.plan_for(plan)
+            stats.stages = ["cache"]
+            return plan, plan.assemble(reused.asr.duration, self._segments(plan, reused), reused.turns), stats
+        # Identical requests in flight compute once; the others take the first one's transcript.
+        transcript, shared = await self.cache.once(keys.result, lambda: self._compute(data, plan, stats, reused, keys))
+        if shared:
+            stats = ServiceStats(request_id=stats.request_id, cache="hit", stages=["in-flight"])
+            plan = plan.with_language(transcript.language) if plan.detects_language else plan
+        elif plan.detects_language:
+            plan = plan.with_language(transcript.language)
+        return plan, transcript, stats
+
+    @staticmethod
+    def _segments(plan: Plan, reused: Reused) -> list:
+        if reused.aligned is not None:
+            return reused.aligned
+        return plan.chunk_segments(reused.asr.chunks)
+
+    async def _compute(
+        self, data: bytes, plan: Plan, stats: ServiceStats, reused: Reused, keys: StageKeys | None
+    ) -> Transcript:
+        """Run the stages the cache did not answer (all of them without a cache) and store
+        what they produce under their keys."""
+        runs = reused.runs(plan)
         clock = _Stopwatch(stats.seconds)
         with self.admission.admit() as ticket:  # chunk cap: 503 before anything is read
             with open_audio(data, self.config.limits) as upload:  # size checks only
                 await asyncio.to_thread(upload.probe)  # the header: too long -> 413, no decoding
                 expected = upload.expected_seconds()
-                ticket.expect(_work(plan, expected))  # expected wait past the bound -> 503
+                ticket.expect(_work(runs, expected))  # expected wait past the bound -> 503
                 audio = await asyncio.to_thread(upload.decode, ticket)  # every array reserved first
             ticket.settle(audio.samples.nbytes)
             clock.lap("decode")
-            speech = await asyncio.get_running_loop().run_in_executor(self._vad_pool, self.vad.analyze, audio)
-            ticket.hold(len(speech.chunks))
-            clock.lap("vad")
+            if reused.asr is None:
+                speech = await asyncio.get_running_loop().run_in_executor(self._vad_pool, self.vad.analyze, audio)
+                ticket.hold(len(speech.chunks))
+                clock.lap("vad")
+            else:
+                speech = SpeechMap(speech=reused.asr.speech, chunks=[])
             duration, audio_ref = audio.duration, AudioRef(ray.put(audio.samples), audio.duration)
             del audio  # the object store holds the samples from here on
             tasks: list[asyncio.Task] = []
             try:
                 # Diarization runs beside ASR: it needs only the audio.
                 diarized = None
-                if plan.diarize:
+                if "diarize" in runs:
                     ticket.submit("Diarizer", duration)
                     diarized = asyncio.create_task(
                         self._done_after(
@@ -211,59 +260,79 @@ class Ingress:
                         )
                     )
                     tasks.append(diarized)
-                if plan.detects_language:
-                    sample = [speech.chunks[i] for i in plan.language_sample(speech.chunks)]
-                    detection = asyncio.create_task(
-                        self._call(stats, self.transcriber.detect_language, audio_ref, sample)
-                    )
-                    tasks.append(detection)
-                    plan = plan.with_language(await detection)
-                    clock.lap("language")
-                stats.stages = list(plan.stages())
-                ticket.submit("Transcriber", sum(e - s for s, e in speech.chunks))
-                calls = [
-                    asyncio.create_task(
-                        self._done_after(
-                            stats,
-                            ticket,
-                            "Transcriber",
-                            e - s,
-                            self.transcriber.transcribe,
-                            ChunkJob(stats.request_id, audio_ref, i, s, e, plan.decode),
+                if reused.asr is not None:
+                    plan = reused.plan_for(plan)
+                    results = reused.asr.chunks
+                else:
+                    if plan.detects_language:
+                        sample = [speech.chunks[i] for i in plan.language_sample(speech.chunks)]
+                        detection = asyncio.create_task(
+                            self._call(stats, self.transcriber.detect_language, audio_ref, sample)
                         )
-                    )
-                    for i, (s, e) in enumerate(speech.chunks)
-                ]
-                tasks += calls
-                outcomes = await asyncio.gather(*calls, return_exceptions=True)
-                failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
-                if failed is not None:
-                    raise failed
-                ticket.hold(0)
-                stats.chunks = len(outcomes)
-                stats.batch_sizes = [o.batch_size for o in outcomes]
-                stats.batch_requests = [o.batch_requests for o in outcomes]
-                clock.lap("asr")
-                results = [o.result for o in outcomes]
-                if plan.aligns and results:
+                        tasks.append(detection)
+                        plan = plan.with_language(await detection)
+                        clock.lap("language")
+                    results = await self._transcribe_chunks(plan, stats, ticket, audio_ref, speech, tasks)
+                    clock.lap("asr")
+                    if keys:
+                        entry = AsrEntry(duration, plan.language, plan.language_detected, speech.speech, results)
+                        self._store(keys.asr, encode_asr(entry))
+                skipped = reused.skipped_stages()
+                stats.stages = [s for s in plan.stages() if s not in skipped] + (["cache"] if skipped else [])
+                if plan.aligns and results and reused.aligned is None:
                     alignment = asyncio.create_task(
                         self._call(stats, self.aligner.align, audio_ref, results, plan.language)
                     )
                     tasks.append(alignment)
                     segments = await alignment
                     clock.lap("align")
+                    if keys and keys.align:
+                        self._store(keys.align, encode_segments(segments))
                 else:
-                    segments = plan.chunk_segments(results)
-                turns = await diarized if diarized is not None else None
+                    segments = reused.aligned if reused.aligned is not None else plan.chunk_segments(results)
+                turns = reused.turns
                 if diarized is not None:
+                    turns = await diarized
                     clock.lap("diarize_wait")
+                    if keys and keys.diarize:
+                        self._store(keys.diarize, encode_turns(turns))
             except BaseException:
                 for task in tasks:  # leave nothing running for a request that failed
                     task.cancel()
                 raise
         transcript = plan.assemble(duration, segments, turns)
         clock.total()
-        return plan, transcript, stats
+        return transcript
+
+    async def _transcribe_chunks(self, plan, stats, ticket, audio_ref, speech, tasks) -> list:
+        """The chunks fan out to the Transcriber, batched there with other requests' chunks."""
+        ticket.submit("Transcriber", sum(e - s for s, e in speech.chunks))
+        calls = [
+            asyncio.create_task(
+                self._done_after(
+                    stats,
+                    ticket,
+                    "Transcriber",
+                    e - s,
+                    self.transcriber.transcribe,
+                    ChunkJob(stats.request_id, audio_ref, i, s, e, plan.decode),
+                )
+            )
+            for i, (s, e) in enumerate(speech.chunks)
+        ]
+        tasks += calls
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+        if failed is not None:
+            raise failed
+        ticket.hold(0)
+        stats.chunks = len(outcomes)
+        stats.batch_sizes = [o.batch_size for o in outcomes]
+        stats.batch_requests = [o.batch_requests for o in outcomes]
+        return [o.result for o in outcomes]
+
+    def _store(self, key: str, data: bytes) -> None:
+        self.cache.store(key, data)
 
     async def _call(self, stats: ServiceStats, method, *args):
         """A model call, resent if its replica dies (serve/retry.py)."""
@@ -294,11 +363,13 @@ class Ingress:
             await asyncio.sleep(REPLICA_POLL_S)
 
 
-def _work(plan: Plan, audio_seconds: float) -> dict[str, float]:
+def _work(runs: tuple[str, ...], audio_seconds: float) -> dict[str, float]:
     """Audio seconds a request is expected to put on each stage's queue (the Transcriber's
-    share shrinks to the speech VAD finds)."""
-    work = {"Transcriber": audio_seconds}
-    if plan.diarize:
+    share shrinks to the speech VAD finds); stages the cache answered put none."""
+    work = {}
+    if "asr" in runs:
+        work["Transcriber"] = audio_seconds
+    if "diarize" in runs:
         work["Diarizer"] = audio_seconds
     return work
 
@@ -322,6 +393,7 @@ class _Stopwatch:
 def _stats_headers(stats: ServiceStats) -> dict[str, str]:
     return {
         "X-Request-Id": stats.request_id,
+        "X-Cache": stats.cache,
         "X-WhisperX-Batch-Sizes": ",".join(str(b) for b in stats.batch_sizes),
         "X-WhisperX-Seconds": str(stats.seconds.get("total", 0.0)),
     }

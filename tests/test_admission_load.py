@@ -27,7 +27,9 @@ TOLERANCE_S = 0.5 * BOUND_S + 5.0
 def service():
     from serve import launcher
 
-    base = launcher.start({"max_queue_wait_s": BOUND_S, "max_audio_seconds": 600}, port=PORT)
+    base = launcher.start(
+        {"max_queue_wait_s": BOUND_S, "max_audio_seconds": 600, "cache": {"enabled": False}}, port=PORT
+    )
     yield base
     launcher.stop()
 

@@ -35,6 +35,7 @@ def service(tmp_path_factory):
         "max_audio_seconds": 600,
         "max_queue_wait_s": 3600,  # these tests are about losing replicas, not shedding load
         "align_model": str(aligner),
+        "cache": {"enabled": False},  # repeated requests must reach the replicas being killed
     }
     base = launcher.start(args, port=PORT)
     yield base

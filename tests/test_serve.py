@@ -24,6 +24,8 @@ ARGS = {
     "max_upload_bytes": 4 * 1024 * 1024,
     "max_audio_seconds": 600,
     "max_chunks_in_flight": 8,
+    # These tests measure the models and batching: repeats must compute (tests/test_cache.py covers the cache).
+    "cache": {"enabled": False},
     "api_key_env": "WXS_TEST_API_KEY",
     "deployments": {"Ingress": {"ray_actor_options": {"runtime_env": {"env_vars": {"WXS_TEST_API_KEY": API_KEY}}}}},
 }

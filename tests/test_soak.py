@@ -33,7 +33,12 @@ SOAK_S = float(os.environ.get("WXS_SOAK_S", "600"))
 WARMUP_S = SOAK_S / 3
 CLIENTS = 4
 TRACE_EVERY_S = min(30.0, SOAK_S / 10)
-ARGS = {"max_upload_bytes": 4 * 1024 * 1024, "max_audio_seconds": 300, "max_queue_wait_s": 60}
+ARGS = {
+    "max_upload_bytes": 4 * 1024 * 1024,
+    "max_audio_seconds": 300,
+    "max_queue_wait_s": 60,
+    "cache": {"enabled": False},  # the soak repeats its inputs: every request must reach the models
+}
 
 
 @pytest.fixture(scope="module")

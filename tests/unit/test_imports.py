@@ -10,7 +10,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 MODULES = [
-    "pipeline.plan", "pipeline.config", "pipeline.placement", "pipeline.diarize", "pipeline.models",
+    "pipeline.plan", "pipeline.config", "pipeline.cache_keys", "pipeline.cache_entries",
+    "pipeline.placement", "pipeline.diarize", "pipeline.models", "serve.cache_client",
     "serve.config", "serve.admission", "serve.http", "serve.errors",
     "cluster.inputs", "cluster.stages", "cluster.placement", "cluster.schema",
 ]  # fmt: skip

@@ -1,0 +1,173 @@
+"""The ingress's side of the result cache: an L1 LRU in the replica in front of the L2 actor
+(serve/cache_store.py), and in-flight deduplication of identical requests.
+
+The cache never fails a request: a lookup or store that errs or takes longer than
+`timeout_s` counts as a miss, and the actor is looked up (or created) again a moment later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger("whisperx_serve")
+RECONNECT_AFTER_S = 1.0
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    max_bytes: int = 256 << 20  # L2: the actor's entries in the object store
+    directory: str | None = None  # L2 persistence (None: memory only)
+    l1_entries: int = 128  # per ingress replica
+    l1_bytes: int = 32 << 20
+    timeout_s: float = 0.5  # a slower cache is treated as a miss
+
+
+class LocalLru:
+    """L1: a bounded LRU of entry bytes by key."""
+
+    def __init__(self, max_entries: int, max_bytes: int):
+        self.max_entries, self.max_bytes = max_entries, max_bytes
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self.bytes = 0
+
+    def get(self, key: str) -> bytes | None:
+        data = self._items.get(key)
+        if data is not None:
+            self._items.move_to_end(key)
+        return data
+
+    def put(self, key: str, data: bytes) -> None:
+        if len(data) > self.max_bytes:
+            return
+        old = self._items.pop(key, None)
+        self.bytes -= len(old) if old is not None else 0
+        self._items[key] = data
+        self.bytes += len(data)
+        while len(self._items) > self.max_entries or self.bytes > self.max_bytes:
+            _, evicted = self._items.popitem(last=False)
+            self.bytes -= len(evicted)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class CacheClient:
+    def __init__(self, settings: CacheSettings, connect: Callable[[], Any] | None = None):
+        from ray.serve.metrics import Counter
+
+        from serve.cache_store import cache_actor
+
+        self.settings = settings
+        self._connect = connect or (lambda: cache_actor(settings.max_bytes, settings.directory))
+        self._actor = None
+        self._down_until = 0.0
+        self.l1 = LocalLru(settings.l1_entries, settings.l1_bytes)
+        self._inflight: dict[str, asyncio.Future] = {}
+        self._stores: set[asyncio.Task] = set()
+        self.errors = 0
+        self._l1_hits = Counter("whisperx_cache_l1_hits", description="lookups answered by the ingress's L1")
+        self._failures = Counter("whisperx_cache_failures", description="cache calls that failed or timed out")
+
+    def connect(self) -> None:
+        """Find or create the actor now (the ingress calls it at start: persisted entries load
+        before the first request)."""
+        self._handle()
+
+    # --- lookups and stores --------------------------------------------------------------
+
+    async def get(self, keys: list[str]) -> dict[str, bytes]:
+        """The entries found among `keys`: L1 first, then the actor for the rest."""
+        found = {k: data for k in keys if (data := self.l1.get(k)) is not None}
+        if found:
+            self._l1_hits.inc(len(found))
+        missing = [k for k in keys if k not in found]
+        actor = self._handle()
+        if not missing or actor is None:
+            return found
+        try:
+            refs = await asyncio.wait_for(actor.get.remote(missing), self.settings.timeout_s)
+            values = await asyncio.wait_for(
+                asyncio.gather(*(ref_list[0] for ref_list in refs.values())), self.settings.timeout_s
+            )
+        except Exception as exc:  # noqa: BLE001 - dead, restarting or slow: a miss, never a failure
+            self._failed("lookup", exc)
+            return found
+        for key, data in zip(refs, values):
+            self.l1.put(key, data)
+            found[key] = data
+        return found
+
+    def store(self, key: str, data: bytes) -> None:
+        """Into L1 now (a repeat arriving next finds it), into the actor in the background (a
+        response never waits for the cache)."""
+        self.l1.put(key, data)
+        task = asyncio.get_running_loop().create_task(self._put(key, data))
+        self._stores.add(task)
+        task.add_done_callback(self._stores.discard)
+
+    async def _put(self, key: str, data: bytes) -> None:
+        actor = self._handle()
+        if actor is None:
+            return
+        try:
+            await asyncio.wait_for(actor.put.remote(key, data), self.settings.timeout_s)
+        except Exception as exc:  # noqa: BLE001 - the result is served anyway
+            self._failed("store", exc)
+
+    # --- in-flight deduplication ---------------------------------------------------------
+
+    async def once(self, key: str, compute: Callable[[], Awaitable[Any]]) -> tuple[Any, bool]:
+        """(result, shared): the first caller with `key` computes; callers that arrive while
+        it runs wait for its result (or its error) instead of computing it again."""
+        running = self._inflight.get(key)
+        if running is not None:
+            try:
+                return await asyncio.shield(running), True
+            except asyncio.CancelledError:
+                if not running.cancelled():  # this request was cancelled, not the first one
+                    raise
+                return await self.once(key, compute)  # the first one's client left: compute
+        future = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            result = await compute()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody waited
+            raise
+        else:
+            future.set_result(result)
+            return result, False
+        finally:
+            self._inflight.pop(key, None)
+
+    # --- the actor -------------------------------------------------------------------------
+
+    def _handle(self):
+        if self._actor is None and time.monotonic() >= self._down_until:
+            try:
+                self._actor = self._connect()
+                self._actor.resize.remote(self.settings.max_bytes)  # it may predate this config
+            except Exception as exc:  # noqa: BLE001
+                self._failed("connect", exc)
+        return self._actor
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        self.errors += 1
+        self._failures.inc()
+        log.warning("result cache %s failed (%s); running uncached", what, type(exc).__name__)
+        # Look the actor up again shortly: Ray restarts it, or get_if_exists makes a new one.
+        self._actor = None
+        self._down_until = time.monotonic() + RECONNECT_AFTER_S
+
+    def status(self) -> dict:
+        return {"l1_entries": len(self.l1), "l1_bytes": self.l1.bytes, "errors": self.errors}

@@ -1,0 +1,175 @@
+"""L2 of the result cache: one named, detached Ray actor that owns every entry in the object
+store (it puts them itself, so an entry outlives the replica that computed it), evicts the
+least recently used entries beyond `max_bytes`, and optionally persists entries to a
+directory so a restarted cluster starts warm.
+
+Entries are JSON bytes (pipeline/cache_entries.py). A persisted entry is one file: a JSON
+header line (key, byte count, sha256) and the bytes; a file whose header, length, checksum or
+name does not match is deleted on load, never trusted. Nothing here unpickles anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import ray
+
+log = logging.getLogger("whisperx_serve")
+
+ACTOR_NAME = "whisperx-result-cache"
+NAMESPACE = "whisperx-serve"
+_KEY = re.compile(r"[a-z]+-[0-9a-f]{40}")
+SUFFIX = ".entry"
+
+
+class ResultCache:
+    """The actor's class (`cache_actor()` makes the Ray actor of it)."""
+
+    def __init__(self, max_bytes: int, directory: str | None = None):
+        from ray.util.metrics import Counter, Gauge
+
+        self.max_bytes = max_bytes
+        self.directory = Path(directory) if directory else None
+        self._entries: OrderedDict[str, tuple[ray.ObjectRef, int]] = OrderedDict()
+        self.bytes = 0
+        self.counts = {"hits": 0, "misses": 0, "evictions": 0, "dropped": 0, "loaded": 0}
+        self._hits = Counter("whisperx_cache_hits", description="result-cache lookups that found the entry")
+        self._misses = Counter("whisperx_cache_misses", description="result-cache lookups that did not")
+        self._evictions = Counter("whisperx_cache_evictions", description="entries evicted to stay within bytes")
+        self._bytes = Gauge("whisperx_cache_bytes", description="bytes of the entries the cache holds")
+        self._count = Gauge("whisperx_cache_entries", description="entries the cache holds")
+        if self.directory:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._load()
+        self._report()
+
+    def ping(self) -> int:
+        return os.getpid()
+
+    def get(self, keys: list[str]) -> dict[str, list[ray.ObjectRef]]:
+        """The entries found among `keys`, each as [ref] (a bare ref would be resolved by Ray;
+        the caller reads the bytes from the object store itself)."""
+        found = {}
+        for key in keys:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                found[key] = [self._entries[key][0]]
+        self.counts["hits"] += len(found)
+        self.counts["misses"] += len(keys) - len(found)
+        self._hits.inc(len(found)) if found else None
+        self._misses.inc(len(keys) - len(found)) if len(keys) > len(found) else None
+        return found
+
+    def put(self, key: str, data: bytes) -> bool:
+        """Store `data` under `key` (replacing it); False if it can never fit."""
+        if not _KEY.fullmatch(key) or len(data) > self.max_bytes:
+            return False
+        self._drop(key)
+        self._entries[key] = (ray.put(data), len(data))
+        self.bytes += len(data)
+        if self.directory:
+            _write(self.directory / f"{key}{SUFFIX}", key, data)
+        self._evict()
+        self._report()
+        return True
+
+    def resize(self, max_bytes: int) -> None:
+        """A redeploy with another `cache.max_bytes` finds the actor already running."""
+        self.max_bytes = max_bytes
+        self._evict()
+        self._report()
+
+    def stats(self) -> dict:
+        return {**self.counts, "entries": len(self._entries), "bytes": self.bytes, "max_bytes": self.max_bytes}
+
+    def clear(self) -> None:
+        for key in list(self._entries):
+            self._drop(key, delete_file=True)
+        self._report()
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _evict(self) -> None:
+        while self.bytes > self.max_bytes and self._entries:
+            oldest = next(iter(self._entries))
+            self._drop(oldest, delete_file=True)
+            self.counts["evictions"] += 1
+            self._evictions.inc()
+
+    def _drop(self, key: str, delete_file: bool = False) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self.bytes -= entry[1]
+        if delete_file and self.directory:
+            (self.directory / f"{key}{SUFFIX}").unlink(missing_ok=True)
+
+    def _load(self) -> None:
+        """Newest first, until `max_bytes`; what does not verify is deleted."""
+        files = sorted(self.directory.glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime, reverse=True)
+        loaded = []
+        for path in files:
+            key = path.name[: -len(SUFFIX)]
+            data = _read(path, key)
+            if data is None:
+                log.warning("result cache: dropped damaged entry %s", path.name)
+                path.unlink(missing_ok=True)
+                self.counts["dropped"] += 1
+                continue
+            if self.bytes + len(data) > self.max_bytes:
+                path.unlink(missing_ok=True)  # over the budget: the oldest go
+                continue
+            loaded.append((key, data))
+            self.bytes += len(data)
+        for key, data in reversed(loaded):  # oldest first, so the LRU order follows the files
+            self._entries[key] = (ray.put(data), len(data))
+        self.counts["loaded"] = len(loaded)
+
+    def _report(self) -> None:
+        self._bytes.set(self.bytes)
+        self._count.set(len(self._entries))
+
+
+def cache_actor(max_bytes: int, directory: str | None = None):
+    """The cluster's cache actor, created if it does not exist (a named, detached actor that
+    Ray restarts when it dies); the handle is the same for every ingress replica."""
+    actor = ray.remote(ResultCache).options(
+        name=ACTOR_NAME,
+        namespace=NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+        max_restarts=-1,
+        max_task_retries=0,  # a caller that times out runs uncached; it does not queue retries
+        num_cpus=0,
+    )
+    return actor.remote(max_bytes, directory)
+
+
+def _write(path: Path, key: str, data: bytes) -> None:
+    header = {"key": key, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(), "at": time.time()}
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as f:
+        f.write(json.dumps(header).encode() + b"\n" + data)
+    os.replace(tmp, path)  # a reader never sees half a file
+
+
+def _read(path: Path, key: str) -> bytes | None:
+    try:
+        raw = path.read_bytes()
+        head, _, data = raw.partition(b"\n")
+        header = json.loads(head)
+        ok = (
+            _KEY.fullmatch(key)
+            and header.get("key") == key
+            and header.get("bytes") == len(data)
+            and header.get("sha256") == hashlib.sha256(data).hexdigest()
+        )
+        return data if ok else None
+    except (OSError, ValueError, AttributeError):
+        return None
