@@ -6,4 +6,4 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 ./setup.sh --dev
 VENV="${WXS_VENV:-.venv}"
 [ $# -gt 0 ] || set -- -m "not slow"
-exec "$VENV/bin/python" -m pytest "$@"
+exec "$VENV/bin/python" -m pytest --durations=15 "$@"  # the slowest tests, to keep the core run short

@@ -37,7 +37,8 @@ def main() -> None:
     refs = english_dev_set()
     paths = [r.path for r in refs]
     audio_seconds = sum(r.duration for r in refs)
-    base = launcher.start({"cache": {"enabled": False}}, port=PORT)  # every request reaches the models
+    service_args = {"cache": {"enabled": False}}  # every request reaches the models
+    base = launcher.start(service_args, port=PORT)
 
     def post(path) -> list[int]:
         with open(path, "rb") as f:
@@ -50,7 +51,7 @@ def main() -> None:
         for setting in args.settings:
             size, wait = setting.split(":")
             user_config = {"max_batch_size": int(size), "batch_wait_timeout_s": float(wait)}
-            launcher.redeploy({}, PORT, {"Transcriber": {"user_config": user_config}})
+            launcher.redeploy(service_args, PORT, {"Transcriber": {"user_config": user_config}})
             time.sleep(8)  # the reconfigure reaches the replica
             post(paths[0])
             start = time.perf_counter()

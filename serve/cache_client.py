@@ -170,4 +170,9 @@ class CacheClient:
         self._down_until = time.monotonic() + RECONNECT_AFTER_S
 
     def status(self) -> dict:
-        return {"l1_entries": len(self.l1), "l1_bytes": self.l1.bytes, "errors": self.errors}
+        return {
+            "l1_entries": len(self.l1),
+            "l1_bytes": self.l1.bytes,
+            "l1_max_entries": self.settings.l1_entries,
+            "errors": self.errors,
+        }

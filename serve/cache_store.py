@@ -36,7 +36,7 @@ class ResultCache:
         from ray.util.metrics import Counter, Gauge
 
         self.max_bytes = max_bytes
-        self.directory = Path(directory) if directory else None
+        self.directory = Path(directory).expanduser() if directory else None
         self._entries: OrderedDict[str, tuple[ray.ObjectRef, int]] = OrderedDict()
         self.bytes = 0
         self.counts = {"hits": 0, "misses": 0, "evictions": 0, "dropped": 0, "loaded": 0}

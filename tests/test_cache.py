@@ -1,7 +1,7 @@
 """The result cache on a real local Ray cluster, over real HTTP on 127.0.0.1: the detached
 cache actor (L2, object store, persisted to a directory), the ingress's L1, stage-level reuse,
-in-flight deduplication and the cache's failures. Tests run in file order: the last restarts
-the service on the same cache directory."""
+in-flight deduplication and the cache's failures. Tests run in file order: the last (slow)
+restarts the service on the same cache directory."""
 
 from __future__ import annotations
 
@@ -153,6 +153,7 @@ def test_a_dead_cache_never_fails_a_request_and_comes_back(client, speak):
     assert actor_stats()["entries"] >= 1
 
 
+@pytest.mark.slow  # restarts the service: a minute more
 def test_persisted_entries_survive_a_restart_and_a_tampered_one_is_dropped(service, cache_dir, speak):
     from serve import launcher
 

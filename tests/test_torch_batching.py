@@ -62,6 +62,7 @@ def test_speaker_windows_of_concurrent_requests_share_forwards(local_pipeline, a
     )
 
 
+@pytest.mark.slow  # a ResNet34 embedding on the CPU: half a minute
 def test_pyannote_pipeline_forwards_are_shared_across_concurrent_runs(monkeypatch, audios):
     """pyannote's own speaker-diarization recipe (the gpu profile's backend), built from local
     parts: the segmentation model that ships in whisperx and a WeSpeaker ResNet34 with random
