@@ -124,16 +124,16 @@ class Reused:
         """X-Cache: hit (nothing ran), partial (some stages reused) or miss."""
         if not self.runs(plan):
             return "hit"
-        return "partial" if (self.asr or self.aligned or self.turns) else "miss"
+        reused = (self.asr, self.aligned, self.turns)
+        return "partial" if any(r is not None for r in reused) else "miss"
 
 
 def reuse(plan, keys, entries: dict[str, bytes]) -> Reused:
     """Decode what a lookup found for these keys; an entry that does not decode is ignored
     (recomputed and overwritten), never trusted."""
     reused = Reused()
-    for key in (keys.asr, *keys.asr_fallbacks):
-        if key in entries and reused.asr is None:
-            reused.asr = _decoded(decode_asr, entries[key])
+    if keys.asr in entries:
+        reused.asr = _decoded(decode_asr, entries[keys.asr])
     if reused.asr is not None and keys.align in entries:
         reused.aligned = _decoded(decode_segments, entries[keys.align])
     if keys.diarize in entries:
@@ -144,5 +144,5 @@ def reuse(plan, keys, entries: dict[str, bytes]) -> Reused:
 def _decoded(decoder, data: bytes):
     try:
         return decoder(data)
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return None

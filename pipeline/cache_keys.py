@@ -5,9 +5,9 @@ identity of its models (name, and the ASR weights' revision or checksum). The ou
 never enters a key: a transcript cached for `srt` serves `vtt`, `verbose_json` or `text`.
 
 - `asr`: the ASR chunks (with the language vote, and Whisper's word times when the plan times
-  words) and the VAD's speech regions. An entry with word times also serves a plan without
-  them (`asr_fallbacks`): the text is the same (tests/test_pipeline.py holds it), only
-  unused times come along.
+  words) and the VAD's speech regions. Whether words are timed is part of the key: with word
+  times, segments are cut at sentence ends, which changes how `text` joins them in languages
+  written without spaces, so a timed entry never serves an untimed request.
 - `align`: wav2vec2 word times for those chunks (when the plan aligns).
 - `diarize`: speaker turns, which depend on the audio, the VAD and the diarizer only.
 - `result`: all the stages a request runs: identical requests in flight compute once.
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 from pipeline.plan import Plan, _without_runtime
 
@@ -29,14 +29,13 @@ KEY_VERSION = 1  # bump when a cached value's shape or meaning changes
 @dataclass(frozen=True)
 class StageKeys:
     asr: str
-    asr_fallbacks: tuple[str, ...]
     align: str | None
     diarize: str | None
     result: str
 
     def lookups(self) -> list[str]:
         """Every key a lookup asks for, in the order a hit is preferred."""
-        return [k for k in (self.asr, *self.asr_fallbacks, self.align, self.diarize) if k]
+        return [k for k in (self.asr, self.align, self.diarize) if k]
 
 
 def audio_digest(data: bytes) -> str:
@@ -49,8 +48,7 @@ def stage_keys(plan: Plan, audio_sha256: str, asr_identity: str = "") -> StageKe
     weights' fingerprint and the compute type it really runs)."""
     if plan.decode.temperature > 0:
         return None
-    asr = _asr_key(plan, audio_sha256, asr_identity, plan.word_timing)
-    fallbacks = () if plan.word_timing else (_asr_key(plan, audio_sha256, asr_identity, True),)
+    asr = _asr_key(plan, audio_sha256, asr_identity)
     align = None
     if plan.align_requested:
         align = _digest("align", asr, _without_runtime(asdict(plan.config.align)))
@@ -63,12 +61,12 @@ def stage_keys(plan: Plan, audio_sha256: str, asr_identity: str = "") -> StageKe
             _without_runtime(asdict(plan.config.diarize)),
             asdict(plan.speakers),
         )
-    return StageKeys(asr, fallbacks, align, diarize, _digest("result", asr, align, diarize))
+    return StageKeys(asr, align, diarize, _digest("result", asr, align, diarize))
 
 
-def _asr_key(plan: Plan, audio_sha256: str, identity: str, word_times: bool) -> str:
+def _asr_key(plan: Plan, audio_sha256: str, identity: str) -> str:
     config = plan.config
-    decode = asdict(replace(plan.decode, word_timestamps=word_times))
+    decode = asdict(plan.decode)  # word_timestamps included: the plan's word timing
     return _digest(
         "asr",
         audio_sha256,

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger("whisperx_serve")
-RECONNECT_AFTER_S = 1.0
+RECONNECT_AFTER_S = 1.0  # the first pause after a failure; doubled per failure up to 30 s
+MAX_RECONNECT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -66,18 +67,29 @@ class CacheClient:
         self.settings = settings
         self._connect = connect or (lambda: cache_actor(settings.max_bytes, settings.directory))
         self._actor = None
+        self._connecting: asyncio.Task | None = None
         self._down_until = 0.0
+        self._pause = RECONNECT_AFTER_S
         self.l1 = LocalLru(settings.l1_entries, settings.l1_bytes)
         self._inflight: dict[str, asyncio.Future] = {}
         self._stores: set[asyncio.Task] = set()
         self.errors = 0
         self._l1_hits = Counter("whisperx_cache_l1_hits", description="lookups answered by the ingress's L1")
         self._failures = Counter("whisperx_cache_failures", description="cache calls that failed or timed out")
+        self._requests = Counter(
+            "whisperx_cache_requests", description="requests by what the cache answered", tag_keys=("state",)
+        )
 
-    def connect(self) -> None:
+    async def connect(self) -> None:
         """Find or create the actor now (the ingress calls it at start: persisted entries load
         before the first request)."""
         self._handle()
+        if self._connecting is not None:
+            await asyncio.shield(self._connecting)
+
+    def count(self, state: str) -> None:
+        """One request's X-Cache state (hit, partial, miss, off), as a metric."""
+        self._requests.inc(tags={"state": state})
 
     # --- lookups and stores --------------------------------------------------------------
 
@@ -87,17 +99,19 @@ class CacheClient:
         if found:
             self._l1_hits.inc(len(found))
         missing = [k for k in keys if k not in found]
+        if not missing:
+            return found
         actor = self._handle()
-        if not missing or actor is None:
+        if actor is None:
             return found
         try:
-            refs = await asyncio.wait_for(actor.get.remote(missing), self.settings.timeout_s)
-            values = await asyncio.wait_for(
-                asyncio.gather(*(ref_list[0] for ref_list in refs.values())), self.settings.timeout_s
-            )
+            async with asyncio.timeout(self.settings.timeout_s):  # one deadline for lookup and bytes
+                refs = await actor.get.remote(missing)
+                values = await asyncio.gather(*(ref_list[0] for ref_list in refs.values()))
         except Exception as exc:  # noqa: BLE001 - dead, restarting or slow: a miss, never a failure
             self._failed("lookup", exc)
             return found
+        self._pause = RECONNECT_AFTER_S
         for key, data in zip(refs, values):
             self.l1.put(key, data)
             found[key] = data
@@ -117,6 +131,7 @@ class CacheClient:
             return
         try:
             await asyncio.wait_for(actor.put.remote(key, data), self.settings.timeout_s)
+            self._pause = RECONNECT_AFTER_S
         except Exception as exc:  # noqa: BLE001 - the result is served anyway
             self._failed("store", exc)
 
@@ -153,21 +168,34 @@ class CacheClient:
     # --- the actor -------------------------------------------------------------------------
 
     def _handle(self):
-        if self._actor is None and time.monotonic() >= self._down_until:
-            try:
-                self._actor = self._connect()
-                self._actor.resize.remote(self.settings.max_bytes)  # it may predate this config
-            except Exception as exc:  # noqa: BLE001
-                self._failed("connect", exc)
+        """The actor, or None while it is being found or after a failure (then a miss). The
+        lookup (a GCS call, maybe creating the actor) runs in a thread, never on the loop."""
+        if self._actor is None and self._connecting is None and time.monotonic() >= self._down_until:
+            self._connecting = asyncio.get_running_loop().create_task(self._reconnect())
         return self._actor
+
+    async def _reconnect(self) -> None:
+        try:
+            actor = await asyncio.to_thread(self._connect)
+            # It may predate this config (a detached actor outlives deployments).
+            await asyncio.wait_for(
+                actor.configure.remote(self.settings.max_bytes, self.settings.directory), self.settings.timeout_s * 20
+            )
+            self._actor = actor
+        except Exception as exc:  # noqa: BLE001 - stays uncached until the next try
+            self._failed("connect", exc)
+        finally:
+            self._connecting = None
 
     def _failed(self, what: str, exc: BaseException) -> None:
         self.errors += 1
         self._failures.inc()
         log.warning("result cache %s failed (%s); running uncached", what, type(exc).__name__)
-        # Look the actor up again shortly: Ray restarts it, or get_if_exists makes a new one.
+        # Look the actor up again after a pause (Ray restarts it, or get_if_exists makes a new
+        # one), doubling while it keeps failing.
         self._actor = None
-        self._down_until = time.monotonic() + RECONNECT_AFTER_S
+        self._down_until = time.monotonic() + self._pause
+        self._pause = min(MAX_RECONNECT_S, self._pause * 2)
 
     def status(self) -> dict:
         return {

@@ -36,7 +36,7 @@ class ResultCache:
         from ray.util.metrics import Counter, Gauge
 
         self.max_bytes = max_bytes
-        self.directory = Path(directory).expanduser() if directory else None
+        self.directory: Path | None = None
         self._entries: OrderedDict[str, tuple[ray.ObjectRef, int]] = OrderedDict()
         self.bytes = 0
         self.counts = {"hits": 0, "misses": 0, "evictions": 0, "dropped": 0, "loaded": 0}
@@ -45,13 +45,20 @@ class ResultCache:
         self._evictions = Counter("whisperx_cache_evictions", description="entries evicted to stay within bytes")
         self._bytes = Gauge("whisperx_cache_bytes", description="bytes of the entries the cache holds")
         self._count = Gauge("whisperx_cache_entries", description="entries the cache holds")
-        if self.directory:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._load()
+        self._use_directory(directory)
         self._report()
 
     def ping(self) -> int:
         return os.getpid()
+
+    def configure(self, max_bytes: int, directory: str | None) -> None:
+        """Each ingress calls this on connecting: the actor outlives deployments, and a Ray
+        restart re-runs __init__ with the arguments it was first created with."""
+        self.max_bytes = max_bytes
+        if (Path(directory).expanduser() if directory else None) != self.directory:
+            self._use_directory(directory)
+        self._evict()
+        self._report()
 
     def get(self, keys: list[str]) -> dict[str, list[ray.ObjectRef]]:
         """The entries found among `keys`, each as [ref] (a bare ref would be resolved by Ray;
@@ -74,17 +81,14 @@ class ResultCache:
         self._drop(key)
         self._entries[key] = (ray.put(data), len(data))
         self.bytes += len(data)
+        self._evict()  # before the write: a failing disk never leaves the store over budget
+        self._report()
         if self.directory:
-            _write(self.directory / f"{key}{SUFFIX}", key, data)
-        self._evict()
-        self._report()
+            try:
+                _write(self.directory / f"{key}{SUFFIX}", key, data)
+            except OSError as exc:  # kept in memory; only its copy on disk is missing
+                log.warning("result cache: cannot persist %s: %s", key, exc)
         return True
-
-    def resize(self, max_bytes: int) -> None:
-        """A redeploy with another `cache.max_bytes` finds the actor already running."""
-        self.max_bytes = max_bytes
-        self._evict()
-        self._report()
 
     def stats(self) -> dict:
         return {**self.counts, "entries": len(self._entries), "bytes": self.bytes, "max_bytes": self.max_bytes}
@@ -110,12 +114,28 @@ class ResultCache:
         if delete_file and self.directory:
             (self.directory / f"{key}{SUFFIX}").unlink(missing_ok=True)
 
+    def _use_directory(self, directory: str | None) -> None:
+        self.directory = Path(directory).expanduser() if directory else None
+        if self.directory is None:
+            return
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._load()
+        except OSError as exc:  # the cache still works, in memory
+            log.warning("result cache: cannot use %s: %s; not persisting", self.directory, exc)
+            self.directory = None
+
     def _load(self) -> None:
-        """Newest first, until `max_bytes`; what does not verify is deleted."""
+        """Newest first, until `max_bytes` (older files stay on disk, unloaded); what does not
+        verify is deleted, and so are temporary files a crash left behind."""
+        for tmp in self.directory.glob("*.tmp"):
+            tmp.unlink(missing_ok=True)
         files = sorted(self.directory.glob(f"*{SUFFIX}"), key=lambda p: p.stat().st_mtime, reverse=True)
         loaded = []
         for path in files:
             key = path.name[: -len(SUFFIX)]
+            if key in self._entries:
+                continue
             data = _read(path, key)
             if data is None:
                 log.warning("result cache: dropped damaged entry %s", path.name)
@@ -123,7 +143,6 @@ class ResultCache:
                 self.counts["dropped"] += 1
                 continue
             if self.bytes + len(data) > self.max_bytes:
-                path.unlink(missing_ok=True)  # over the budget: the oldest go
                 continue
             loaded.append((key, data))
             self.bytes += len(data)
@@ -138,7 +157,8 @@ class ResultCache:
 
 def cache_actor(max_bytes: int, directory: str | None = None):
     """The cluster's cache actor, created if it does not exist (a named, detached actor that
-    Ray restarts when it dies); the handle is the same for every ingress replica."""
+    Ray restarts when it dies); the handle is the same for every ingress replica. It runs on
+    the head node, so a persistence directory is always that node's, whichever ingress made it."""
     actor = ray.remote(ResultCache).options(
         name=ACTOR_NAME,
         namespace=NAMESPACE,
@@ -147,6 +167,7 @@ def cache_actor(max_bytes: int, directory: str | None = None):
         max_restarts=-1,
         max_task_retries=0,  # a caller that times out runs uncached; it does not queue retries
         num_cpus=0,
+        resources={"node:__internal_head__": 0.001},
     )
     return actor.remote(max_bytes, directory)
 
@@ -171,5 +192,5 @@ def _read(path: Path, key: str) -> bytes | None:
             and header.get("sha256") == hashlib.sha256(data).hexdigest()
         )
         return data if ok else None
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return None

@@ -73,7 +73,7 @@ class Ingress:
         self.asr_identity = f"{self.card.weights}|{compute_type}"
         self.cache = CacheClient(args.cache.settings()) if args.cache.enabled else None
         if self.cache:
-            self.cache.connect()
+            await self.cache.connect()
         self.vad = SpeechDetector(self.config.vad, from_ray(args.threads("Ingress")))
         # Concurrent VAD calls share the segmentation model's forwards (SpeechDetector.batcher).
         self._vad_pool = ThreadPoolExecutor(max_workers=args.concurrent_calls("Ingress"), thread_name_prefix="vad")
@@ -193,6 +193,16 @@ class Ingress:
     ) -> tuple[Plan, Transcript, ServiceStats]:
         plan = self.planner.plan(request)  # bad options: typed errors, before any work
         stats = ServiceStats(request_id=uuid.uuid4().hex)
+        plan, transcript, stats = await self._transcribe(data, plan, stats, use_cache)
+        if self.cache:
+            self.cache.count(stats.cache)
+        if plan.detects_language:  # the language the transcript was made in, detected
+            plan = plan.with_language(transcript.language)
+        return plan, transcript, stats
+
+    async def _transcribe(
+        self, data: bytes, plan: Plan, stats: ServiceStats, use_cache: bool
+    ) -> tuple[Plan, Transcript, ServiceStats]:
         keys = None
         if self.cache and use_cache:  # sha256 runs at ~1 GB/s: a large upload's off the event loop
             digest = audio_digest(data) if len(data) < 1 << 20 else await asyncio.to_thread(audio_digest, data)
@@ -200,7 +210,11 @@ class Ingress:
         if keys is None:
             stats.cache = "off"
             return plan, await self._compute(data, plan, stats, Reused(), None), stats
-        reused = reuse(plan, keys, await self.cache.get(keys.lookups()))
+        entries = await self.cache.get(keys.lookups())
+        if sum(len(e) for e in entries.values()) < 256 << 10:
+            reused = reuse(plan, keys, entries)
+        else:  # a long transcript's JSON: decoded off the event loop
+            reused = await asyncio.to_thread(reuse, plan, keys, entries)
         stats.cache = reused.state(plan)
         if stats.cache == "hit":
             plan = reused.plan_for(plan)
@@ -210,9 +224,6 @@ class Ingress:
         transcript, shared = await self.cache.once(keys.result, lambda: self._compute(data, plan, stats, reused, keys))
         if shared:
             stats = ServiceStats(request_id=stats.request_id, cache="hit", stages=["in-flight"])
-            plan = plan.with_language(transcript.language) if plan.detects_language else plan
-        elif plan.detects_language:
-            plan = plan.with_language(transcript.language)
         return plan, transcript, stats
 
     @staticmethod
