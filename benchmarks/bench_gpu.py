@@ -486,26 +486,14 @@ def _alignment_cpu_side(audios) -> float:
     text is 150 words a minute, a brisk speaking rate."""
     import string
 
-    import torch
     import whisperx
-    from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
 
+    from benchmarks.tiny_models import tiny_wav2vec2_ctc
     from pipeline.punkt import ensure_punkt
 
     ensure_punkt()  # whisperx splits sentences with NLTK's punkt (bundled here, no download)
     vocab = {c: i for i, c in enumerate(["<pad>", "|", *string.ascii_lowercase, "'"])}
-    torch.manual_seed(0)
-    config = Wav2Vec2Config(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        conv_dim=(16,) * 7,
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
-    )
-    model = Wav2Vec2ForCTC(config).eval()
+    model = tiny_wav2vec2_ctc(len(vocab)).eval()
     metadata = {"language": "en", "dictionary": vocab, "type": "huggingface"}
     words = "the quick brown fox jumps over a lazy dog while seven people watch it".split()
     started = time.perf_counter()

@@ -22,14 +22,9 @@ from tests.test_pipeline import assert_well_formed
 
 def build_wav2vec2(folder):
     """A tiny Wav2Vec2ForCTC + processor saved as an HF model directory."""
-    import torch
-    from transformers import (
-        Wav2Vec2Config,
-        Wav2Vec2CTCTokenizer,
-        Wav2Vec2FeatureExtractor,
-        Wav2Vec2ForCTC,
-        Wav2Vec2Processor,
-    )
+    from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2Processor
+
+    from benchmarks.tiny_models import tiny_wav2vec2_ctc
 
     folder.mkdir(parents=True)
     vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4}
@@ -43,19 +38,7 @@ def build_wav2vec2(folder):
         feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True, return_attention_mask=False
     )
     Wav2Vec2Processor(feature_extractor=features, tokenizer=tokenizer).save_pretrained(folder)
-    torch.manual_seed(0)
-    config = Wav2Vec2Config(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        conv_dim=(16,) * 7,
-        num_conv_pos_embeddings=16,
-        num_conv_pos_embedding_groups=2,
-        pad_token_id=0,
-    )
-    Wav2Vec2ForCTC(config).save_pretrained(folder)
+    tiny_wav2vec2_ctc(len(vocab), pad_token_id=0).save_pretrained(folder)
     return folder
 
 
