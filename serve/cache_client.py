@@ -29,6 +29,11 @@ class CacheSettings:
     timeout_s: float = 0.5  # a slower cache is treated as a miss
 
 
+async def _value(answer) -> bytes:
+    """The actor answers a small entry with its bytes, a large one with [ref]."""
+    return answer if isinstance(answer, bytes) else await answer[0]
+
+
 class LocalLru:
     """L1: a bounded LRU of entry bytes by key."""
 
@@ -106,13 +111,13 @@ class CacheClient:
             return found
         try:
             async with asyncio.timeout(self.settings.timeout_s):  # one deadline for lookup and bytes
-                refs = await actor.get.remote(missing)
-                values = await asyncio.gather(*(ref_list[0] for ref_list in refs.values()))
+                answers = await actor.get.remote(missing)
+                values = await asyncio.gather(*(_value(answer) for answer in answers.values()))
         except Exception as exc:  # noqa: BLE001 - dead, restarting or slow: a miss, never a failure
             self._failed("lookup", exc)
             return found
         self._pause = RECONNECT_AFTER_S
-        for key, data in zip(refs, values):
+        for key, data in zip(answers, values):
             self.l1.put(key, data)
             found[key] = data
         return found

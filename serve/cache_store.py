@@ -27,6 +27,7 @@ ACTOR_NAME = "whisperx-result-cache"
 NAMESPACE = "whisperx-serve"
 _KEY = re.compile(r"[a-z]+-[0-9a-f]{40}")
 SUFFIX = ".entry"
+INLINE_BYTES = 64 << 10  # below Ray's 100 KiB limit for values returned inline
 
 
 class ResultCache:
@@ -60,14 +61,16 @@ class ResultCache:
         self._evict()
         self._report()
 
-    def get(self, keys: list[str]) -> dict[str, list[ray.ObjectRef]]:
-        """The entries found among `keys`, each as [ref] (a bare ref would be resolved by Ray;
-        the caller reads the bytes from the object store itself)."""
+    def get(self, keys: list[str]) -> dict[str, bytes | list[ray.ObjectRef]]:
+        """The entries found among `keys`: a small one's bytes (Ray inlines them in the reply:
+        one round trip), a large one as [ref] (a bare ref would be resolved by Ray; the caller
+        reads the bytes from the object store itself, zero-copy on its node)."""
         found = {}
         for key in keys:
             if key in self._entries:
                 self._entries.move_to_end(key)
-                found[key] = [self._entries[key][0]]
+                ref, size = self._entries[key]
+                found[key] = ray.get(ref) if size <= INLINE_BYTES else [ref]
         self.counts["hits"] += len(found)
         self.counts["misses"] += len(keys) - len(found)
         self._hits.inc(len(found)) if found else None

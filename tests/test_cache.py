@@ -129,7 +129,9 @@ def test_eviction_keeps_the_object_store_within_max_bytes(service):
     assert stats["bytes"] <= 1 << 20 and stats["entries"] == 10 and stats["evictions"] == 20
     found = ray.get(small.get.remote([f"asr-{i:040x}" for i in range(30)]))
     assert sorted(found) == [f"asr-{i:040x}" for i in range(20, 30)]  # the newest stay
-    assert ray.get(found[f"asr-{29:040x}"][0]) == bytes([29]) * (100 << 10)
+    assert ray.get(found[f"asr-{29:040x}"][0]) == bytes([29]) * (100 << 10)  # large: a ref to read
+    assert ray.get(small.put.remote("asr-" + "f" * 40, b"small"))
+    assert ray.get(small.get.remote(["asr-" + "f" * 40])) == {"asr-" + "f" * 40: b"small"}  # small: inline
     del found
     deadline = time.monotonic() + 10  # evicted objects are freed asynchronously
     while store_bytes() - before > (1 << 20) + (64 << 10) and time.monotonic() < deadline:
