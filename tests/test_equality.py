@@ -15,6 +15,10 @@ from pipeline.asr import AsrConfig
 from pipeline.config import PipelineConfig
 from pipeline.plan import Request
 
+# Real speech in three languages through three executors, two of them Ray: minutes, so it runs
+# in the slow step (the core run stays near its ~20-minute budget).
+pytestmark = pytest.mark.slow
+
 PORT = 18140
 MODEL = "bundled/base"
 CLIPS = ("test_de.wav", "test_ja.wav", "test_ko.wav")
