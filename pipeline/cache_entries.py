@@ -101,6 +101,13 @@ class Reused:
             return plan
         return plan.with_language(self.asr.language)
 
+    def segments(self, plan, results: list[ChunkResult] | None = None) -> list[Segment]:
+        """The timed segments a transcript is assembled from: the cached alignment if there is
+        one, else ASR's own segments of `results` (the cached chunks when not given)."""
+        if self.aligned is not None:
+            return self.aligned
+        return plan.chunk_segments(self.asr.chunks if results is None else results)
+
     def runs(self, plan) -> tuple[str, ...]:
         """The model stages still to run: "asr", "align", "diarize" (nothing: a full hit)."""
         out = []

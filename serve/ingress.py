@@ -221,18 +221,12 @@ class Ingress:
         if stats.cache == "hit":
             plan = reused.plan_for(plan)
             stats.stages = ["cache"]
-            return plan, plan.assemble(reused.asr.duration, self._segments(plan, reused), reused.turns), stats
+            return plan, plan.assemble(reused.asr.duration, reused.segments(plan), reused.turns), stats
         # Identical requests in flight compute once; the others take the first one's transcript.
         transcript, shared = await self.cache.once(keys.result, lambda: self._compute(data, plan, stats, reused, keys))
         if shared:
             stats = ServiceStats(request_id=stats.request_id, cache="hit", stages=["in-flight"])
         return plan, transcript, stats
-
-    @staticmethod
-    def _segments(plan: Plan, reused: Reused) -> list:
-        if reused.aligned is not None:
-            return reused.aligned
-        return plan.chunk_segments(reused.asr.chunks)
 
     async def _compute(
         self, data: bytes, plan: Plan, stats: ServiceStats, reused: Reused, keys: StageKeys | None
@@ -292,7 +286,7 @@ class Ingress:
                     clock.lap("asr")
                     if keys:
                         entry = AsrEntry(duration, plan.language, plan.language_detected, speech.speech, results)
-                        self._store(keys.asr, encode_asr(entry))
+                        self.cache.store(keys.asr, encode_asr(entry))
                 skipped = reused.skipped_stages()
                 stats.stages = [s for s in plan.stages() if s not in skipped] + (["cache"] if skipped else [])
                 if plan.aligns and results and reused.aligned is None:
@@ -303,15 +297,15 @@ class Ingress:
                     segments = await alignment
                     clock.lap("align")
                     if keys and keys.align:
-                        self._store(keys.align, encode_segments(segments))
+                        self.cache.store(keys.align, encode_segments(segments))
                 else:
-                    segments = reused.aligned if reused.aligned is not None else plan.chunk_segments(results)
+                    segments = reused.segments(plan, results)
                 turns = reused.turns
                 if diarized is not None:
                     turns = await diarized
                     clock.lap("diarize_wait")
                     if keys and keys.diarize:
-                        self._store(keys.diarize, encode_turns(turns))
+                        self.cache.store(keys.diarize, encode_turns(turns))
             except BaseException:
                 for task in tasks:  # leave nothing running for a request that failed
                     task.cancel()
@@ -346,9 +340,6 @@ class Ingress:
         stats.batch_sizes = [o.batch_size for o in outcomes]
         stats.batch_requests = [o.batch_requests for o in outcomes]
         return [o.result for o in outcomes]
-
-    def _store(self, key: str, data: bytes) -> None:
-        self.cache.store(key, data)
 
     async def _call(self, stats: ServiceStats, method, *args):
         """A model call, resent if its replica dies (serve/retry.py)."""

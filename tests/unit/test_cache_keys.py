@@ -235,3 +235,12 @@ def test_a_cancelled_first_request_lets_the_next_identical_one_compute():
         assert await second == ("transcript", False) and len(started) == 2
 
     asyncio.run(main())
+
+
+def test_segments_come_from_the_cached_alignment_else_from_asr():
+    plan = Planner(PipelineConfig(), EN).plan(Request())
+    entry = _entry()
+    assert Reused(asr=entry).segments(plan) == plan.chunk_segments(entry.chunks)
+    aligned = [Segment(0.5, 1.4, "Hello world.")]
+    assert Reused(asr=entry, aligned=aligned).segments(plan) == aligned
+    assert Reused().segments(plan, entry.chunks) == plan.chunk_segments(entry.chunks)
