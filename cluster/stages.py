@@ -119,7 +119,7 @@ class Transcribe:
                 continue
             audio = Audio(np.asarray(batch["samples"][i], dtype=np.float32))
             spans = [tuple(c) for c in json.loads(batch["chunks_json"][i])]
-            file_chunks = cut(audio, str(i), spans)
+            file_chunks = cut(audio, str(i), spans, json.loads(batch["speech_json"][i]))
             plan = self.job.plan
             if plan.detects_language:
                 sample = [file_chunks[k] for k in plan.language_sample(spans)]
@@ -160,6 +160,7 @@ class Diarize:
 
     def __call__(self, batch: dict) -> dict:
         out = {k: list(batch[k]) for k in batch if k != "samples"}
+        out["speaker_turns_json"] = [None] * len(out["path"])
         for i in range(len(out["path"])):
             if _failed(batch, i):
                 continue
@@ -173,6 +174,7 @@ class Diarize:
                 continue
             transcript = plan.assemble(audio.duration, _segments(out["segments_json"][i]), turns)
             out["segments_json"][i] = json.dumps([asdict(s) for s in transcript.segments])
+            out["speaker_turns_json"][i] = json.dumps([asdict(t) for t in transcript.speaker_turns or []])
         return _columns(out)
 
 
@@ -217,8 +219,10 @@ def _file_row(batch: dict, i: int, job: BatchJob, run_id: str, now, version: int
     segments = _segments(_get(batch, "segments_json", i))
     duration = _number(batch["duration_s"][i])
     transcript = Transcript(segments=segments, language=_get(batch, "language", i) or "", duration=duration or 0.0)
-    speakers = sorted({s.speaker for s in segments if s.speaker})
+    turns = _turns(_get(batch, "speaker_turns_json", i))
+    speakers = sorted({s.speaker for s in segments if s.speaker} | {t["speaker"] for t in turns or []})
     error = _failed(batch, i)
+    diarized = job.plan.diarize and not error
     return {
         "path": str(batch["path"][i]),
         "content_sha256": batch["content_sha256"][i],
@@ -228,7 +232,8 @@ def _file_row(batch: dict, i: int, job: BatchJob, run_id: str, now, version: int
         "text": None if error else transcript.text,
         "num_segments": None if error else len(segments),
         "num_words": None if error else len(transcript.words),
-        "speakers": speakers if job.plan.diarize and not error else None,
+        "speakers": speakers if diarized else None,
+        "speaker_turns": turns if diarized else None,
         "segments_json": None if error else json.dumps(transcript.to_dict()["segments"], ensure_ascii=False),
         "asr_model": _get(batch, "asr_model", i),
         "align_model": _get(batch, "align_model", i),
@@ -300,6 +305,13 @@ def _segments(raw: str | None) -> list[Segment]:
         )
         for s in json.loads(raw)
     ]
+
+
+def _turns(raw: str | None) -> list[dict] | None:
+    """The Diarize stage's turns, as the Parquet column's structs (None: not diarized)."""
+    if raw is None:
+        return None
+    return [{"start": float(t["start"]), "end": float(t["end"]), "speaker": str(t["speaker"])} for t in json.loads(raw)]
 
 
 def _get(batch: dict, column: str, i: int) -> str | None:

@@ -21,6 +21,7 @@ from pipeline.errors import InvalidOption, UnsupportedLanguage
 from pipeline.models import AsrCard, default_compute_type, resolve_asr_model, weights_fingerprint
 from pipeline.placement import Placement
 from pipeline.schema import SAMPLE_RATE, Chunk, ChunkResult, Segment, Word
+from pipeline.word_times import bound_words
 
 log = logging.getLogger(__name__)
 
@@ -311,6 +312,7 @@ def _segments(chunk: Chunk, text: str, timings: list[dict], avg_logprob: float) 
         end = min(max(chunk.start + t["end"], start), chunk.end)
         words.append(Word(word=t["word"], start=round(start, 3), end=round(end, 3), score=round(t["probability"], 3)))
         previous_start = start
+    bound_words(words, chunk.speech)  # no word spans a pause or outlasts its length
     segments: list[Segment] = []
     current: list[Word] = []
     for word in words:

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 from pipeline.plan import Plan, _without_runtime
 
-KEY_VERSION = 1  # bump when a cached value's shape or meaning changes
+KEY_VERSION = 2  # bump when a cached value's shape or meaning changes (2: word times kept on speech, issue 12)
 
 
 @dataclass(frozen=True)

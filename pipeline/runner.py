@@ -87,7 +87,7 @@ class LocalPipeline:
                 try:
                     audio = decoded.result()
                     speech = self.vad.analyze(audio)
-                    chunks = cut(audio, item.audio_id, speech.chunks)
+                    chunks = cut(audio, item.audio_id, speech.chunks, speech.speech)
                     item.plan = self._with_language(plan, chunks)
                 except PipelineError as exc:
                     item.error = exc

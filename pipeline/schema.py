@@ -30,6 +30,9 @@ class Chunk:
     start: float
     end: float
     samples: np.ndarray = field(repr=False)
+    # The VAD's speech regions inside [start, end], in audio time: a chunk merges regions up
+    # to 30 s, so it holds silences that word times must not span. Empty: not known.
+    speech: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass
@@ -56,7 +59,7 @@ class Segment:
 
 @dataclass(frozen=True)
 class Turn:
-    """A stretch of one speaker's speech."""
+    """A stretch of one speaker's speech. Turns of different speakers may overlap."""
 
     start: float
     end: float
@@ -81,6 +84,9 @@ class Transcript:
     language: str
     duration: float
     models: dict[str, str] = field(default_factory=dict)
+    # Diarization's turns, sorted by (start, end), overlaps kept (None: not diarized). Unlike
+    # the speakers on words and segments, they include speech without words ("mm-hm").
+    speaker_turns: list[Turn] | None = None
 
     @property
     def text(self) -> str:
@@ -91,11 +97,12 @@ class Transcript:
         return [w for s in self.segments for w in s.words]
 
     def to_dict(self) -> dict:
-        """WhisperX's result shape: segments with words, plus word_segments and language."""
+        """WhisperX's result shape: segments with words, plus word_segments and language; and
+        speaker_turns [{start, end, speaker}] when diarized."""
         segments = [_drop_none(asdict(s)) for s in self.segments]
         for seg in segments:
             seg["words"] = [_drop_none(w) for w in seg["words"]]
-        return {
+        body = {
             "language": self.language,
             "duration": round(self.duration, 3),
             "text": self.text,
@@ -103,6 +110,11 @@ class Transcript:
             "word_segments": [w for seg in segments for w in seg["words"]],
             "models": dict(self.models),
         }
+        if self.speaker_turns is not None:
+            body["speaker_turns"] = [
+                {"start": round(t.start, 3), "end": round(t.end, 3), "speaker": t.speaker} for t in self.speaker_turns
+            ]
+        return body
 
     @classmethod
     def from_dict(cls, data: dict) -> Transcript:
@@ -117,8 +129,13 @@ class Transcript:
             )
             for s in data["segments"]
         ]
+        turns = data.get("speaker_turns")
         return cls(
-            segments=segments, language=data["language"], duration=data["duration"], models=dict(data.get("models", {}))
+            segments=segments,
+            language=data["language"],
+            duration=data["duration"],
+            models=dict(data.get("models", {})),
+            speaker_turns=None if turns is None else [Turn(t["start"], t["end"], t["speaker"]) for t in turns],
         )
 
 

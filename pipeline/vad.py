@@ -4,6 +4,7 @@ segmentation weights that ship inside whisperx, so it works offline."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,7 @@ from pipeline.models import whisperx_vad_weights
 from pipeline.placement import Placement
 from pipeline.schema import SAMPLE_RATE, Audio, Chunk
 from pipeline.torch_runtime import TorchRuntime
+from pipeline.word_times import speech_within
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,8 @@ class SpeechDetector:
             self._inference({"waveform": noise, "sample_rate": SAMPLE_RATE})
 
     def chunks(self, audio: Audio, audio_id: str) -> list[Chunk]:
-        return cut(audio, audio_id, self.analyze(audio).chunks)
+        speech = self.analyze(audio)
+        return cut(audio, audio_id, speech.chunks, speech.speech)
 
     def analyze(self, audio: Audio) -> SpeechMap:
         """Score the audio once; derive both the speech regions and the ASR chunks."""
@@ -106,8 +109,14 @@ class SpeechMap:
     chunks: list[tuple[float, float]]  # regions merged up to chunk_seconds (ASR decodes these)
 
 
-def cut(audio: Audio, audio_id: str, regions: list[tuple[float, float]]) -> list[Chunk]:
-    """Chunks that view (not copy) the audio's samples."""
+def cut(
+    audio: Audio,
+    audio_id: str,
+    regions: list[tuple[float, float]],
+    speech: Sequence[Sequence[float]] | None = None,
+) -> list[Chunk]:
+    """Chunks that view (not copy) the audio's samples. `speech`: the VAD's speech regions
+    (`SpeechMap.speech`); each chunk keeps those inside it, so word times stay on speech."""
     return [
         Chunk(
             audio_id=audio_id,
@@ -115,6 +124,7 @@ def cut(audio: Audio, audio_id: str, regions: list[tuple[float, float]]) -> list
             start=start,
             end=end,
             samples=audio.samples[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)],
+            speech=speech_within(speech, start, end) if speech is not None else (),
         )
         for i, (start, end) in enumerate(regions)
     ]

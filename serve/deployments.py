@@ -63,6 +63,9 @@ class ChunkJob:
     start: float
     end: float
     options: DecodeOptions
+    # The VAD's speech regions inside [start, end] (pipeline.word_times.speech_within): word
+    # times are kept on them. Empty: not known, and words are bounded by their length only.
+    speech: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,7 @@ class TranscriberDeployment:
                 arrays[job.request_id] = await job.audio.fetch()
             else:
                 job.audio.release()
-        chunks = [_chunk(j.request_id, j.index, j.start, j.end, arrays[j.request_id]) for j in jobs]
+        chunks = [_chunk(j.request_id, j.index, j.start, j.end, arrays[j.request_id], j.speech) for j in jobs]
         started = time.perf_counter()
         self._heap.busy += 1
         try:
@@ -193,13 +196,14 @@ class _HeapTrimmer:
             await self.trim_if_idle()
 
 
-def _chunk(audio_id: str, index: int, start: float, end: float, samples: np.ndarray) -> Chunk:
+def _chunk(audio_id: str, index: int, start: float, end: float, samples: np.ndarray, speech: tuple = ()) -> Chunk:
     return Chunk(
         audio_id=audio_id,
         index=index,
         start=start,
         end=end,
         samples=samples[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)],
+        speech=tuple(speech),
     )
 
 

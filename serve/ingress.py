@@ -30,6 +30,7 @@ from pipeline.formats import CONTENT_TYPES
 from pipeline.plan import Plan, Planner, Request
 from pipeline.schema import Transcript
 from pipeline.vad import SpeechDetector, SpeechMap
+from pipeline.word_times import speech_within
 from serve import retry
 from serve.admission import Admission, AdmissionLimits, StageLoad, Ticket
 from serve.cache_client import CacheClient
@@ -174,7 +175,7 @@ class Ingress:
                 json.dumps(body, ensure_ascii=False), media_type="application/json", headers=_stats_headers(stats)
             )
         return Response(
-            plan.render(transcript),
+            plan.render(transcript, source=upload.filename),  # rttm's file id: the upload's name
             media_type=CONTENT_TYPES[plan.request.response_format],
             headers=_stats_headers(stats),
         )
@@ -325,7 +326,7 @@ class Ingress:
                     "Transcriber",
                     e - s,
                     self.transcriber.transcribe,
-                    ChunkJob(stats.request_id, audio_ref, i, s, e, plan.decode),
+                    ChunkJob(stats.request_id, audio_ref, i, s, e, plan.decode, speech_within(speech.speech, s, e)),
                 )
             )
             for i, (s, e) in enumerate(speech.chunks)
