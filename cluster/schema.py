@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: speaker_turns
+
+# Diarization's turns as they are: sorted by (start, end), overlapping where speakers overlap.
+TURN = pa.struct([pa.field("start", pa.float64()), pa.field("end", pa.float64()), pa.field("speaker", pa.string())])
 
 FILE_SCHEMA = pa.schema(
     [
@@ -22,6 +25,7 @@ FILE_SCHEMA = pa.schema(
         pa.field("num_segments", pa.int32()),
         pa.field("num_words", pa.int32()),
         pa.field("speakers", pa.list_(pa.string())),  # distinct speaker labels, if diarized
+        pa.field("speaker_turns", pa.list_(TURN)),  # null when not diarized (or on an error row)
         pa.field("segments_json", pa.string()),  # WhisperX segments with words/speakers
         pa.field("asr_model", pa.string()),
         pa.field("align_model", pa.string()),

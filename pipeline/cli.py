@@ -30,8 +30,9 @@ def add_transcribe_command(commands) -> None:
         "--output-format",
         default="whisperx",
         choices=sorted(EXTENSIONS),
-        help="whisperx: full JSON with words; json/verbose_json: OpenAI's; text, srt, vtt, tsv "
-        "(json and text skip word timing)",
+        help="whisperx: full JSON with words (and speaker_turns when diarized); json/verbose_json: "
+        "OpenAI's; text, srt, vtt, tsv (json and text skip word timing); rttm: speaker turns "
+        "(implies --diarize; the file id is the input's stem)",
     )
     t.add_argument(
         "--output-dir",
@@ -54,8 +55,10 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=0.0)
     parser.add_argument(
         "--diarize",
-        action="store_true",
-        help="label each word and segment with a speaker (implied by any speaker count)",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="speaker turns, and a speaker on each word and segment (implied by any speaker count "
+        "and by the rttm format; --no-diarize with rttm is an error)",
     )
     parser.add_argument("--num-speakers", type=int, default=None)
     parser.add_argument("--min-speakers", type=int, default=None)
@@ -182,7 +185,7 @@ def _transcribe(args: argparse.Namespace) -> int:
             failures += 1
             tqdm.write(f"error: {path}: {result.error}", file=sys.stderr)
             continue
-        body = plan.render(result.transcript)
+        body = plan.render(result.transcript, source=str(path))
         if output_dir is None:
             sys.stdout.buffer.write(body + (b"" if body.endswith(b"\n") else b"\n"))
         else:

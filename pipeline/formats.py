@@ -1,8 +1,10 @@
-"""Transcript -> bytes in WhisperX's JSON and OpenAI's response formats, plus srt, vtt and tsv."""
+"""Transcript -> bytes in WhisperX's JSON and OpenAI's response formats, plus srt, vtt, tsv and
+rttm (the speaker turns, in NIST's Rich Transcription Time Marked format)."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 
 from pipeline.errors import InvalidOption
@@ -16,6 +18,7 @@ CONTENT_TYPES = {
     "srt": "application/x-subrip; charset=utf-8",
     "vtt": "text/vtt; charset=utf-8",
     "tsv": "text/tab-separated-values; charset=utf-8",
+    "rttm": "text/plain; charset=utf-8",
 }
 EXTENSIONS = {
     "whisperx": "json",
@@ -25,16 +28,40 @@ EXTENSIONS = {
     "srt": "srt",
     "vtt": "vtt",
     "tsv": "tsv",
+    "rttm": "rttm",
 }
+# Formats made of speaker turns: they need diarization (pipeline.plan decides it).
+SPEAKER_FORMATS = ("rttm",)
+DEFAULT_FILE_ID = "audio"  # rttm's file id when the input has no usable name
 
 
-def render(transcript: Transcript, fmt: str, *, task: str = "transcribe", word_granularity: bool = True) -> bytes:
+def render(
+    transcript: Transcript,
+    fmt: str,
+    *,
+    task: str = "transcribe",
+    word_granularity: bool = True,
+    source: str | None = None,
+) -> bytes:
+    """`source`: the input's name (a path or an upload's filename), rttm's file id."""
     renderer = _RENDERERS.get(fmt)
     if renderer is None:
         raise InvalidOption(f"response_format must be one of {', '.join(_RENDERERS)}, not {fmt!r}")
-    if fmt == "verbose_json":  # the one format that depends on the request's options
+    if fmt == "verbose_json":  # depends on the request's options
         return _verbose_json(transcript, task, word_granularity).encode()
+    if fmt == "rttm":  # names its input
+        return _rttm(transcript, file_id(source)).encode()
     return renderer(transcript).encode()
+
+
+def file_id(source: str | None) -> str:
+    """rttm's file id for an input: its name's stem (any folders, from either kind of slash,
+    and the last extension dropped), with every run of characters other than letters, digits,
+    `.`, `_` and `-` made one `_` (RTTM is space-separated); "audio" when nothing is left."""
+    name = re.split(r"[/\\]", source or "")[-1]
+    stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
+    cleaned = re.sub(r"[^\w.-]+", "_", stem).strip("._")
+    return cleaned or DEFAULT_FILE_ID
 
 
 def _whisperx(t: Transcript) -> str:
@@ -123,6 +150,22 @@ def _tsv(t: Transcript) -> str:
     return "\n".join(rows) + "\n"
 
 
+def _rttm(t: Transcript, file_id: str) -> str:
+    """One SPEAKER line per turn, in the transcript's (start, end) order; overlaps kept."""
+    if t.speaker_turns is None:
+        raise InvalidOption("rttm lists speaker turns: it needs diarization")
+    lines = []
+    for turn in t.speaker_turns:
+        speaker = "_".join(turn.speaker.split()) or "unknown"
+        duration = max(0.0, turn.end - turn.start)
+        lines.append(f"SPEAKER {file_id} 1 {turn.start:.3f} {duration:.3f} <NA> <NA> {speaker} <NA> <NA>\n")
+    return "".join(lines)
+
+
+def _rttm_default(t: Transcript) -> str:
+    return _rttm(t, DEFAULT_FILE_ID)
+
+
 _RENDERERS: dict[str, Callable[[Transcript], str]] = {
     "whisperx": _whisperx,
     "json": _json,
@@ -131,6 +174,7 @@ _RENDERERS: dict[str, Callable[[Transcript], str]] = {
     "srt": _srt,
     "vtt": _vtt,
     "tsv": _tsv,
+    "rttm": _rttm_default,
 }
 
 

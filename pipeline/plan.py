@@ -11,13 +11,17 @@ The rules, one each:
 - Language: the one given; else English for an English-only model; else a vote of the
   model's language detection over the `asr.language_detection_chunks` longest chunks (most
   speech per encoder pass), in every entry point.
-- Diarization runs when asked (`diarize`) or when any speaker count is given.
+- Diarization runs when asked (`diarize`), when any speaker count is given, or when the format
+  is made of speaker turns (`rttm`) and diarization was not turned off; `rttm` with `diarize`
+  explicitly false is an invalid request.
 - Word timing runs only when the output needs it: formats with times (whisperx,
   verbose_json, srt, vtt, tsv; their segments are cut at word boundaries) or diarization
   (speakers are assigned per word). OpenAI's `json` and `text` skip it.
 - Alignment (wav2vec2) refines word times when word timing runs, `align` is on and a model is
   configured for the language; otherwise words keep Whisper's cross-attention times.
 - Models reported: ids from the configuration and the ASR model's card, read once at start.
+- Merge: words and segments get speakers from the turns; the turns themselves are kept too
+  (`speaker_turns`, sorted by (start, end), overlaps kept), so turns without words survive.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from pipeline.asr import DecodeOptions, DecodingChoices, check_decode_options
 from pipeline.config import PipelineConfig
 from pipeline.diarize import SpeakerCount
 from pipeline.errors import InvalidOption
-from pipeline.formats import CONTENT_TYPES, render
+from pipeline.formats import CONTENT_TYPES, SPEAKER_FORMATS, render
 from pipeline.merge import assign_speakers
 from pipeline.models import AsrCard
 from pipeline.schema import ChunkResult, Segment, Transcript, Turn
@@ -42,7 +46,16 @@ FORMATS = tuple(CONTENT_TYPES)
 # Formats whose output carries times finer than the 30 s chunk: they need word timing.
 TIMED_FORMATS = ("whisperx", "verbose_json", "srt", "vtt", "tsv")
 
-__all__ = ["Plan", "Planner", "Request", "FORMATS", "TIMED_FORMATS", "result_options", "options_digest"]
+__all__ = [
+    "Plan",
+    "Planner",
+    "Request",
+    "FORMATS",
+    "TIMED_FORMATS",
+    "SPEAKER_FORMATS",
+    "result_options",
+    "options_digest",
+]
 
 
 @dataclass(frozen=True)
@@ -51,7 +64,7 @@ class Request(DecodingChoices):
     initial_prompt, temperature, beam_size) and what to do around them."""
 
     align: bool = True  # use the configured alignment model, if any
-    diarize: bool = False
+    diarize: bool | None = None  # None: not said (a speaker count or rttm implies it); False: off
     speakers: SpeakerCount = field(default_factory=SpeakerCount)
     response_format: str = "whisperx"
     word_timestamps: bool = True  # verbose_json: include `words` (OpenAI's granularities)
@@ -130,18 +143,32 @@ class Plan:
         return [seg for r in sorted(results, key=lambda r: r.index) for seg in r.segments]
 
     def assemble(self, duration: float, segments: list[Segment], turns: list[Turn] | None) -> Transcript:
-        """Timed segments (+ speaker turns) -> the transcript: the merge stage."""
+        """Timed segments (+ speaker turns) -> the transcript: the merge stage. The turns are
+        kept as they are, only rounded to ms and sorted by (start, end): never merged or clipped."""
         language = self.language or "en"
+        speaker_turns = None
         if self.diarize and turns is not None:
             segments = assign_speakers(segments, turns, word_separator(language))
-        return Transcript(segments=segments, language=language, duration=duration, models=self.models())
+            speaker_turns = sorted(
+                (Turn(round(t.start, 3), round(t.end, 3), t.speaker) for t in turns),
+                key=lambda t: (t.start, t.end, t.speaker),
+            )
+        return Transcript(
+            segments=segments,
+            language=language,
+            duration=duration,
+            models=self.models(),
+            speaker_turns=speaker_turns,
+        )
 
-    def render(self, transcript: Transcript) -> bytes:
+    def render(self, transcript: Transcript, source: str | None = None) -> bytes:
+        """`source`: the input's name (path or upload filename), which rttm uses as its file id."""
         return render(
             transcript,
             self.request.response_format,
             task=self.decode.task,
             word_granularity=self.request.word_timestamps,
+            source=source,
         )
 
 
@@ -162,6 +189,11 @@ class Planner:
         decode = DecodeOptions(**{**choices, "language": language, "initial_prompt": request.initial_prompt or None})
         check_decode_options(decode, self.asr)
         request.speakers.bounds()
+        if request.response_format in SPEAKER_FORMATS and request.diarize is False:
+            raise InvalidOption(
+                f"response_format {request.response_format} lists speaker turns: it needs diarization, "
+                "but diarize is false (leave diarize out, or set it true)"
+            )
         if decode.language is None and not self.asr.multilingual:
             decode = replace(decode, language="en")
         diarize = diarizes(request)
@@ -181,8 +213,9 @@ class Planner:
 
 
 def diarizes(request: Request) -> bool:
-    """Diarization runs when asked or when any speaker count is given."""
-    return request.diarize or request.speakers.given
+    """Diarization runs when asked, when any speaker count is given, or for a format made of
+    speaker turns (`Planner.plan` refuses that format with diarization turned off)."""
+    return bool(request.diarize) or request.speakers.given or request.response_format in SPEAKER_FORMATS
 
 
 def needs_word_timing(request: Request) -> bool:

@@ -24,6 +24,7 @@ _FORM_TEXT = re.compile(rb"[\w.\[\]%+-]+=[^&\s]*(&[\w.\[\]%+-]+=[^&\s]*)*")
 class Upload:
     audio: bytes
     fields: dict[str, list[str]]
+    filename: str | None = None  # the multipart file part's, as the client sent it
 
     def get(self, name: str) -> str | None:
         values = self.fields.get(name)
@@ -75,7 +76,7 @@ async def read_upload(request: HttpRequest, max_bytes: int) -> Upload:
         for key, value in form.multi_items():
             if isinstance(value, str):
                 fields.setdefault(key, []).append(value)
-        return Upload(audio=audio, fields=fields)
+        return Upload(audio=audio, fields=fields, filename=upload.filename)
     finally:
         await form.close()
 
@@ -92,7 +93,7 @@ def _number(upload: Upload, name: str, kind: type, default=None):
         raise RequestError(400, "invalid_field", f"{name} must be {noun}, not {raw!r}") from None
 
 
-def _bool(upload: Upload, name: str, default: bool) -> bool:
+def _bool(upload: Upload, name: str, default: bool | None) -> bool | None:
     raw = upload.get(name)
     if raw in (None, ""):
         return default

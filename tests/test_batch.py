@@ -82,6 +82,7 @@ def test_every_file_once_with_the_library_text(ray_cluster, corpus, library, tmp
         assert row["duration_s"] == pytest.approx(expected.duration, abs=0.01)
         assert row["language"] == "en" and row["asr_model"] == "bundled/tiny.en"
         assert row["num_words"] == len(expected.words)
+        assert row["speaker_turns"] is None, "not diarized"
     assert (summary.files_done, summary.failures, summary.files_skipped) == (8, 1, 0)
     assert summary.audio_seconds == pytest.approx(sum(r["duration_s"] or 0 for r in rows.values()), abs=0.01)
 
@@ -144,10 +145,15 @@ def test_manifests(ray_cluster, corpus, tmp_path):
 
 
 def test_schemas_are_the_documented_ones(ray_cluster, corpus, speech_dir, tmp_path):
-    run_batch(str(corpus / "jfk.flac"), str(tmp_path / "files"), PipelineConfig(), Request(), quiet())
+    sample = speech_dir / "diarization" / "sample.wav"
+    run_batch(str(sample), str(tmp_path / "files"), PipelineConfig(), Request(diarize=True), quiet())
     part = next((tmp_path / "files").glob("part-*.parquet"))
     assert pq.read_schema(part).remove_metadata().equals(FILE_SCHEMA)
-    sample = speech_dir / "diarization" / "sample.wav"
+    (row,) = pq.read_table(part).to_pylist()
+    turns = row["speaker_turns"]  # a list<struct<start, end, speaker>> column
+    assert len({t["speaker"] for t in turns}) >= 2 and set(row["speakers"]) >= {t["speaker"] for t in turns}
+    assert [(t["start"], t["end"]) for t in turns] == sorted((t["start"], t["end"]) for t in turns)
+    assert all(0 <= t["start"] <= t["end"] <= row["duration_s"] + 0.01 for t in turns)
     run_batch(
         str(sample), str(tmp_path / "segments"), PipelineConfig(), Request(diarize=True), quiet(), per_segment=True
     )

@@ -46,11 +46,31 @@ def test_diarize_prints_speaker_labelled_words(pyannote_sample):
     proc = run_cli(str(pyannote_sample), "--diarize")
     assert proc.returncode == 0, proc.stderr
     body = json.loads(proc.stdout)
-    assert body["models"]["diarize"] == "resemblyzer+spectral"
+    assert body["models"]["diarize"] == "whisperx-segmentation+resemblyzer"
     assert len({w["speaker"] for w in body["word_segments"]}) == 2
     assert all({"start", "end", "speaker"} <= w.keys() for w in body["word_segments"])
     vtt = run_cli(str(pyannote_sample), "--diarize", "--num-speakers", "2", "--output-format", "vtt")
     assert "[SPEAKER_00]: " in vtt.stdout and "[SPEAKER_01]: " in vtt.stdout
+
+
+def test_rttm_output_is_the_speaker_turns(pyannote_sample, tmp_path):
+    """`--output-format rttm` diarizes without --diarize and writes <stem>.rttm: one valid
+    RTTM line per turn, named after the input, readable by pyannote, close to the reference."""
+    from pipeline.evaluation import diarization_error_rate, read_rttm
+    from pipeline.schema import Turn
+
+    proc = run_cli(str(pyannote_sample), "--output-format", "rttm", "--output-dir", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    rttm = tmp_path / "sample.rttm"
+    lines = [line.split(" ") for line in rttm.read_text().splitlines()]
+    assert lines and all(len(f) == 10 and f[:3] == ["SPEAKER", "sample", "1"] for f in lines)
+    assert all(f[5:7] == ["<NA>", "<NA>"] and f[8:] == ["<NA>", "<NA>"] for f in lines)
+    turns = [Turn(float(f[3]), round(float(f[3]) + float(f[4]), 3), f[7]) for f in lines]
+    assert [(t.start, t.end) for t in turns] == sorted((t.start, t.end) for t in turns)
+    assert all(0 <= t.start <= t.end <= 30.01 for t in turns)
+    assert len(read_rttm(rttm).labels()) >= 2
+    reference = read_rttm(pyannote_sample.with_suffix(".rttm"))
+    assert diarization_error_rate(reference, turns, collar=0.25) < 0.5
 
 
 def test_missing_models_are_clear_errors(pyannote_sample):

@@ -99,3 +99,4 @@ def test_diarization(library, service, pyannote_sample, config, tmp_path):
     assert words_and_speakers(served["segments"]) == expected
     assert words_and_speakers(json.loads(row["segments_json"])) == expected
     assert served["models"]["diarize"] == mine["models"]["diarize"] == row["diarize_model"]
+    assert served["speaker_turns"] == mine["speaker_turns"] == row["speaker_turns"]

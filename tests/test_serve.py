@@ -125,11 +125,22 @@ def test_openai_sdk_unchanged(service, pyannote_sample):
 
 def test_diarize_runs_with_asr(client, pyannote_sample):
     body = post_native(client, pyannote_sample, diarize="true").json()
-    assert body["models"]["diarize"] == "resemblyzer+spectral"
+    assert body["models"]["diarize"] == "whisperx-segmentation+resemblyzer"
     assert len({w["speaker"] for w in body["word_segments"]}) == 2
     assert "diarize_wait" in body["service"]["seconds"]
+    turns = body["speaker_turns"]
+    assert len({t["speaker"] for t in turns}) >= 2
+    assert [(t["start"], t["end"]) for t in turns] == sorted((t["start"], t["end"]) for t in turns)
     tsv = post_native(client, pyannote_sample, num_speakers="2", response_format="tsv")
     assert tsv.status_code == 200 and "SPEAKER_0" in tsv.text
+    # rttm implies diarization; the file id is the upload's name, made safe for RTTM's columns.
+    with open(pyannote_sample, "rb") as f:
+        rttm = client.post("/v1/transcribe", files={"file": ("call 7.wav", f)}, data={"response_format": "rttm"})
+    assert rttm.status_code == 200, rttm.text
+    assert rttm.headers["content-type"].startswith("text/plain")
+    lines = [line.split(" ") for line in rttm.text.splitlines()]
+    assert lines and all(len(f) == 10 and f[:3] == ["SPEAKER", "call_7", "1"] for f in lines)
+    assert len({f[7] for f in lines}) >= 2
     from ray import serve
 
     info = serve.get_deployment_handle("Diarizer", app_name="whisperx").info.remote().result(timeout_s=30)
@@ -172,6 +183,13 @@ def test_bad_input_gets_clear_errors(client, service, pyannote_sample, tmp_path)
     error_of(
         client.post(
             "/v1/transcribe", files={"file": ("a.wav", sample)}, data={"min_speakers": "3", "max_speakers": "2"}
+        ),
+        422,
+        "invalid_option",
+    )
+    assert "diarize" in error_of(
+        client.post(
+            "/v1/transcribe", files={"file": ("a.wav", sample)}, data={"response_format": "rttm", "diarize": "false"}
         ),
         422,
         "invalid_option",

@@ -35,7 +35,7 @@ import pytest
 import soundfile
 
 from pipeline.errors import PipelineError
-from pipeline.plan import FORMATS, Request
+from pipeline.plan import FORMATS, SPEAKER_FORMATS, Request
 from pipeline.runner import LocalPipeline
 from pipeline.schema import SAMPLE_RATE, Transcript
 from tests.conftest import REPO, ffmpeg
@@ -234,7 +234,8 @@ def case_files(pools, tmp_path_factory) -> dict[str, Path]:
 
 # --- checks ------------------------------------------------------------------------------------
 
-ALWAYS_CONTENT = tuple(f for f in FORMATS if f != "srt")  # an srt without cues is empty
+# An srt without cues is empty, and so is an rttm without turns.
+ALWAYS_CONTENT = tuple(f for f in FORMATS if f not in ("srt", "rttm"))
 
 
 @dataclass(frozen=True)
@@ -298,7 +299,11 @@ def check_transcript(case: Case, way: Way, t: Transcript) -> list[str]:
         unlabelled = [w for w in t.words if not w.speaker] + [s for s in t.segments if s.words and not s.speaker]
         if unlabelled:
             problems.append(f"diarized words/segments without a speaker: {unlabelled[:3]}")
-    elif any(w.speaker for w in t.words):
+        if t.speaker_turns is None:
+            problems.append("diarized without speaker_turns")
+        elif [(u.start, u.end) for u in t.speaker_turns] != sorted((u.start, u.end) for u in t.speaker_turns):
+            problems.append("speaker_turns out of order")
+    elif any(w.speaker for w in t.words) or t.speaker_turns is not None:
         problems.append("speakers without diarization")
     if case.content in ("speech", "espeak") and case.duration >= 2.0 and not t.text:
         problems.append("no text from 2 s or more of speech")
@@ -332,6 +337,10 @@ def check_rendered(fmt: str, body: bytes, t: Transcript) -> list[str]:
 
             parsed = webvtt.from_buffer(io.StringIO(text))
             assert len(parsed.captions) == len(cues), (len(parsed.captions), len(cues))
+        elif fmt == "rttm":
+            lines = [line.split(" ") for line in text.splitlines()]
+            assert len(lines) == len(t.speaker_turns), (len(lines), len(t.speaker_turns))
+            assert all(len(f) == 10 and f[0] == "SPEAKER" and float(f[4]) >= 0 for f in lines)
         elif fmt == "tsv":
             rows = text.rstrip("\n").split("\n")
             assert rows[0] == "start\tend\tspeaker\ttext" and len(rows) == 1 + len(cues)
@@ -405,7 +414,9 @@ def test_valid_audio_gives_a_well_formed_result_in_every_format(pipe, case_files
     cases = PASSES[(way, language)]
     way = WAYS[way]
     request = Request(language=language, diarize=way.diarize, response_format=way.response_format)
-    plans = {fmt: pipe.plan(replace(request, response_format=fmt)) for fmt in FORMATS}
+    # rttm is made of speaker turns: only the diarized way renders it.
+    formats = [f for f in FORMATS if way.diarize or f not in SPEAKER_FORMATS]
+    plans = {fmt: pipe.plan(replace(request, response_format=fmt)) for fmt in formats}
     failures = []
     for case, transcript, problems in run_pass(pipe, cases, case_files, request):
         if transcript is not None:

@@ -29,7 +29,7 @@ async def _parse(request: HttpRequest) -> JSONResponse:
         return error_response(exc.status, exc.code, str(exc))
     except PipelineError as exc:
         return error_response(status_of(exc), exc.code, str(exc))
-    return JSONResponse({"request": asdict(parsed), "audio_bytes": len(upload.audio)})
+    return JSONResponse({"request": asdict(parsed), "audio_bytes": len(upload.audio), "filename": upload.filename})
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def test_defaults(client, via):
     native = _ok(send(client, "native", {}, via))["request"]
     assert native["response_format"] == "whisperx"
     assert native["align"] is True
-    assert native["diarize"] is False
+    assert native["diarize"] is None, "not said: the planner decides (a speaker count or rttm implies it)"
     assert native["speakers"] == {"num_speakers": None, "min_speakers": None, "max_speakers": None}
 
 
@@ -236,16 +236,31 @@ def test_bad_temperature(client, kind, via):
 @pytest.mark.parametrize("via", VIA)
 @pytest.mark.parametrize(
     ("kind", "fmt"),
-    [("openai", "mp3"), ("openai", "whisperx"), ("openai", "tsv"), ("native", "mp3"), ("native", "JSON")],
+    [
+        ("openai", "mp3"),
+        ("openai", "whisperx"),
+        ("openai", "tsv"),
+        ("openai", "rttm"),
+        ("native", "mp3"),
+        ("native", "JSON"),
+    ],
 )
 def test_bad_response_format(client, kind, fmt, via):
     response = send(client, kind, {"response_format": fmt}, via)
     assert repr(fmt) in _error(response, 422, "invalid_option")
 
 
-@pytest.mark.parametrize("fmt", ["whisperx", "json", "verbose_json", "text", "srt", "vtt", "tsv"])
+@pytest.mark.parametrize("fmt", ["whisperx", "json", "verbose_json", "text", "srt", "vtt", "tsv", "rttm"])
 def test_native_accepts_every_format(client, fmt):
     assert _ok(send(client, "native", {"response_format": fmt}, "query"))["request"]["response_format"] == fmt
+
+
+@pytest.mark.parametrize("via", VIA)
+def test_upload_filename_is_kept_for_rttm(client, via):
+    """rttm's file id comes from the multipart file part's name; a raw body has none."""
+    assert _ok(send(client, "native", {"response_format": "rttm"}, via))["filename"] == (
+        "a.wav" if via == "form" else None
+    )
 
 
 # --- size limit --------------------------------------------------------------------------------

@@ -122,7 +122,7 @@ def test_defaults_build_the_cpu_profile():
     assert config.asr.num_workers is None
     assert config.align.model is None and config.align.enabled is False
     assert config.diarize.model is None
-    assert config.diarize.model_id == "resemblyzer+spectral"
+    assert config.diarize.model_id == "whisperx-segmentation+resemblyzer"
     assert config.limits == AudioLimits()  # one set of limit defaults: the pipeline's
     assert (args.max_upload_bytes, args.max_audio_seconds) == (AudioLimits().max_bytes, AudioLimits().max_seconds)
     assert config.limits.max_seconds == args.max_audio_seconds

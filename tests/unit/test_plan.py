@@ -12,7 +12,7 @@ from pipeline.config import PipelineConfig
 from pipeline.diarize import DiarizeConfig, SpeakerCount
 from pipeline.errors import InvalidOption, UnsupportedLanguage
 from pipeline.models import AsrCard
-from pipeline.plan import FORMATS, TIMED_FORMATS, Planner, Request, options_digest, result_options
+from pipeline.plan import FORMATS, SPEAKER_FORMATS, TIMED_FORMATS, Planner, Request, options_digest, result_options
 from pipeline.schema import Segment, Turn, Word
 from pipeline.vad import VAD_MODEL_ID, VadOptions
 
@@ -45,8 +45,9 @@ def test_untimed_formats_skip_word_timing(fmt):
     assert not {"align", "word_times"} & set(p.stages())
 
 
-def test_timed_formats_are_the_formats_minus_json_and_text():
-    assert set(TIMED_FORMATS) == set(FORMATS) - {"json", "text"}
+def test_timed_formats_are_the_formats_minus_json_text_and_the_speaker_formats():
+    assert SPEAKER_FORMATS == ("rttm",)
+    assert set(TIMED_FORMATS) == set(FORMATS) - {"json", "text", "rttm"}
 
 
 @pytest.mark.parametrize("fmt", ["json", "text"])
@@ -78,6 +79,23 @@ def test_any_speaker_count_implies_diarization(count):
     assert p.speakers == count
     assert p.word_timing is True
     assert "diarize" in p.stages()
+
+
+def test_rttm_implies_diarization():
+    p = plan(Request(response_format="rttm"))
+    assert p.diarize is True and "diarize" in p.stages() and "diarize" in p.models()
+    assert p.word_timing is True, "diarization assigns speakers per word"
+    assert plan(Request(response_format="rttm", diarize=True)).diarize is True
+
+
+def test_rttm_with_diarization_turned_off_is_invalid():
+    with pytest.raises(InvalidOption, match="diarize is false"):
+        plan(Request(response_format="rttm", diarize=False))
+
+
+def test_diarize_false_is_off_for_other_formats():
+    assert plan(Request(diarize=False)).diarize is False
+    assert plan(Request(diarize=None)).diarize is False
 
 
 # --- language ----------------------------------------------------------------------------------
@@ -269,7 +287,7 @@ def test_models_without_word_timing_has_no_align_entry():
 
 def test_models_diarize_id_only_when_diarizing():
     assert "diarize" not in plan().models()
-    assert plan(Request(diarize=True)).models()["diarize"] == "resemblyzer+spectral"
+    assert plan(Request(diarize=True)).models()["diarize"] == "whisperx-segmentation+resemblyzer"
     pyannote = PipelineConfig(diarize=DiarizeConfig(model="my-pipeline"))
     assert plan(Request(diarize=True), pyannote).models()["diarize"] == "pyannote/my-pipeline"
     assert "diarize" not in plan(Request(), pyannote).models()
@@ -357,9 +375,10 @@ def test_format_is_not_a_result_option_but_word_timing_is():
     timed = _digest(Request())
     untimed = _digest(Request(response_format="json"))
     assert untimed != timed
-    for fmt in FORMATS:
+    for fmt in set(FORMATS) - set(SPEAKER_FORMATS):
         assert _digest(Request(response_format=fmt)) == (timed if fmt in TIMED_FORMATS else untimed), fmt
     assert _digest(Request(response_format="text", diarize=True)) == _digest(Request(diarize=True))
+    assert _digest(Request(response_format="rttm")) == _digest(Request(diarize=True)), "rttm is a diarized result"
     assert _digest(Request(word_timestamps=False)) == timed
     options = result_options(plan())
     assert "response_format" not in options
@@ -502,7 +521,7 @@ def test_assemble_assigns_speakers_when_diarizing():
     assert transcript.language == "en"
     assert transcript.duration == 5.0
     assert transcript.models == p.models()
-    assert transcript.models["diarize"] == "resemblyzer+spectral"
+    assert transcript.models["diarize"] == "whisperx-segmentation+resemblyzer"
 
 
 def test_assemble_splits_a_segment_where_the_speaker_changes():
@@ -515,9 +534,29 @@ def test_assemble_splits_a_segment_where_the_speaker_changes():
     ]
 
 
+def test_assemble_keeps_the_turns_sorted_unmerged_unclipped_in_ms():
+    turns = [
+        Turn(2.5, 5.0, "SPEAKER_01"),
+        Turn(4.0, 9.1234567, "SPEAKER_00"),  # overlaps the one before and runs past the audio
+        Turn(0.0, 2.5, "SPEAKER_00"),
+        Turn(2.5, 3.0, "SPEAKER_00"),  # same start as SPEAKER_01's: the shorter one first
+        Turn(6.0, 6.4, "SPEAKER_02"),  # laughter: no word falls in it
+    ]
+    transcript = plan(Request(diarize=True)).assemble(5.0, _segments(), turns)
+    assert transcript.speaker_turns == [
+        Turn(0.0, 2.5, "SPEAKER_00"),
+        Turn(2.5, 3.0, "SPEAKER_00"),
+        Turn(2.5, 5.0, "SPEAKER_01"),
+        Turn(4.0, 9.123, "SPEAKER_00"),
+        Turn(6.0, 6.4, "SPEAKER_02"),
+    ]
+    assert plan(Request(diarize=True)).assemble(5.0, _segments(), []).speaker_turns == []
+
+
 def test_assemble_ignores_turns_when_not_diarizing():
     p = plan()
     transcript = p.assemble(5.0, _segments(), _turns())
+    assert transcript.speaker_turns is None
     assert all(s.speaker is None for s in transcript.segments)
     assert all(w.speaker is None for w in transcript.words)
     assert "diarize" not in transcript.models

@@ -55,11 +55,16 @@ def column(*values) -> np.ndarray:
     return out
 
 
-def batch(segments: list[Segment] | None = None, error: tuple[str, str] | None = None) -> dict:
-    """One row as Ray Data hands it to the sink: object columns; error columns all-None -> NaN."""
+def batch(
+    segments: list[Segment] | None = None, error: tuple[str, str] | None = None, turns: list[dict] | None = None
+) -> dict:
+    """One row as Ray Data hands it to the sink: object columns; error columns all-None -> NaN.
+    `turns`: the Diarize stage's speaker_turns_json column (absent when the job does not diarize)."""
     ok = error is None
     segments = SEGMENTS if segments is None else segments
+    extra = {} if turns is None else {"speaker_turns_json": column(json.dumps(turns) if ok else float("nan"))}
     return {
+        **extra,
         "path": column("/in/a.wav"),
         "content_sha256": column(SHA),
         "key": column(f"{SHA}-digest"),
@@ -114,6 +119,42 @@ def test_speakers_only_when_the_plan_diarizes():
     assert by_count["speakers"] == ["SPEAKER_00", "SPEAKER_01"]
     plain = _file_row(batch(diarized), 0, job(), "r", NOW, SCHEMA_VERSION)
     assert plain["speakers"] is None
+
+
+TURNS = [
+    {"start": 0.0, "end": 1.6, "speaker": "SPEAKER_01"},
+    {"start": 1.4, "end": 3.0, "speaker": "SPEAKER_00"},  # overlaps the first
+    {"start": 3.1, "end": 3.4, "speaker": "SPEAKER_02"},  # "mm-hm": no word
+]
+
+
+def test_speaker_turns_column():
+    diarized = with_speakers(SEGMENTS, ["SPEAKER_01", "SPEAKER_00"])
+    row = _file_row(batch(diarized, turns=TURNS), 0, job(Request(diarize=True)), "r", NOW, SCHEMA_VERSION)
+    assert row["speaker_turns"] == TURNS
+    assert row["speakers"] == ["SPEAKER_00", "SPEAKER_01", "SPEAKER_02"], "a speaker without words counts"
+    assert _file_row(batch([], turns=[]), 0, job(Request(diarize=True)), "r", NOW, 2)["speaker_turns"] == []
+    assert _file_row(batch(), 0, job(), "r", NOW, SCHEMA_VERSION)["speaker_turns"] is None, "not diarized"
+    failed = batch(error=("audio_empty", "empty"), turns=TURNS)  # the column all NaN in this block
+    assert _file_row(failed, 0, job(Request(diarize=True)), "r", NOW, SCHEMA_VERSION)["speaker_turns"] is None
+
+
+def test_speaker_turns_fit_the_file_schema_in_every_kind_of_block():
+    """Every part has FILE_SCHEMA, whether its block diarized, failed or neither: a list of
+    structs, null when not diarized."""
+    diarize = job(Request(diarize=True))
+    blocks = [
+        [_file_row(batch(turns=TURNS), 0, diarize, "r", NOW, SCHEMA_VERSION)],
+        [_file_row(batch(error=("audio_empty", "empty"), turns=TURNS), 0, diarize, "r", NOW, SCHEMA_VERSION)],
+        [_file_row(batch(), 0, job(), "r", NOW, SCHEMA_VERSION)],
+    ]
+    tables = [pa.Table.from_pylist(rows, schema=FILE_SCHEMA) for rows in blocks]
+    assert all(t.schema.equals(FILE_SCHEMA) for t in tables)
+    assert FILE_SCHEMA.field("speaker_turns").type == pa.list_(
+        pa.struct([("start", pa.float64()), ("end", pa.float64()), ("speaker", pa.string())])
+    )
+    column = pa.concat_tables(tables).column("speaker_turns").to_pylist()
+    assert column == [TURNS, None, None]
 
 
 def test_diarized_row_with_no_speech_has_an_empty_speaker_list():
