@@ -108,8 +108,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         "--diarize-model",
         default=None,
         help="pyannote pipeline: HF name (e.g. pyannote/speaker-diarization-community-1, with "
-        "HF_TOKEN) or a local directory with config.yaml; default: the offline speaker "
-        "encoder shipped in resemblyzer",
+        "HF_TOKEN) or a local directory with config.yaml; default: the offline diarizer",
+    )
+    parser.add_argument(
+        "--diarize-method",
+        choices=["segmentation", "windows"],
+        default="segmentation",
+        help="the offline diarizer: segmentation (whisperx's segmentation weights + resemblyzer "
+        "embeddings, overlap-aware) or windows (resemblyzer on 1.6 s windows, cheaper)",
     )
 
 
@@ -126,7 +132,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         vad=replace(defaults.vad, step_seconds=args.vad_step),
         limits=replace(defaults.limits, max_seconds=args.max_seconds),
         align=replace(defaults.align, model=args.align_model),
-        diarize=replace(defaults.diarize, model=args.diarize_model),
+        diarize=replace(defaults.diarize, model=args.diarize_model, method=args.diarize_method),
     ).with_torch(parse_dtypes(args.torch_dtype), args.torch_compile)
 
 

@@ -180,6 +180,8 @@ class ServiceArgs(BaseModel):
     asr_workers: int | None = Field(None, ge=1)  # CTranslate2 workers (default: 2 on CPU, 1 on GPU)
     align_model: str | None = None
     diarize_model: str | None = None
+    # The offline diarizer when no diarize_model: "segmentation" (overlap-aware) or "windows" (cheaper)
+    diarize_method: Literal["segmentation", "windows"] = "segmentation"
     # torch stages (VAD segmentation, wav2vec2, speaker encoder): precision per stage
     # (float16/bfloat16 need the stage's deployment on a GPU) and torch.compile for all of them
     torch_dtype: dict[TorchStage, TorchDtype] = Field(default_factory=dict)
@@ -260,7 +262,9 @@ class ServiceArgs(BaseModel):
             vad=replace(defaults.vad, step_seconds=self.vad_step_seconds),
             limits=replace(defaults.limits, max_bytes=self.max_upload_bytes, max_seconds=self.max_audio_seconds),
             align=replace(defaults.align, model=_chosen(self.align_model, models["align"])),
-            diarize=replace(defaults.diarize, model=_chosen(self.diarize_model, models["diarize"])),
+            diarize=replace(
+                defaults.diarize, model=_chosen(self.diarize_model, models["diarize"]), method=self.diarize_method
+            ),
         ).with_torch(dict(self.torch_dtype), self.torch_compile)
 
     def deployment_options(self, name: str) -> dict:

@@ -87,6 +87,8 @@ def test_every_file_once_with_the_library_text(ray_cluster, corpus, library, tmp
     assert summary.audio_seconds == pytest.approx(sum(r["duration_s"] or 0 for r in rows.values()), abs=0.01)
 
 
+# ~60 s: runs in CI's slow step (the core run was over its 20 min target)
+@pytest.mark.slow
 def test_stop_then_resume_redoes_nothing(ray_cluster, corpus, tmp_path):
     out = str(tmp_path / "out")
     first = run_batch(str(corpus), out, PipelineConfig(), Request(), quiet(max_files=3, files_per_batch=1))

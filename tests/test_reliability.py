@@ -141,6 +141,8 @@ def test_raw_body_with_curls_default_content_type(client, pyannote_sample):
     assert "New Jersey" in response.text
 
 
+# ~90 s: runs in CI's slow step (the core run was over its 20 min target)
+@pytest.mark.slow
 def test_valid_audio_never_gets_a_5xx(client, pyannote_sample, speak, tmp_path):
     """The property test's named cases (tests/test_valid_audio.py: 0.1 s speech, silence only,
     6 channels at 8 kHz, 2.6 s speech, 40 s) over HTTP, on both endpoints, in several formats,
