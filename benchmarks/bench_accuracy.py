@@ -33,7 +33,7 @@ def main() -> None:
     print(f"| plain WhisperX (tiny.en int8, batch 16, pyannote VAD) | {100 * plain_wer:.2f} |")
     print(f"| whisperx-serve pipeline (same model) | {100 * ours_wer:.2f} |\n")
 
-    print("## DER, offline diarizer (resemblyzer encoder + spectral clustering)\n")
+    print(f"## DER, offline diarizer ({pipe.diarizer.model_id})\n")
     print(
         "| file | reference speakers | speakers found | DER collar 0 % | DER collar 0.25 % | "
         "DER, count given, collar 0 % | diarize s |"
