@@ -17,9 +17,11 @@ from datetime import UTC, datetime
 import numpy as np
 
 from cluster.placement import from_ray
+from cluster.schema import SCHEMA_VERSION
 from pipeline.align import Aligner
 from pipeline.asr import Transcriber
 from pipeline.audio import load_audio
+from pipeline.cache_keys import KEY_VERSION
 from pipeline.config import PipelineConfig
 from pipeline.diarize import Diarizer
 from pipeline.errors import PipelineError
@@ -41,7 +43,14 @@ class BatchJob:
         return self.plan.config
 
     def options_json(self) -> str:
-        options = {**result_options(self.plan), "per_segment": self.per_segment}  # the row shape too
+        # The row shape too, and the versions of results and rows: a rerun into a folder written
+        # by an older build redoes its files rather than mixing old and new rows.
+        options = {
+            **result_options(self.plan),
+            "per_segment": self.per_segment,
+            "key_version": KEY_VERSION,
+            "schema_version": SCHEMA_VERSION,
+        }
         return json.dumps(options, sort_keys=True)
 
     def digest(self) -> str:

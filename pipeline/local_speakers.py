@@ -34,9 +34,11 @@ log = logging.getLogger(__name__)
 
 MEL_STEP = 0.01  # resemblyzer's mel frames: 10 ms
 PARTIAL_FRAMES = 160  # the encoder's partial utterance: 1.6 s
+EMBEDDING_SIZE = 256  # resemblyzer's speaker embedding
 # Activity threshold of the multilabel segmentation (pyannote's speaker-diarization 2.1
 # setting for these weights was 0.44).
 ONSET = 0.45
+MAX_CLUSTERED = 2000  # embeddings the clusters are estimated on (about 30 min of speech)
 MIN_EMBED_SECONDS = 0.25  # less speech than this gives no embedding (assigned by neighbours)
 # Embeddings with at least this much clean speech take part in estimating the clusters;
 # shorter ones are only assigned to them.
@@ -45,12 +47,12 @@ CLUSTER_SECONDS = 1.0
 # MIN_SPEAKER_SECONDS) is an artefact of a few noisy embeddings: folded into its neighbour.
 MIN_SPEAKER_SHARE = 0.05
 MIN_SPEAKER_SECONDS = 2.0
-MIN_GAP_SECONDS = 0.1
+MIN_GAP_SECONDS = 0.1  # same-speaker turns closer than this join (never across VAD silence)
 # Affinity pruning for the eigengap (see `pipeline.diarize.cluster`). These embeddings each
 # cover up to 5 s, and chunks overlap, so neighbours are near-duplicates: a sparser graph than
 # the windows method's 0.5 keeps speakers apart. 0.2 and 0.3 gave the same counts on every
 # dev and held-out file (benchmarks/BENCHMARKS.md section 11); 0.5 merged speakers.
-KEEP_FRACTION = 0.25  # same-speaker turns closer than this join (never across VAD silence)
+KEEP_FRACTION = 0.25
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ class SegmentationBackend:
         low, high = count.bounds()
         if speech is None:
             speech = [(0.0, audio.duration)]
-        speech = [(float(s), float(e)) for s, e in speech if e > s]
+        speech = sorted((float(s), float(e)) for s, e in speech if e > s)
         if not speech or audio.duration < 0.1:
             return []
         if self.placement.device == "cpu" and torch.get_num_threads() != self.placement.cpu_threads:
@@ -107,8 +109,6 @@ class SegmentationBackend:
         centres = chunk_starts[:, None] + self._frame_middles(scores.data.shape[1])[None, :]
         in_speech = _inside(centres, speech)
         active = binarize(scores, onset=ONSET, initial_state=False).data.astype(bool) & in_speech[:, :, None]
-        binarized = SlidingWindowFeature(active.astype(np.float32), scores.sliding_window)
-        speaking = self._speaker_count(binarized)
         if not active.any():
             return []
 
@@ -116,6 +116,11 @@ class SegmentationBackend:
         if not locals_:
             return []
         clusters = self._cluster(locals_, embeddings, active, low, high)
+        # Count simultaneous speakers among those that got a cluster: a local speaker too short
+        # to embed would otherwise make room for an invented overlap.
+        speaking = self._speaker_count(
+            SlidingWindowFeature((active & (clusters >= 0)[:, None, :]).astype(np.float32), scores.sliding_window)
+        )
         turns = self._reconstruct(scores, clusters, speaking, low)
         return clip_to_speech(turns, speech)
 
@@ -152,16 +157,19 @@ class SegmentationBackend:
                     continue
                 locals_.append(_LocalSpeaker(c, k, float(clean.sum() * MEL_STEP), mel_frames[chosen]))
         if not locals_:
-            return [], np.zeros((0, 256), dtype=np.float32)
-        partials, owner = [], []
+            return [], np.zeros((0, EMBEDDING_SIZE), dtype=np.float32)
+        # Encoder inputs are built and encoded EMBED_ROWS at a time: a long file's windows are
+        # never all in memory at once.
+        sums = np.zeros((len(locals_), EMBEDDING_SIZE))
+        partials: list[np.ndarray] = []
+        owner: list[int] = []
         for i, local in enumerate(locals_):
             for window in _partials(mel[local.mel_index]):
                 partials.append(window)
                 owner.append(i)
-        batch = np.stack(partials).astype(np.float32)
-        vectors = np.concatenate([self.encoder(batch[i : i + EMBED_ROWS]) for i in range(0, len(batch), EMBED_ROWS)])
-        sums = np.zeros((len(locals_), vectors.shape[1]))
-        np.add.at(sums, np.array(owner), vectors)
+            if len(partials) >= EMBED_ROWS or i == len(locals_) - 1:
+                np.add.at(sums, np.array(owner), self.encoder(np.stack(partials).astype(np.float32)))
+                partials, owner = [], []
         return locals_, sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-10)
 
     def _cluster(self, locals_, embeddings: np.ndarray, active: np.ndarray, low: int, high: int) -> np.ndarray:
@@ -169,8 +177,14 @@ class SegmentationBackend:
         from scipy.optimize import linear_sum_assignment
 
         well_supported = np.array([local.clean_seconds >= CLUSTER_SECONDS for local in locals_])
-        if well_supported.sum() < 2:
+        if well_supported.sum() < max(2, low):
             well_supported[:] = True
+        # Spectral clustering is quadratic in memory and cubic in time: estimate the clusters on
+        # an even subsample of a long file's embeddings; every embedding is assigned below.
+        chosen = np.flatnonzero(well_supported)
+        if len(chosen) > MAX_CLUSTERED:
+            well_supported[:] = False
+            well_supported[chosen[np.linspace(0, len(chosen) - 1, MAX_CLUSTERED).astype(int)]] = True
         labels = cluster(embeddings[well_supported], low, high, KEEP_FRACTION)
         k = int(labels.max()) + 1
         centroids = _normalised(np.stack([embeddings[well_supported][labels == j].mean(axis=0) for j in range(k)]))

@@ -72,9 +72,10 @@ PROFILES: dict[str, dict[str, Any]] = {
     "cpu": {
         "models": {"asr": "bundled", "align": None, "diarize": None, "compute_type": None},
         # Audio seconds per second one replica returns, until the ingress has measured it
-        # (tiny.en on 1.25 CPUs under load; the offline diarizer on 0.25 CPU). Low on purpose:
-        # a cold service sheds a little early rather than admit a queue it cannot serve in time.
-        "speed_prior": {"Transcriber": 15.0, "Diarizer": 30.0},
+        # (tiny.en on 1.25 CPUs under load; the offline segmentation diarizer, 22x real time on 2
+        # threads, on 0.25 CPU). Low on purpose: a cold service sheds a little early rather than
+        # admit a queue it cannot serve in time.
+        "speed_prior": {"Transcriber": 15.0, "Diarizer": 10.0},
         "deployments": {
             "Ingress": {"ray_actor_options": {"num_cpus": 0.25}, "num_replicas": 1},
             "Transcriber": {

@@ -15,6 +15,7 @@ from cluster.schema import FILE_SCHEMA, SCHEMA_VERSION, SEGMENT_SCHEMA
 from cluster.stages import BatchJob, _file_row, _segment_rows, _segments, file_key, hash_row
 from pipeline.align import AlignConfig
 from pipeline.asr import AsrConfig
+from pipeline.cache_keys import KEY_VERSION
 from pipeline.config import PipelineConfig
 from pipeline.diarize import SpeakerCount
 from pipeline.models import AsrCard
@@ -307,7 +308,12 @@ def test_per_segment_is_part_of_the_key_by_design():
 def test_options_json_is_canonical_and_digested():
     j = job(Request(temperature=0.3))
     options = json.loads(j.options_json())
-    assert options == {**result_options(j.plan), "per_segment": False}
+    assert options == {
+        **result_options(j.plan),
+        "per_segment": False,
+        "key_version": KEY_VERSION,
+        "schema_version": SCHEMA_VERSION,
+    }
     assert options["decode"]["temperature"] == 0.3
     assert options["asr_model"] == "bundled/tiny.en"
     assert j.options_json() == json.dumps(options, sort_keys=True)
