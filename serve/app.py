@@ -2,8 +2,9 @@
 
 Ray Serve validates config.yaml's `args` against `ServiceArgs` before calling it (the builder's
 parameter is typed), so a misspelt or out-of-range field fails `serve run` with its name.
-It composes Ingress -> (Transcriber, Diarizer, Aligner) with `.bind()`; every deployment gets
-the same `PipelineConfig` and the Serve options its profile and `deployments:` declare.
+It composes Ingress -> (Vad, Transcriber, Diarizer, Aligner) with `.bind()` (the Vad only with
+vad_placement "deployment"); every deployment gets the same `PipelineConfig` and the Serve
+options its profile and `deployments:` declare.
 """
 
 # No `from __future__ import annotations` here: Serve reads the builder's annotation as a class.
@@ -15,7 +16,7 @@ from ray import serve  # noqa: E402
 from ray.serve.config import BackpressureConfig  # noqa: E402
 
 from serve.config import ServiceArgs  # noqa: E402
-from serve.deployments import AlignerDeployment, DiarizerDeployment, TranscriberDeployment  # noqa: E402
+from serve.deployments import AlignerDeployment, DiarizerDeployment, TranscriberDeployment, VadDeployment  # noqa: E402
 from serve.ingress import Ingress  # noqa: E402
 
 
@@ -37,4 +38,5 @@ def build_app(args: ServiceArgs) -> serve.Application:
     transcriber = bind(TranscriberDeployment, "Transcriber")  # batches with @serve.batch instead
     diarizer = bind(DiarizerDeployment, "Diarizer", args.concurrent_calls("Diarizer"))
     aligner = bind(AlignerDeployment, "Aligner", args.concurrent_calls("Aligner")) if config.align.enabled else None
-    return Ingress.options(**deployment_options(args, "Ingress")).bind(args, transcriber, diarizer, aligner)
+    vad = bind(VadDeployment, "Vad", args.concurrent_calls("Vad")) if args.vad_deployed else None
+    return Ingress.options(**deployment_options(args, "Ingress")).bind(args, transcriber, diarizer, aligner, vad)

@@ -24,7 +24,8 @@ from pipeline.torch_runtime import TORCH_DTYPES, TORCH_STAGES
 from pipeline.vad import VadOptions
 from serve.cache_client import CacheSettings
 
-DeploymentName = Literal["Ingress", "Transcriber", "Aligner", "Diarizer"]
+DeploymentName = Literal["Ingress", "Transcriber", "Aligner", "Diarizer", "Vad"]
+VadPlacement = Literal["ingress", "deployment"]
 ComputeType = Literal[
     "int8",
     "int8_float16",
@@ -40,24 +41,32 @@ ComputeType = Literal[
 SpeedStage = Literal["Transcriber", "Diarizer"]
 TorchStage = Literal[TORCH_STAGES]  # pipeline/torch_runtime.py's names, as pydantic checks them
 TorchDtype = Literal[TORCH_DTYPES]
-# The deployment each torch stage runs in (the VAD runs in the ingress, before admission).
-TORCH_STAGE_DEPLOYMENT = {"vad": "Ingress", "align": "Aligner", "diarize": "Diarizer"}
+# The deployment each torch stage runs in (the VAD's: the Vad deployment, or the Ingress when
+# vad_placement is "ingress"; ServiceArgs.stage_deployment).
+TORCH_STAGE_DEPLOYMENT = {"vad": "Vad", "align": "Aligner", "diarize": "Diarizer"}
 DEPLOYMENT_NAMES: tuple[str, ...] = get_args(DeploymentName)
 OFF = "none"
 # DeploymentArgs fields the replica reads itself, not Ray Serve options.
 REPLICA_ONLY = {"threads", "concurrent_calls"}
-# Deployments whose concurrent calls share torch forwards (the VAD in the ingress, the
-# diarizer). The Aligner's variable-length inputs are not batched, and its per-language model
+# Deployments whose concurrent calls share torch forwards (the VAD, in its own deployment or
+# in the ingress; the diarizer). The Aligner's variable-length inputs are not batched, and its per-language model
 # LRU counts on one call at a time, so it runs one unless configured.
-BATCHED_TORCH_DEPLOYMENTS = ("Ingress", "Diarizer")
+BATCHED_TORCH_DEPLOYMENTS = ("Ingress", "Vad", "Diarizer")
 # Calls a GPU replica of a batched torch stage runs at once: enough callers to fill its batches while
 # each still holds only one request's features (an offline diarization call holds its mel
 # spectrogram: about 1 MB per audio minute).
 CONCURRENT_CALLS_ON_GPU = 4
 
 
-def _autoscale(low: int, high: int, target: int) -> dict:
-    return {"min_replicas": low, "max_replicas": high, "target_ongoing_requests": target}
+def _autoscale(low: int, high: int, target: int, up_s: float, down_s: float) -> dict:
+    return {
+        "min_replicas": low,
+        "initial_replicas": low,
+        "max_replicas": high,
+        "target_ongoing_requests": target,
+        "upscale_delay_s": up_s,
+        "downscale_delay_s": down_s,
+    }
 
 
 # How often Serve's controller checks a model replica (Serve's default is 10 s): a replica that
@@ -71,6 +80,9 @@ PROFILES: dict[str, dict[str, Any]] = {
     # two 1-thread CTranslate2 workers, measured 50.8x vs 35.1x real time for one 2-thread one).
     "cpu": {
         "models": {"asr": "bundled", "align": None, "diarize": None, "compute_type": None},
+        # Where the VAD runs: in the ingress measured as fast as its own replica on 2 cores and
+        # saves a process (benchmarks/BENCHMARKS.md, section 12).
+        "vad_placement": "ingress",
         # Audio seconds per second one replica returns, until the ingress has measured it
         # (tiny.en on 1.25 CPUs under load; the offline segmentation diarizer, 22x real time on 2
         # threads, on 0.25 CPU). Low on purpose: a cold service sheds a little early rather than
@@ -94,6 +106,13 @@ PROFILES: dict[str, dict[str, Any]] = {
                 "num_replicas": 1,
                 "health_check_period_s": HEALTH_CHECK_S,
             },
+            # Used only with vad_placement "deployment". The two logical CPUs are spoken for: it
+            # reserves none and runs the one VAD thread the ingress would otherwise run.
+            "Vad": {
+                "ray_actor_options": {"num_cpus": 0},
+                "num_replicas": 1,
+                "health_check_period_s": HEALTH_CHECK_S,
+            },
         },
     },
     # GPU nodes: large-v3-turbo float16 on whole GPUs, wav2vec2 and pyannote on quarter GPUs.
@@ -104,23 +123,45 @@ PROFILES: dict[str, dict[str, Any]] = {
             "diarize": "pyannote/speaker-diarization-community-1",
             "compute_type": None,  # CTranslate2's default for the device: float16 on GPU
         },
+        # The VAD in its own autoscaled deployment on a GPU share: one ingress thread scoring every
+        # request's audio would cap the service long before the GPUs are busy.
+        "vad_placement": "deployment",
         "speed_prior": {"Transcriber": 200.0, "Diarizer": 100.0},
+        # Autoscaling (README, "Run on a cluster", says why each number):
+        # - target_ongoing_requests is what one replica works on at once, so a replica is added
+        #   only when its queue holds more than that: the Transcriber's 32 chunk calls are its two
+        #   concurrent batches of max_batch_size 16, so batches still fill as replicas grow; the
+        #   VAD's and Diarizer's 4 are their concurrent calls (CONCURRENT_CALLS_ON_GPU).
+        # - upscale_delay_s: a model replica needs ~20-60 s to start and load its weights; a burst
+        #   shorter than the delay is served by the queue rather than by a replica that is ready
+        #   only after it. The ingress, light to start, follows load faster.
+        # - downscale_delay_s: reloading a GPU model costs more than keeping an idle replica for
+        #   a few minutes; the Transcriber, slowest to load, is kept longest.
+        # - the Ingress's max_replicas follows the Transcriber's (ServiceArgs.deployment_options).
         "deployments": {
-            "Ingress": {"ray_actor_options": {"num_cpus": 1}, "autoscaling_config": _autoscale(1, 8, 16)},
+            "Ingress": {
+                "ray_actor_options": {"num_cpus": 1},
+                "autoscaling_config": _autoscale(1, 8, 16, up_s=5, down_s=120),
+            },
+            "Vad": {
+                "ray_actor_options": {"num_gpus": 0.25, "num_cpus": 1},
+                "autoscaling_config": _autoscale(1, 4, 4, up_s=10, down_s=300),
+                "health_check_period_s": HEALTH_CHECK_S,
+            },
             "Transcriber": {
                 "ray_actor_options": {"num_gpus": 1, "num_cpus": 2},
-                "autoscaling_config": _autoscale(1, 8, 32),
+                "autoscaling_config": _autoscale(1, 8, 32, up_s=15, down_s=600),
                 "health_check_period_s": HEALTH_CHECK_S,
                 "user_config": {"max_batch_size": 16, "batch_wait_timeout_s": 0.05},
             },
             "Aligner": {
                 "ray_actor_options": {"num_gpus": 0.25, "num_cpus": 1},
-                "autoscaling_config": _autoscale(1, 8, 4),
+                "autoscaling_config": _autoscale(1, 8, 4, up_s=15, down_s=300),
                 "health_check_period_s": HEALTH_CHECK_S,
             },
             "Diarizer": {
                 "ray_actor_options": {"num_gpus": 0.25, "num_cpus": 1},
-                "autoscaling_config": _autoscale(1, 8, 4),
+                "autoscaling_config": _autoscale(1, 8, 4, up_s=15, down_s=300),
                 "health_check_period_s": HEALTH_CHECK_S,
             },
         },
@@ -188,6 +229,9 @@ class ServiceArgs(BaseModel):
     torch_dtype: dict[TorchStage, TorchDtype] = Field(default_factory=dict)
     torch_compile: bool = False
     vad_step_seconds: float = Field(VadOptions().step_seconds, gt=0, le=10)
+    # "deployment": the Vad deployment scores audio, batched across requests and autoscaled on its
+    # own; "ingress": the ingress replica does (no extra process). None: the profile's.
+    vad_placement: VadPlacement | None = None
     # request limits
     max_upload_bytes: int = Field(AudioLimits().max_bytes, gt=0)
     max_audio_seconds: float = Field(AudioLimits().max_seconds, gt=0)
@@ -232,7 +276,8 @@ class ServiceArgs(BaseModel):
     @model_validator(mode="after")
     def _reduced_precision_on_gpu_only(self) -> ServiceArgs:
         devices, where = {}, {}
-        for stage, deployment in TORCH_STAGE_DEPLOYMENT.items():
+        for stage in TORCH_STAGE_DEPLOYMENT:
+            deployment = self.stage_deployment(stage)
             gpus = (self.deployment_options(deployment).get("ray_actor_options") or {}).get("num_gpus", 0)
             devices[stage] = "cuda" if gpus else "cpu"
             where[stage] = f"the {deployment} deployment reserves none (ray_actor_options.num_gpus)"
@@ -241,6 +286,17 @@ class ServiceArgs(BaseModel):
         except PipelineError as exc:
             raise ValueError(f"torch_dtype: {exc}") from exc
         return self
+
+    @property
+    def vad_deployed(self) -> bool:
+        """True when the VAD runs in its own deployment, False when in the ingress."""
+        return (self.vad_placement or PROFILES[self.profile]["vad_placement"]) == "deployment"
+
+    def stage_deployment(self, stage: str) -> str:
+        """The deployment a torch stage ("vad", "align", "diarize") runs in."""
+        if stage == "vad" and not self.vad_deployed:
+            return "Ingress"
+        return TORCH_STAGE_DEPLOYMENT[stage]
 
     def speed_priors(self) -> dict[str, float]:
         return {**PROFILES[self.profile]["speed_prior"], **self.speed_prior}
@@ -282,7 +338,28 @@ class ServiceArgs(BaseModel):
             options.pop("num_replicas", None)
         if "num_replicas" in given:
             options.pop("autoscaling_config", None)
+        scaling, given_scaling = options.get("autoscaling_config"), given.get("autoscaling_config") or {}
+        if (
+            scaling
+            and "initial_replicas" in scaling
+            and "initial_replicas" not in given_scaling
+            and "min_replicas" in given_scaling
+        ):
+            # the profile's start count follows a raised (or lowered) minimum
+            scaling["initial_replicas"] = min(max(scaling["min_replicas"], 1), scaling.get("max_replicas", 1))
+        if name == "Ingress":
+            self._follow_transcribers(options, given_scaling)
         return options
+
+    def _follow_transcribers(self, options: dict, given: dict) -> None:
+        """An autoscaled Ingress may grow as far as the Transcribers do (unless its own
+        max_replicas is given): one ingress replica's admission and fan-out keep roughly one
+        ASR replica's batches full, so a fixed cap would idle GPUs added beyond it."""
+        scaling = options.get("autoscaling_config")
+        transcriber = self.deployment_options("Transcriber").get("autoscaling_config")
+        if scaling is None or transcriber is None or "max_replicas" in given:
+            return
+        scaling["max_replicas"] = max(scaling.get("min_replicas", 1), transcriber.get("max_replicas", 1))
 
     def threads(self, name: str) -> int | None:
         override = self.deployments.get(name)

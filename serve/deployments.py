@@ -1,4 +1,4 @@
-"""Model-holding deployments: Transcriber (batched across requests), Aligner, Diarizer.
+"""Model-holding deployments: Transcriber (batched across requests), Aligner, Diarizer, Vad.
 
 Audio reaches them once per request as an object-store reference put by the ingress; each
 replica reads it zero-copy and slices its chunks out of it.
@@ -17,15 +17,19 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import ray
 from ray import serve
-from ray.serve.metrics import Counter, Histogram
+from ray.serve.metrics import Counter, Gauge, Histogram
 
+from cluster import asr_memory
+from cluster.gpu import default_reader
 from cluster.placement import from_ray
 from pipeline.align import Aligner
 from pipeline.asr import DecodeOptions, Transcriber
+from pipeline.batch_size import BatchLimit, Split, decode_in_halves, memory_cap
 from pipeline.config import PipelineConfig
 from pipeline.diarize import Diarizer, SpeakerCount
 from pipeline.models import AsrCard
 from pipeline.schema import SAMPLE_RATE, Audio, Chunk, ChunkResult, Segment, Turn
+from pipeline.vad import VAD_MODEL_ID, SpeechDetector, SpeechMap
 from serve.config import DEFAULT_BATCHING
 
 log = logging.getLogger("whisperx_serve")
@@ -79,20 +83,45 @@ class ChunkOutcome:
 @serve.deployment(name="Transcriber", max_ongoing_requests=64)
 class TranscriberDeployment:
     def __init__(self, config: PipelineConfig, threads: int | None = None):
+        placement = from_ray(threads)
+        # On a GPU, read before the model loads: what the device's neighbours leave this replica.
+        reader = default_reader() if placement.device == "cuda" else None
+        before_load = reader.read(placement.gpu_index) if reader else None
         # Serve forms the batches; the engine only shares each one among its CTranslate2 workers.
-        self.engine = Transcriber(replace(config.asr, batch_size=1024), from_ray(threads))
+        self.engine = Transcriber(replace(config.asr, batch_size=1024), placement)
         self._batch_size = Histogram(
             "whisperx_asr_batch_size", description="chunks per ASR batch", boundaries=[1, 2, 4, 8, 16, 32, 64]
         )
         self._chunks = Counter("whisperx_asr_chunks", description="chunks decoded")
+        self._max_batch = Gauge(
+            "whisperx_asr_max_batch_size", description="max_batch_size in force (batch_size_source)"
+        )
+        self._oom_counter = Counter("whisperx_asr_oom_splits", description="ASR batches halved after out of memory")
         self._batching = dict(DEFAULT_BATCHING)
         self._heap = _HeapTrimmer()
+        # The configured max_batch_size stays the ceiling; on a GPU the memory the share leaves
+        # for batches (probe batches, measured once here) caps it too. None: CPU, or not readable.
+        self._memory = None
+        if before_load is not None:
+            self._memory = asr_memory.measure(self.engine, reader, placement, before_load)
+        self._limit = BatchLimit(self._batching["max_batch_size"], memory_cap(self._memory) if self._memory else None)
+        self._oom_splits = 0
+        self._apply_limit()
+        if self._memory:
+            log.info("Transcriber batch size %d (%s): %s", self._limit.size, self._limit.source, self._memory)
+
+    def _apply_limit(self) -> None:
+        size = self._limit.size
+        self._batching["max_batch_size"] = size
+        self.transcribe.set_max_batch_size(size)
+        self._max_batch.set(size)
 
     def reconfigure(self, user_config: dict) -> None:
-        """max_batch_size / batch_wait_timeout_s from user_config, changed without a restart."""
+        """max_batch_size / batch_wait_timeout_s from user_config, changed without a restart.
+        A new max_batch_size is the ceiling: GPU memory and out-of-memory caps still apply."""
         if "max_batch_size" in user_config:
-            self._batching["max_batch_size"] = int(user_config["max_batch_size"])
-            self.transcribe.set_max_batch_size(self._batching["max_batch_size"])
+            self._limit = replace(self._limit, configured=int(user_config["max_batch_size"]))
+            self._apply_limit()
         if "batch_wait_timeout_s" in user_config:
             self._batching["batch_wait_timeout_s"] = float(user_config["batch_wait_timeout_s"])
             self.transcribe.set_batch_wait_timeout_s(self._batching["batch_wait_timeout_s"])
@@ -112,6 +141,9 @@ class TranscriberDeployment:
             "workers": self.engine.num_workers,
             "threads_per_worker": self.engine.cpu_threads,
             **self._batching,
+            "batch_size_source": self._limit.source,
+            "gpu_memory": {**asdict(self._memory), "max_batch_size": self._limit.memory} if self._memory else None,
+            "oom_splits": self._oom_splits,
         }
 
     async def detect_language(self, audio: AudioRef, regions: list[tuple[float, float]]) -> str:
@@ -139,15 +171,39 @@ class TranscriberDeployment:
         started = time.perf_counter()
         self._heap.busy += 1
         try:
-            results = await asyncio.to_thread(self.engine.transcribe_chunks, chunks, [j.options for j in jobs])
+            split = await asyncio.to_thread(
+                decode_in_halves, self._decode, list(zip(chunks, [j.options for j in jobs]))
+            )
         finally:
             self._heap.busy -= 1
         elapsed = time.perf_counter() - started
+        results = split.results
+        if split.splits:
+            self._after_oom(split, len(jobs))
         await self._heap.trim_if_idle()
         self._batch_size.observe(len(jobs))
         self._chunks.inc(len(jobs))
         requests = len({j.request_id for j in jobs})
         return [ChunkOutcome(r, len(jobs), requests, elapsed) for r in results]
+
+    def _decode(self, pairs: list[tuple[Chunk, DecodeOptions]]) -> list[ChunkResult]:
+        return self.engine.transcribe_chunks([c for c, _ in pairs], [o for _, o in pairs])
+
+    def _after_oom(self, split: Split, size: int) -> None:
+        """A batch ran out of GPU memory and was decoded in halves: later batches are no
+        larger than the half that worked."""
+        self._oom_splits += split.splits
+        self._oom_counter.inc(split.splits)
+        if split.worked is not None:
+            self._limit = self._limit.after_oom(split.worked)
+            self._apply_limit()
+        log.warning(
+            "ASR batch of %d ran out of GPU memory: split %d times; max_batch_size now %d (%s)",
+            size,
+            split.splits,
+            self._limit.size,
+            self._limit.source,
+        )
 
 
 class _HeapTrimmer:
@@ -264,3 +320,21 @@ class DiarizerDeployment:
     async def diarize(self, audio: AudioRef, speech: list[tuple[float, float]], count: SpeakerCount) -> list[Turn]:
         samples = await audio.fetch()
         return await self._calls.run(self.engine.diarize, Audio(samples), speech, count)
+
+
+@serve.deployment(name="Vad", max_ongoing_requests=16)
+class VadDeployment:
+    """The VAD in its own replicas (vad_placement "deployment"): the ingress only reads, admits
+    and fans out. Concurrent calls share the segmentation model's forwards (SpeechDetector's
+    ForwardBatcher), which batches windows across requests as the Transcriber batches chunks."""
+
+    def __init__(self, config: PipelineConfig, threads: int | None = None, concurrent_calls: int = 1):
+        self.engine = SpeechDetector(config.vad, from_ray(threads))
+        self._calls = _ModelCalls(concurrent_calls)
+
+    def info(self) -> dict:
+        return self._calls.info(VAD_MODEL_ID)
+
+    async def analyze(self, audio: AudioRef) -> SpeechMap:
+        samples = await audio.fetch()
+        return await self._calls.run(self.engine.analyze, Audio(samples))

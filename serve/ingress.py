@@ -61,10 +61,11 @@ class ServiceStats:
 
 @serve.deployment(name="Ingress", max_ongoing_requests=32, max_queued_requests=64)
 class Ingress:
-    async def __init__(self, args: ServiceArgs, transcriber, diarizer, aligner=None):
+    async def __init__(self, args: ServiceArgs, transcriber, diarizer, aligner=None, vad=None):
         self.args = args
         self.config = args.pipeline_config()
         self.transcriber, self.diarizer, self.aligner = transcriber, diarizer, aligner
+        self.vad_deployment = vad  # None: this replica runs the VAD itself
         # The ASR model's card is read once, from the replica that holds it (this node may not
         # have the model's files); every request is planned against it.
         self.card = await transcriber.card.remote()
@@ -75,9 +76,11 @@ class Ingress:
         self.cache = CacheClient(args.cache.settings()) if args.cache.enabled else None
         if self.cache:
             await self.cache.connect()
-        self.vad = SpeechDetector(self.config.vad, from_ray(args.threads("Ingress")))
-        # Concurrent VAD calls share the segmentation model's forwards (SpeechDetector.batcher).
-        self._vad_pool = ThreadPoolExecutor(max_workers=args.concurrent_calls("Ingress"), thread_name_prefix="vad")
+        self.vad = self._vad_pool = None
+        if vad is None:
+            self.vad = SpeechDetector(self.config.vad, from_ray(args.threads("Ingress")))
+            # Concurrent VAD calls share the segmentation model's forwards (SpeechDetector.batcher).
+            self._vad_pool = ThreadPoolExecutor(max_workers=args.concurrent_calls("Ingress"), thread_name_prefix="vad")
         self.admission = Admission(
             AdmissionLimits(
                 max_chunks_in_flight=args.max_chunks_in_flight,
@@ -132,7 +135,18 @@ class Ingress:
         except Exception as exc:  # noqa: BLE001 - not ready, whatever the reason
             return error_response(503, "not_ready", f"models are not ready: {type(exc).__name__}")
         transcriber = {
-            k: info[k] for k in ("pid", "max_batch_size", "batch_wait_timeout_s", "cpu_threads", "workers", "gpu_share")
+            k: info[k]
+            for k in (
+                "pid",
+                "max_batch_size",
+                "batch_size_source",
+                "batch_wait_timeout_s",
+                "cpu_threads",
+                "workers",
+                "gpu_share",
+                "gpu_memory",
+                "oom_splits",
+            )
         }
         return JSONResponse(
             {
@@ -141,6 +155,7 @@ class Ingress:
                 "device": info["device"],
                 **self.admission.status(),
                 "ingress_pid": os.getpid(),
+                "vad": "deployment" if self.vad_deployment is not None else "ingress",
                 "transcriber": transcriber,
                 "cache": self.cache.status() if self.cache else None,
             }
@@ -244,13 +259,13 @@ class Ingress:
                 audio = await asyncio.to_thread(upload.decode, ticket)  # every array reserved first
             ticket.settle(audio.samples.nbytes)
             clock.lap("decode")
+            duration, audio_ref = audio.duration, AudioRef(ray.put(audio.samples), audio.duration)
             if reused.asr is None:
-                speech = await asyncio.get_running_loop().run_in_executor(self._vad_pool, self.vad.analyze, audio)
+                speech = await self._speech(stats, audio, audio_ref)
                 ticket.hold(len(speech.chunks))
                 clock.lap("vad")
             else:
                 speech = SpeechMap(speech=reused.asr.speech, chunks=[])
-            duration, audio_ref = audio.duration, AudioRef(ray.put(audio.samples), audio.duration)
             del audio  # the object store holds the samples from here on
             tasks: list[asyncio.Task] = []
             try:
@@ -314,6 +329,13 @@ class Ingress:
         transcript = plan.assemble(duration, segments, turns)
         clock.total()
         return transcript
+
+    async def _speech(self, stats: ServiceStats, audio, audio_ref: AudioRef) -> SpeechMap:
+        """The VAD's regions: from the Vad deployment (reading the samples the object store
+        already holds), or scored here in the VAD thread pool."""
+        if self.vad_deployment is not None:
+            return await self._call(stats, self.vad_deployment.analyze, audio_ref)
+        return await asyncio.get_running_loop().run_in_executor(self._vad_pool, self.vad.analyze, audio)
 
     async def _transcribe_chunks(self, plan, stats, ticket, audio_ref, speech, tasks) -> list:
         """The chunks fan out to the Transcriber, batched there with other requests' chunks."""

@@ -1,8 +1,8 @@
 """The Ray Serve application on a real local Ray cluster, over real HTTP on 127.0.0.1.
 
-One module-scoped deployment of serve.app:build_app, with an API key, small limits so the
-limit paths are cheap to reach, and the same VAD step as the library pipeline it is compared
-against.
+One module-scoped deployment of serve.app:build_app (its VAD in the Vad deployment), with an
+API key, small limits so the limit paths are cheap to reach, and the same VAD step as the
+library pipeline it is compared against.
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ PORT = 18123
 API_KEY = "test-key-123"
 ARGS = {
     "vad_step_seconds": 2.5,
+    # The VAD in its own deployment (the gpu profile's placement; the cpu profile scores in the
+    # ingress, which the other service tests run), so its results are compared with the library's.
+    "vad_placement": "deployment",
     "max_upload_bytes": 4 * 1024 * 1024,
     "max_audio_seconds": 600,
     "max_chunks_in_flight": 8,
@@ -75,6 +78,7 @@ def post_native(client, path, **fields):
 def test_health_and_models(client):
     health = client.get("/healthz")
     assert health.status_code == 200 and health.json()["asr"] == "bundled/tiny.en"
+    assert health.json()["vad"] == "deployment"
     ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
     assert ids == ["whisper-1", "bundled/tiny.en"]
 

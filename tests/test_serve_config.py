@@ -34,7 +34,7 @@ def test_config_files_validate(name):
 
 def test_gpu_config_gives_valid_deployment_options_without_probing():
     from serve.app import deployment_options
-    from serve.deployments import AlignerDeployment, DiarizerDeployment, TranscriberDeployment
+    from serve.deployments import AlignerDeployment, DiarizerDeployment, TranscriberDeployment, VadDeployment
     from serve.ingress import Ingress
 
     args = ServiceArgs.model_validate(app_of("config.gpu.yaml")["args"])
@@ -43,7 +43,7 @@ def test_gpu_config_gives_valid_deployment_options_without_probing():
     assert config.asr.model == "large-v3-turbo" and config.asr.compute_type == "float16"
     assert config.align.model == "default" and config.diarize.model == "pyannote/speaker-diarization-community-1"
     for name, deployment in zip(
-        DEPLOYMENT_NAMES, (Ingress, TranscriberDeployment, AlignerDeployment, DiarizerDeployment)
+        DEPLOYMENT_NAMES, (Ingress, TranscriberDeployment, AlignerDeployment, DiarizerDeployment, VadDeployment)
     ):
         deployment.options(**deployment_options(args, name))  # raises on an invalid option
     transcriber = deployment_options(args, "Transcriber")

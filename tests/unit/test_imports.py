@@ -14,6 +14,7 @@ MODULES = [
     "pipeline.placement", "pipeline.diarize", "pipeline.models", "serve.cache_client",
     "serve.config", "serve.admission", "serve.http", "serve.errors",
     "cluster.inputs", "cluster.stages", "cluster.placement", "cluster.schema",
+    "pipeline.batch_size", "cluster.gpu", "cluster.asr_memory",
 ]  # fmt: skip
 HEAVY = ["ray", "torch", "whisperx", "faster_whisper", "ctranslate2", "resemblyzer", "pyannote"]
 

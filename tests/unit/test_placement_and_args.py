@@ -132,9 +132,52 @@ def test_defaults_build_the_cpu_profile():
 def test_cpu_profile_fits_two_cores():
     args = ServiceArgs()
     actor_options = [args.deployment_options(n)["ray_actor_options"] for n in PROFILES["cpu"]["deployments"]]
-    assert len(actor_options) == 4
-    assert sum(o["num_cpus"] for o in actor_options) <= 2
+    assert len(actor_options) == 5  # Ingress, Transcriber, Aligner, Diarizer, Vad
+    assert sum(o["num_cpus"] for o in actor_options) <= 2  # the Vad deployment included
     assert not any("num_gpus" in o for o in actor_options)
+
+
+def test_vad_placement_follows_the_profile_unless_given():
+    assert not ServiceArgs().vad_deployed and ServiceArgs().stage_deployment("vad") == "Ingress"
+    assert ServiceArgs(profile="gpu").vad_deployed and ServiceArgs(profile="gpu").stage_deployment("vad") == "Vad"
+    assert ServiceArgs(vad_placement="deployment").vad_deployed
+    assert not ServiceArgs(profile="gpu", vad_placement="ingress").vad_deployed
+    gpu = ServiceArgs(profile="gpu")
+    assert gpu.deployment_options("Vad")["ray_actor_options"]["num_gpus"] == 0.25
+    assert gpu.concurrent_calls("Vad") == CONCURRENT_CALLS_ON_GPU  # its calls share forwards
+    # reduced precision needs the VAD's deployment on a GPU, wherever the VAD runs
+    ServiceArgs(profile="gpu", torch_dtype={"vad": "float16"})
+    with pytest.raises(ValidationError, match="Ingress"):
+        ServiceArgs(profile="gpu", vad_placement="ingress", torch_dtype={"vad": "float16"})
+    with pytest.raises(ValidationError, match="vad_placement"):
+        ServiceArgs(vad_placement="elsewhere")
+
+
+def test_gpu_autoscaling_settings_are_complete_and_the_ingress_follows_the_transcribers():
+    args = ServiceArgs(profile="gpu")
+    for name in ("Ingress", "Vad", "Transcriber", "Aligner", "Diarizer"):
+        scaling = args.deployment_options(name)["autoscaling_config"]
+        assert {"min_replicas", "initial_replicas", "max_replicas", "target_ongoing_requests"} <= set(scaling)
+        assert {"upscale_delay_s", "downscale_delay_s"} <= set(scaling)
+        assert scaling["min_replicas"] <= scaling["initial_replicas"] <= scaling["max_replicas"]
+    transcriber = args.deployment_options("Transcriber")
+    # a replica asks for more only past two full batches: batches still fill as replicas grow
+    assert (
+        transcriber["autoscaling_config"]["target_ongoing_requests"] == 2 * transcriber["user_config"]["max_batch_size"]
+    )
+    assert args.deployment_options("Ingress")["autoscaling_config"]["max_replicas"] == 8
+    grown = ServiceArgs(profile="gpu", deployments={"Transcriber": {"autoscaling_config": {"max_replicas": 20}}})
+    assert grown.deployment_options("Ingress")["autoscaling_config"]["max_replicas"] == 20
+    pinned = ServiceArgs(
+        profile="gpu",
+        deployments={
+            "Transcriber": {"autoscaling_config": {"max_replicas": 20}},
+            "Ingress": {"autoscaling_config": {"max_replicas": 3}},
+        },
+    )
+    assert pinned.deployment_options("Ingress")["autoscaling_config"]["max_replicas"] == 3
+    raised = ServiceArgs(profile="gpu", deployments={"Aligner": {"autoscaling_config": {"min_replicas": 2}}})
+    assert raised.deployment_options("Aligner")["autoscaling_config"]["initial_replicas"] == 2
 
 
 def test_gpu_profile():
@@ -207,7 +250,7 @@ def test_args_validate_from_a_yaml_shaped_dict():
         ({"max_chunks_in_flight": 0}, "max_chunks_in_flight"),
         ({"vad_step_seconds": 0}, "vad_step_seconds"),
         ({"asr_workers": 0}, "asr_workers"),
-        ({"deployments": {"Vad": {}}}, "Vad"),
+        ({"deployments": {"Vads": {}}}, "Vads"),
         ({"deployments": {"Transcriber": {"num_gpu": 1}}}, "num_gpu"),
         ({"deployments": {"Transcriber": {"threads": 0}}}, "threads"),
         ({"deployments": {"Aligner": {"num_replicas": -1}}}, "num_replicas"),

@@ -75,9 +75,10 @@ def test_service_args_refuse_reduced_precision_without_a_gpu():
     config = gpu.pipeline_config()
     assert config.align.runtime == TorchRuntime("float16", True)
     assert config.diarize.runtime == TorchRuntime("bfloat16", True)
-    # The VAD runs in the ingress, which holds no GPU in either profile.
+    # The gpu profile's VAD runs in the Vad deployment on a GPU share; in the ingress it has none.
+    assert ServiceArgs(profile="gpu", torch_dtype={"vad": "float16"}).pipeline_config().vad.runtime.dtype == "float16"
     with pytest.raises(ValidationError, match="vad: .* the Ingress deployment reserves none"):
-        ServiceArgs(profile="gpu", torch_dtype={"vad": "float16"})
+        ServiceArgs(profile="gpu", vad_placement="ingress", torch_dtype={"vad": "float16"})
 
 
 def test_gpu_model_choices_resolve_or_name_the_setting(monkeypatch):
