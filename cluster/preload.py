@@ -1,0 +1,271 @@
+"""Put the models a service config names into this machine's model caches, before replicas need them.
+
+    python -m cluster.preload --config config.gpu.yaml --languages en,de,fr   # download what is missing
+    python -m cluster.preload --config config.gpu.yaml --languages en,de,fr --check   # download nothing
+    python -m cluster.preload --asr-model large-v3-turbo --align-model default --languages all \\
+        --diarize-model pyannote/speaker-diarization-community-1
+
+The models are the ones the service would load: a Serve config's application `args` go through
+`serve.config.ServiceArgs` (profile defaults included), and any of `--asr-model`,
+`--align-model`, `--diarize-model` overrides them (`none` leaves one out). Each is fetched with
+the pipeline's own resolvers and loaders (pipeline/models.py, pipeline/align.py,
+pipeline/diarize.py) with downloads allowed, so what lands in the caches is exactly what a
+replica later finds with downloads off:
+
+- ASR (faster-whisper / CTranslate2): the Hugging Face cache (`HF_HOME`, default ~/.cache/huggingface);
+- wav2vec2 alignment, one model per language of `--languages` (`all`: every language whisperx has
+  a default model for; a language without one keeps Whisper's word times and is skipped):
+  torchaudio's under `TORCH_HOME` (en, fr, de, es, it), the others in the HF cache;
+- pyannote diarization: the HF cache; the model is gated, so the first download needs `HF_TOKEN`
+  (a token whose account accepted the model's conditions on huggingface.co).
+
+`--check` downloads and loads nothing: it only looks in the caches, the way the service decides
+whether a model is there, and exits 1 naming what is missing (a pod's initContainer uses it to
+wait for the pre-load Job; cluster/deploy/README.md). Exit codes: 0 all present, 1 something
+missing or failed, 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+OFF = "none"
+DEFAULT_APP = "whisperx"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to put in the caches (None: that stage needs no model)."""
+
+    asr: str | None
+    align: str | None
+    language_models: tuple[tuple[str, str], ...]  # per-language alignment models from the config
+    languages: tuple[str, ...]
+    diarize: str | None
+    check_only: bool = False
+
+    def align_models(self) -> list[tuple[str, str | None]]:
+        """(language, model name or None where `default` has no model for it), in language order."""
+        from pipeline.align import AlignConfig
+
+        config = AlignConfig(model=self.align, language_models=dict(self.language_models))
+        if not config.enabled:
+            return []
+        return [(language, config.model_name(language)) for language in self.languages]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m cluster.preload",
+        description="Download the models a service config names into the HF / torch caches (or --check them).",
+    )
+    p.add_argument("--config", type=Path, help="a Serve config (e.g. config.gpu.yaml): its application's args")
+    p.add_argument(
+        "--app", default=None, help=f"the application in --config (default: {DEFAULT_APP!r} or the only one)"
+    )
+    p.add_argument("--asr-model", help="ASR model (overrides the config; default without one: large-v3-turbo)")
+    p.add_argument("--align-model", help="'default' (whisperx's wav2vec2 per language), an HF name, a dir, or none")
+    p.add_argument("--diarize-model", help="pyannote pipeline (HF name or dir), or none")
+    p.add_argument(
+        "--languages",
+        default="en",
+        help="comma-separated language codes to fetch alignment models for, or 'all' (default: en)",
+    )
+    p.add_argument("--check", action="store_true", help="download nothing: exit 1 if a model is not cached")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> Plan:
+    """The command line -> a Plan. Bad arguments exit 2 (argparse's convention), naming the field."""
+    p = parser()
+    ns = p.parse_args(argv)
+    if ns.config is not None:
+        try:
+            asr, align, language_models, diarize = models_from_config(ns.config, ns.app)
+        except (OSError, ValueError) as exc:
+            p.error(f"--config {ns.config}: {exc}")
+    elif ns.app is not None:
+        p.error("--app needs --config")
+    else:  # no config: the gpu profile's models
+        from serve.config import PROFILES
+
+        models = PROFILES["gpu"]["models"]
+        asr, align, language_models, diarize = models["asr"], models["align"], (), models["diarize"]
+    asr = _override(asr, ns.asr_model)
+    if asr is None and ns.asr_model is not None:
+        p.error("--asr-model cannot be 'none': the service needs an ASR model")
+    try:
+        languages = parse_languages(ns.languages)
+    except ValueError as exc:
+        p.error(f"--languages: {exc}")
+    return Plan(
+        asr=asr,
+        align=_override(align, ns.align_model),
+        language_models=language_models,
+        languages=languages,
+        diarize=_override(diarize, ns.diarize_model),
+        check_only=ns.check,
+    )
+
+
+def _override(value: str | None, given: str | None) -> str | None:
+    if given is None:
+        return value
+    given = given.strip()
+    return None if given == OFF else given
+
+
+def models_from_config(path: Path, app: str | None) -> tuple[str, str | None, tuple[tuple[str, str], ...], str | None]:
+    """(asr, align, per-language align models, diarize) as the service resolves a config's args."""
+    import yaml
+    from pydantic import ValidationError
+
+    from serve.config import ServiceArgs
+
+    document = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    apps = document.get("applications") or []
+    if not apps:
+        raise ValueError("has no applications")
+    if app is None:
+        named = [a for a in apps if a.get("name") == DEFAULT_APP]
+        if not named and len(apps) > 1:
+            raise ValueError(f"has {len(apps)} applications: pick one with --app")
+        chosen = (named or apps)[0]
+    else:
+        matches = [a for a in apps if a.get("name") == app]
+        if not matches:
+            raise ValueError(f"has no application {app!r} (it has: {', '.join(str(a.get('name')) for a in apps)})")
+        chosen = matches[0]
+    try:
+        config = ServiceArgs.model_validate(chosen.get("args") or {}).pipeline_config()
+    except ValidationError as exc:
+        raise ValueError(f"invalid args: {exc}") from exc
+    align = config.align
+    return config.asr.model, align.model, tuple(sorted(align.language_models.items())), config.diarize.model
+
+
+def parse_languages(spec: str) -> tuple[str, ...]:
+    """'en,de' -> ('en', 'de') (order kept, repeats dropped); 'all' -> every language whisperx
+    has a default alignment model for. Codes must be Whisper's."""
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    spec = spec.strip()
+    if spec == "all":
+        from whisperx.alignment import DEFAULT_ALIGN_MODELS_HF, DEFAULT_ALIGN_MODELS_TORCH
+
+        return tuple(sorted({*DEFAULT_ALIGN_MODELS_TORCH, *DEFAULT_ALIGN_MODELS_HF}))
+    codes = [code.strip().lower() for code in spec.split(",") if code.strip()]
+    if not codes:
+        raise ValueError("no language given (use e.g. en,de or all)")
+    unknown = [code for code in codes if code not in _LANGUAGE_CODES]
+    if unknown:
+        raise ValueError(f"not Whisper language codes: {', '.join(unknown)}")
+    return tuple(dict.fromkeys(codes))
+
+
+# --- fetching and checking, with the pipeline's own code ---------------------------------------
+
+
+def fetch_asr(name: str, check_only: bool) -> str:
+    from pipeline.models import resolve_asr_model
+
+    return str(resolve_asr_model(name).path)  # downloads only when WXS_ALLOW_DOWNLOAD is set
+
+
+def fetch_align(language: str, name: str, check_only: bool) -> str:
+    from pipeline.align import DEFAULT, _load_align_model, _torchaudio_weights_cached
+    from pipeline.diarize import _in_hf_cache
+    from pipeline.errors import ModelNotFound
+
+    if check_only:
+        from whisperx.alignment import DEFAULT_ALIGN_MODELS_HF, DEFAULT_ALIGN_MODELS_TORCH
+
+        resolved = (
+            (DEFAULT_ALIGN_MODELS_TORCH.get(language) or DEFAULT_ALIGN_MODELS_HF[language]) if name == DEFAULT else name
+        )
+        import torchaudio
+
+        if Path(resolved).expanduser().is_dir():
+            return resolved
+        if resolved in torchaudio.pipelines.__all__:  # torchaudio fetches these into TORCH_HOME
+            if _torchaudio_weights_cached(resolved):
+                return f"{resolved} (torch hub cache)"
+        elif _in_hf_cache(resolved):
+            return f"{resolved} (HF cache)"
+        raise ModelNotFound(f"alignment model {resolved} for {language!r} is not cached")
+    model, _metadata = _load_align_model(language, name, "cpu")  # downloads, then loads once to prove it
+    del model
+    gc.collect()
+    return name
+
+
+def fetch_diarize(name: str, check_only: bool) -> str:
+    from pipeline.diarize import _in_hf_cache, _PyannoteBackend
+    from pipeline.errors import ModelNotFound
+
+    local = Path(name).expanduser()
+    if local.is_dir() or _in_hf_cache(name):
+        return str(local) if local.is_dir() else f"{name} (HF cache)"
+    if check_only:
+        raise ModelNotFound(f"diarization model {name!r} is not cached")
+    if not os.environ.get("HF_TOKEN"):
+        raise ModelNotFound(
+            f"{name!r} is gated on Hugging Face: set HF_TOKEN to a token whose account accepted its conditions"
+        )
+    backend = _PyannoteBackend(name, "cpu")
+    del backend
+    gc.collect()
+    return name
+
+
+def steps(plan: Plan) -> list[tuple[str, object]]:
+    """(label, thunk) per model, in the order they are fetched."""
+    out: list[tuple[str, object]] = []
+    if plan.asr:
+        out.append((f"asr {plan.asr}", lambda: fetch_asr(plan.asr, plan.check_only)))
+    for language, name in plan.align_models():
+        if name is None:
+            out.append((f"align {language}", None))  # no default model: Whisper's word times
+        else:
+            out.append(
+                (f"align {language} {name}", lambda lang=language, n=name: fetch_align(lang, n, plan.check_only))
+            )
+    if plan.diarize:
+        out.append((f"diarize {plan.diarize}", lambda: fetch_diarize(plan.diarize, plan.check_only)))
+    return out
+
+
+def run(plan: Plan, out=sys.stdout) -> int:
+    from pipeline.models import ALLOW_DOWNLOAD_ENV
+
+    if plan.check_only:
+        os.environ.pop(ALLOW_DOWNLOAD_ENV, None)
+    else:
+        os.environ[ALLOW_DOWNLOAD_ENV] = "1"
+    failed = 0
+    for label, thunk in steps(plan):
+        if thunk is None:
+            print(f"skip    {label}: whisperx has no default model (words keep Whisper's times)", file=out, flush=True)
+            continue
+        try:
+            where = thunk()
+        except Exception as exc:  # report every model, not just the first that fails
+            failed += 1
+            word = "missing" if plan.check_only else "failed"
+            print(f"{word:7} {label}: {type(exc).__name__}: {str(exc)[:300]}", file=out, flush=True)
+        else:
+            print(f"ok      {label} -> {where}", file=out, flush=True)
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
