@@ -99,24 +99,39 @@ def plan_job(config: PipelineConfig, request: Request, run: RunOptions, per_segm
     (that node has the model's files; this driver may not)."""
     import ray
 
-    from pipeline.models import default_compute_type, describe_asr_model
+    from pipeline.models import default_compute_type
     from pipeline.plan import Planner
 
-    device = "cuda" if run.asr_num_gpus > 0 else "cpu"  # alignment runs in the ASR actors
-    config.check_torch_devices(
-        {"vad": "cpu", "align": device, "diarize": "cuda" if run.diarize_num_gpus > 0 else "cpu"},
-        {
-            "vad": "the preprocess actors run on CPUs",
-            "align": "the ASR actors reserve none (--num-gpus)",
-            "diarize": "the diarize actor reserves none (--diarize-gpus)",
-        },
-    )
-    describe = ray.remote(describe_asr_model).options(num_cpus=0.25, num_gpus=run.asr_num_gpus)
-    card = ray.get(describe.remote(config.asr.model))
+    where = {
+        "vad": "the preprocess actors run on CPUs",
+        "align": "the ASR actors reserve none (--num-gpus), or only logical ones (WXS_LOGICAL_GPUS)",
+        "diarize": "the diarize actor reserves none (--diarize-gpus), or only logical ones (WXS_LOGICAL_GPUS)",
+    }
+
+    def check(asr_device: str, logical: bool) -> None:  # alignment runs in the ASR actors
+        diarize_device = "cuda" if run.diarize_num_gpus > 0 and not logical else "cpu"
+        config.check_torch_devices({"vad": "cpu", "align": asr_device, "diarize": diarize_device}, where)
+
+    # First from the reservations as declared: a job that cannot run is refused before it
+    # waits for GPUs the cluster may not have.
+    check("cuda" if run.asr_num_gpus > 0 else "cpu", logical=False)
+    # Then under the ASR actors' reservation: the card, and the device that reservation gives
+    # (the CPU where the cluster's GPUs are logical only, WXS_LOGICAL_GPUS).
+    describe = ray.remote(_describe_asr).options(num_cpus=0.25, num_gpus=run.asr_num_gpus)
+    card, device, logical = ray.get(describe.remote(config.asr.model))
+    check(device, logical)
     # The compute type the ASR actors will use, resolved here so that it is part of the key.
     compute_type = config.asr.compute_type or default_compute_type(device)
     config = replace(config, asr=replace(config.asr, compute_type=compute_type))
     return BatchJob(plan=Planner(config, card).plan(request), per_segment=per_segment)
+
+
+def _describe_asr(model: str):
+    """(card, device, logical GPUs) as a task with the ASR actors' reservation sees them."""
+    from cluster.placement import from_ray, logical_gpus
+    from pipeline.models import describe_asr_model
+
+    return describe_asr_model(model), from_ray().device, logical_gpus()
 
 
 def run_batch(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pipeline.errors import InvalidOption
 
@@ -20,8 +20,12 @@ DEVICES = ("cpu", "cuda")
 class Placement:
     device: str = "cpu"  # "cpu" or "cuda": never "auto"
     cpu_threads: int = 1  # threads this stage may use for its own compute
-    gpu_share: float = 0.0  # fraction of a GPU reserved (0 on CPU)
+    gpu_share: float = 0.0  # fraction of a GPU reserved (0 when none is)
     gpu_index: int = 0  # index among the GPUs visible to this process
+    # The GPU ids the scheduler reserved (Ray's `ray.get_gpu_ids()`, as strings): empty without
+    # a reservation. With logical GPUs (`from_reservation(..., logical_gpus=True)`) they are kept
+    # while the device is the CPU, so a replica still reports where it was scheduled.
+    gpu_ids: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -38,18 +42,34 @@ class Placement:
         """This process's cores, on the CPU (the library's default: it never picks a GPU itself)."""
         return cls(device="cpu", cpu_threads=threads or available_cores())
 
+    @property
+    def logical_gpus(self) -> bool:
+        """GPUs were reserved but are logical only: the stage computes on the CPU."""
+        return self.device == "cpu" and bool(self.gpu_ids)
+
     @classmethod
-    def from_reservation(cls, gpu_ids: list, reserved_cpus: float, threads: int | None = None) -> Placement:
+    def from_reservation(
+        cls, gpu_ids: list, reserved_cpus: float, threads: int | None = None, logical_gpus: bool = False
+    ) -> Placement:
         """What a scheduler gave: GPU ids (empty: none reserved, so CPU even where GPUs are
         visible) and logical CPUs. A fractional CPU reservation still gets one thread; 1.25
-        gets two. `threads` (declared in config) wins over the reservation."""
+        gets two. `threads` (declared in config) wins over the reservation.
+
+        `logical_gpus`: the scheduler's GPUs are bookkeeping only (a test cluster declaring
+        GPUs on CPU machines): the stage runs on the CPU, keeping the ids and share it was
+        given. It is an explicit opt-in, never inferred: a real reservation without it runs
+        on CUDA, and fails loudly where CUDA is missing."""
         cpu_threads = threads or max(1, math.ceil(reserved_cpus - 1e-9))
-        if not gpu_ids:
+        ids = tuple(str(i) for i in gpu_ids)
+        if not ids:
             return cls(device="cpu", cpu_threads=cpu_threads)
-        return cls(device="cuda", cpu_threads=cpu_threads, gpu_share=1.0, gpu_index=0)
+        if logical_gpus:
+            return cls(device="cpu", cpu_threads=cpu_threads, gpu_share=1.0, gpu_ids=ids)
+        return cls(device="cuda", cpu_threads=cpu_threads, gpu_share=1.0, gpu_index=0, gpu_ids=ids)
 
     def with_gpu_share(self, share: float) -> Placement:
-        return Placement(self.device, self.cpu_threads, share if self.device == "cuda" else 0.0, self.gpu_index)
+        """The fraction of a GPU reserved (kept with logical GPUs too; 0 with none reserved)."""
+        return replace(self, gpu_share=share if self.gpu_ids or self.device == "cuda" else 0.0)
 
 
 def resolve_auto(device: str = "auto", threads: int | None = None) -> Placement:

@@ -137,6 +137,8 @@ class TranscriberDeployment:
             "device": placement.device,
             "cpu_threads": placement.cpu_threads,
             "gpu_share": placement.gpu_share,
+            "gpu_ids": list(placement.gpu_ids),  # Ray's ids (logical ones with WXS_LOGICAL_GPUS)
+            "node_id": ray.get_runtime_context().get_node_id(),
             "compute_type": self.engine.compute_type,
             "workers": self.engine.num_workers,
             "threads_per_worker": self.engine.cpu_threads,
@@ -290,7 +292,17 @@ class _ModelCalls:
             await self._heap.trim_if_idle()
 
     def info(self, engine_name: str) -> dict:
-        return {"model": engine_name, "pid": os.getpid(), "calls": self.calls, "concurrent_calls": self.limit}
+        placement = from_ray()  # what Ray gave this replica (its engine was built from the same)
+        return {
+            "model": engine_name,
+            "pid": os.getpid(),
+            "calls": self.calls,
+            "concurrent_calls": self.limit,
+            "device": placement.device,
+            "gpu_share": placement.gpu_share,
+            "gpu_ids": list(placement.gpu_ids),
+            "node_id": ray.get_runtime_context().get_node_id(),
+        }
 
 
 @serve.deployment(name="Aligner", max_ongoing_requests=8)

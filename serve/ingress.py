@@ -144,6 +144,8 @@ class Ingress:
                 "cpu_threads",
                 "workers",
                 "gpu_share",
+                "gpu_ids",
+                "node_id",
                 "gpu_memory",
                 "oom_splits",
             )
