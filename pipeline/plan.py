@@ -12,8 +12,8 @@ The rules, one each:
   model's language detection over the `asr.language_detection_chunks` longest chunks (most
   speech per encoder pass), in every entry point.
 - Diarization runs when asked (`diarize`), when any speaker count is given, or when the format
-  is made of speaker turns (`rttm`) and diarization was not turned off; `rttm` with `diarize`
-  explicitly false is an invalid request.
+  is made of speaker turns (`rttm`); `diarize` explicitly false together with either of those
+  is an invalid request.
 - Word timing runs only when the output needs it: formats with times (whisperx,
   verbose_json, srt, vtt, tsv; their segments are cut at word boundaries) or diarization
   (speakers are assigned per word). OpenAI's `json` and `text` skip it.
@@ -189,11 +189,17 @@ class Planner:
         decode = DecodeOptions(**{**choices, "language": language, "initial_prompt": request.initial_prompt or None})
         check_decode_options(decode, self.asr)
         request.speakers.bounds()
-        if request.response_format in SPEAKER_FORMATS and request.diarize is False:
-            raise InvalidOption(
-                f"response_format {request.response_format} lists speaker turns: it needs diarization, "
-                "but diarize is false (leave diarize out, or set it true)"
-            )
+        if request.diarize is False:  # turned off explicitly: nothing may imply it
+            if request.response_format in SPEAKER_FORMATS:
+                raise InvalidOption(
+                    f"response_format {request.response_format} lists speaker turns: it needs diarization, "
+                    "but diarize is false (leave diarize out, or set it true)"
+                )
+            if request.speakers.given:
+                raise InvalidOption(
+                    "a speaker count (num_speakers, min_speakers, max_speakers) needs diarization, "
+                    "but diarize is false (leave diarize out, or set it true)"
+                )
         if decode.language is None and not self.asr.multilingual:
             decode = replace(decode, language="en")
         diarize = diarizes(request)

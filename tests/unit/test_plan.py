@@ -93,6 +93,12 @@ def test_rttm_with_diarization_turned_off_is_invalid():
         plan(Request(response_format="rttm", diarize=False))
 
 
+def test_diarize_false_with_a_speaker_count_is_invalid():
+    with pytest.raises(InvalidOption, match="speaker count .* diarize is false"):
+        plan(Request(diarize=False, speakers=SpeakerCount(num_speakers=2)))
+    assert plan(Request(diarize=True, speakers=SpeakerCount(max_speakers=3))).diarize is True
+
+
 def test_diarize_false_is_off_for_other_formats():
     assert plan(Request(diarize=False)).diarize is False
     assert plan(Request(diarize=None)).diarize is False
