@@ -7,9 +7,11 @@ allocators' first blocks) out of the difference, which would otherwise be charge
 
 Peaks are polled: CTranslate2's caching allocator hands blocks beyond its cache limit back
 to the driver when a batch ends, and a memory read after the batch would miss them. A poll
-can still miss a spike shorter than its interval; the headroom in pipeline/batch_size.py
-and halving on out-of-memory cover what it misses. The device-wide `used` includes any
-neighbour allocating at the same time, which only makes the estimate larger (safer).
+can still miss a spike shorter than its interval. The device-wide `used` includes any
+neighbour allocating at the same time, which skews the difference of the two peaks either way
+(a neighbour loading during the batch of 1 makes the per-chunk figure too small). The headroom
+in pipeline/batch_size.py and halving on out-of-memory cover both; a failed probe leaves the
+configured size in force.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 smaller after a batch ran out of it.
 
 Pure: the figures come in as numbers (cluster/gpu.py reads them, the Transcriber replica
-measures the per-chunk cost with a probe batch at start-up), so a replica, a batch-job actor
-and the tests share the rules.
+measures the per-chunk cost with a probe batch at start-up), so the rules are tested without
+a GPU. The service's Transcriber uses them; the batch job's ASR actors do not yet (their batch
+size is AsrConfig.batch_size, and an out-of-memory there is not split).
 """
 
 from __future__ import annotations
@@ -133,9 +134,14 @@ def decode_in_halves(
             state["worked"] = max(state["worked"] or 0, len(part))
         return out
 
+    def largest_below_failure() -> int | None:
+        # a size that decoded early in the split and failed later in it is not one that works
+        worked = state["worked"]
+        return None if worked is None else min(worked, state["failed"] - 1)
+
     def halves(part: list[T]) -> list[R]:
         mid = len(part) // 2
         return run(part[:mid]) + run(part[mid:])
 
     results = run(list(items)) if items else []
-    return Split(results, state["splits"], state["worked"])
+    return Split(results, state["splits"], largest_below_failure())

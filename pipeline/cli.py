@@ -58,7 +58,7 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="speaker turns, and a speaker on each word and segment (implied by any speaker count "
-        "and by the rttm format; --no-diarize with rttm is an error)",
+        "and by the rttm format; --no-diarize with either is an error)",
     )
     parser.add_argument("--num-speakers", type=int, default=None)
     parser.add_argument("--min-speakers", type=int, default=None)

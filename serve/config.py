@@ -339,16 +339,12 @@ class ServiceArgs(BaseModel):
         if "num_replicas" in given:
             options.pop("autoscaling_config", None)
         scaling, given_scaling = options.get("autoscaling_config"), given.get("autoscaling_config") or {}
-        if (
-            scaling
-            and "initial_replicas" in scaling
-            and "initial_replicas" not in given_scaling
-            and "min_replicas" in given_scaling
-        ):
-            # the profile's start count follows a raised (or lowered) minimum
-            scaling["initial_replicas"] = min(max(scaling["min_replicas"], 1), scaling.get("max_replicas", 1))
         if name == "Ingress":
             self._follow_transcribers(options, given_scaling)
+        if scaling and "initial_replicas" in scaling and "initial_replicas" not in given_scaling:
+            # the profile's start count stays within a changed (or followed) min and max
+            low, high = scaling.get("min_replicas", 1), scaling.get("max_replicas", 1)
+            scaling["initial_replicas"] = min(max(scaling["initial_replicas"], low, 1), high)
         return options
 
     def _follow_transcribers(self, options: dict, given: dict) -> None:
@@ -356,10 +352,11 @@ class ServiceArgs(BaseModel):
         max_replicas is given): one ingress replica's admission and fan-out keep roughly one
         ASR replica's batches full, so a fixed cap would idle GPUs added beyond it."""
         scaling = options.get("autoscaling_config")
-        transcriber = self.deployment_options("Transcriber").get("autoscaling_config")
-        if scaling is None or transcriber is None or "max_replicas" in given:
+        transcriber = self.deployment_options("Transcriber")
+        most = (transcriber.get("autoscaling_config") or {}).get("max_replicas", transcriber.get("num_replicas"))
+        if scaling is None or most is None or "max_replicas" in given:
             return
-        scaling["max_replicas"] = max(scaling.get("min_replicas", 1), transcriber.get("max_replicas", 1))
+        scaling["max_replicas"] = max(scaling.get("min_replicas", 1), most)
 
     def threads(self, name: str) -> int | None:
         override = self.deployments.get(name)

@@ -103,7 +103,10 @@ class TranscriberDeployment:
         # for batches (probe batches, measured once here) caps it too. None: CPU, or not readable.
         self._memory = None
         if before_load is not None:
-            self._memory = asr_memory.measure(self.engine, reader, placement, before_load)
+            try:
+                self._memory = asr_memory.measure(self.engine, reader, placement, before_load)
+            except Exception as exc:  # noqa: BLE001 - the probe only refines the size: never fail the replica
+                log.warning("GPU memory probe failed (%s): the configured max_batch_size applies", exc)
         self._limit = BatchLimit(self._batching["max_batch_size"], memory_cap(self._memory) if self._memory else None)
         self._oom_splits = 0
         self._apply_limit()

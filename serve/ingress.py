@@ -130,8 +130,10 @@ class Ingress:
     # --- endpoints ----------------------------------------------------------------------------
 
     async def healthz(self, request: HttpRequest) -> Response:
-        try:  # ask the Transcriber itself: ready means a replica with the model loaded answers
+        try:  # ask the Transcriber (and the Vad, when deployed): ready means replicas with models answer
             info = await asyncio.wait_for(self.transcriber.info.remote(), timeout=5)
+            if self.vad_deployment is not None:
+                await asyncio.wait_for(self.vad_deployment.info.remote(), timeout=5)
         except Exception as exc:  # noqa: BLE001 - not ready, whatever the reason
             return error_response(503, "not_ready", f"models are not ready: {type(exc).__name__}")
         transcriber = {
@@ -261,14 +263,20 @@ class Ingress:
                 audio = await asyncio.to_thread(upload.decode, ticket)  # every array reserved first
             ticket.settle(audio.samples.nbytes)
             clock.lap("decode")
+            # The audio is held once: scored here before it moves to the object store, or read
+            # from there by the Vad deployment.
+            speech = None
+            if reused.asr is None and self.vad_deployment is None:
+                speech = await asyncio.get_running_loop().run_in_executor(self._vad_pool, self.vad.analyze, audio)
             duration, audio_ref = audio.duration, AudioRef(ray.put(audio.samples), audio.duration)
-            if reused.asr is None:
-                speech = await self._speech(stats, audio, audio_ref)
+            del audio  # the object store holds the samples from here on
+            if reused.asr is not None:
+                speech = SpeechMap(speech=reused.asr.speech, chunks=[])
+            else:
+                if speech is None:
+                    speech = await self._call(stats, self.vad_deployment.analyze, audio_ref)
                 ticket.hold(len(speech.chunks))
                 clock.lap("vad")
-            else:
-                speech = SpeechMap(speech=reused.asr.speech, chunks=[])
-            del audio  # the object store holds the samples from here on
             tasks: list[asyncio.Task] = []
             try:
                 # Diarization runs beside ASR: it needs only the audio.
@@ -331,13 +339,6 @@ class Ingress:
         transcript = plan.assemble(duration, segments, turns)
         clock.total()
         return transcript
-
-    async def _speech(self, stats: ServiceStats, audio, audio_ref: AudioRef) -> SpeechMap:
-        """The VAD's regions: from the Vad deployment (reading the samples the object store
-        already holds), or scored here in the VAD thread pool."""
-        if self.vad_deployment is not None:
-            return await self._call(stats, self.vad_deployment.analyze, audio_ref)
-        return await asyncio.get_running_loop().run_in_executor(self._vad_pool, self.vad.analyze, audio)
 
     async def _transcribe_chunks(self, plan, stats, ticket, audio_ref, speech, tasks) -> list:
         """The chunks fan out to the Transcriber, batched there with other requests' chunks."""

@@ -48,6 +48,9 @@ def test_gpu_config_gives_valid_deployment_options_without_probing():
         deployment.options(**deployment_options(args, name))  # raises on an invalid option
     transcriber = deployment_options(args, "Transcriber")
     assert transcriber["autoscaling_config"]["max_replicas"] == 8
+    # a replica is added only past two full batches of the batch size this file deploys
+    batching = next(d["user_config"] for d in app_of("config.gpu.yaml")["deployments"] if d["name"] == "Transcriber")
+    assert transcriber["autoscaling_config"]["target_ongoing_requests"] == 2 * batching["max_batch_size"]
     assert transcriber["ray_actor_options"] == {"num_gpus": 1, "num_cpus": 4}
     assert deployment_options(args, "Aligner")["ray_actor_options"]["num_gpus"] == 0.25
 

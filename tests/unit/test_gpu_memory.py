@@ -356,3 +356,18 @@ def test_peak_used_sees_what_a_read_after_the_batch_misses():
     with PeakUsed(sim, 0) as peak:
         sim.transcribe_chunks(chunks, types.SimpleNamespace(language="en"))
     assert peak.peak == 4 * GiB and sim.read(0).used_bytes == GiB
+
+
+def test_a_size_that_failed_later_in_the_split_is_not_reported_as_working():
+    calls = []
+
+    def decode(part):
+        calls.append(len(part))
+        # 16 fails; the first 8 decodes, then the neighbour grows and the second 8 fails
+        if len(part) == 16 or (len(part) == 8 and len(calls) > 2):
+            raise RuntimeError("CUDA failed with error out of memory")
+        return part
+
+    split = decode_in_halves(decode, list(range(16)))
+    assert split.results == list(range(16))
+    assert split.worked is not None and split.worked < 8, (split, calls)

@@ -178,6 +178,16 @@ def test_gpu_autoscaling_settings_are_complete_and_the_ingress_follows_the_trans
     assert pinned.deployment_options("Ingress")["autoscaling_config"]["max_replicas"] == 3
     raised = ServiceArgs(profile="gpu", deployments={"Aligner": {"autoscaling_config": {"min_replicas": 2}}})
     assert raised.deployment_options("Aligner")["autoscaling_config"]["initial_replicas"] == 2
+    fixed = ServiceArgs(profile="gpu", deployments={"Transcriber": {"num_replicas": 12}})
+    assert fixed.deployment_options("Ingress")["autoscaling_config"]["max_replicas"] == 12
+    # a minimum above the profile's maximum stays a valid Serve config (initial within min..max)
+    from serve.app import deployment_options
+    from serve.ingress import Ingress
+
+    many = ServiceArgs(profile="gpu", deployments={"Ingress": {"autoscaling_config": {"min_replicas": 10}}})
+    scaling = many.deployment_options("Ingress")["autoscaling_config"]
+    assert scaling["min_replicas"] <= scaling["initial_replicas"] <= scaling["max_replicas"]
+    Ingress.options(**deployment_options(many, "Ingress"))  # Serve's own validation
 
 
 def test_gpu_profile():
