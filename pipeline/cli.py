@@ -166,10 +166,10 @@ def _transcribe(args: argparse.Namespace) -> int:
 
     from pipeline.errors import PipelineError
     from pipeline.placement import resolve_auto
-    from pipeline.runner import LocalPipeline
+    from pipeline.runner import shared_pipeline
 
     try:
-        pipe = LocalPipeline(config_from_args(args), resolve_auto(args.device, args.threads))
+        pipe = shared_pipeline(config_from_args(args), resolve_auto(args.device, args.threads))
         plan = pipe.plan(request_from_args(args, args.output_format))
         if plan.diarize:
             _ = pipe.diarizer  # load now, so a missing model fails before any work

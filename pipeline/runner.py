@@ -128,6 +128,20 @@ class LocalPipeline:
                 yield FileResult(source=item.source, transcript=transcript)
 
 
+_SHARED: dict[str, LocalPipeline] = {}
+
+
+def shared_pipeline(config: PipelineConfig = PipelineConfig(), placement: Placement | None = None) -> LocalPipeline:
+    """One LocalPipeline per (config, placement) in this process, so its models load once
+    however often the CLI's `main` (or a test, or a notebook) asks for it. Keyed by value:
+    the config's repr names every field (it holds a dict, so it has no hash)."""
+    placement = placement or Placement.local_cpu()
+    key = repr((config, placement))
+    if key not in _SHARED:
+        _SHARED[key] = LocalPipeline(config, placement)
+    return _SHARED[key]
+
+
 @dataclass
 class _Pending:
     audio_id: str

@@ -48,6 +48,17 @@ DEPLOYMENT_NAMES: tuple[str, ...] = get_args(DeploymentName)
 OFF = "none"
 # DeploymentArgs fields the replica reads itself, not Ray Serve options.
 REPLICA_ONLY = {"threads", "concurrent_calls"}
+# ServiceArgs fields the Ingress also takes from its `user_config`: request limits, admission
+# bounds and retries change with `serve deploy` without restarting a replica (Ingress.reconfigure).
+INGRESS_TUNABLE = (
+    "max_upload_bytes",
+    "max_audio_seconds",
+    "max_chunks_in_flight",
+    "max_queue_wait_s",
+    "max_decoded_bytes_in_flight",
+    "retry_after_s",
+    "replica_retries",
+)
 # Deployments whose concurrent calls share torch forwards (the VAD, in its own deployment or
 # in the ingress; the diarizer). The Aligner's variable-length inputs are not batched, and its per-language model
 # LRU counts on one call at a time, so it runs one unless configured.
@@ -297,6 +308,18 @@ class ServiceArgs(BaseModel):
         if stage == "vad" and not self.vad_deployed:
             return "Ingress"
         return TORCH_STAGE_DEPLOYMENT[stage]
+
+    def with_ingress_config(self, user_config: dict[str, Any] | None) -> ServiceArgs:
+        """These args with the Ingress's `user_config` over them: only INGRESS_TUNABLE fields,
+        validated as the args are (a misspelt or out-of-range one fails the deploy, naming it)."""
+        user_config = user_config or {}
+        fixed = sorted(set(user_config) - set(INGRESS_TUNABLE))
+        if fixed:
+            raise ValueError(
+                f"Ingress user_config: {', '.join(fixed)} cannot change without a restart "
+                f"(set it in args); reconfigurable: {', '.join(INGRESS_TUNABLE)}"
+            )
+        return ServiceArgs.model_validate({**self.model_dump(), **user_config})
 
     def speed_priors(self) -> dict[str, float]:
         return {**PROFILES[self.profile]["speed_prior"], **self.speed_prior}

@@ -149,6 +149,7 @@ class TranscriberDeployment:
             "batch_size_source": self._limit.source,
             "gpu_memory": {**asdict(self._memory), "max_batch_size": self._limit.memory} if self._memory else None,
             "oom_splits": self._oom_splits,
+            "batches_decoding": self._heap.busy,  # batches this replica decodes now
         }
 
     async def detect_language(self, audio: AudioRef, regions: list[tuple[float, float]]) -> str:

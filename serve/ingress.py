@@ -15,7 +15,7 @@ import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import ray
 from ray import serve
@@ -34,7 +34,7 @@ from pipeline.word_times import speech_within
 from serve import retry
 from serve.admission import Admission, AdmissionLimits, StageLoad, Ticket
 from serve.cache_client import CacheClient
-from serve.config import ServiceArgs
+from serve.config import INGRESS_TUNABLE, ServiceArgs
 from serve.deployments import AudioRef, ChunkJob
 from serve.errors import RequestError, error_response, response_for
 from serve.http import cache_allowed, native_request, openai_request, read_upload
@@ -82,15 +82,10 @@ class Ingress:
             # Concurrent VAD calls share the segmentation model's forwards (SpeechDetector.batcher).
             self._vad_pool = ThreadPoolExecutor(max_workers=args.concurrent_calls("Ingress"), thread_name_prefix="vad")
         self.admission = Admission(
-            AdmissionLimits(
-                max_chunks_in_flight=args.max_chunks_in_flight,
-                max_queue_wait_s=args.max_queue_wait_s,
-                max_decoded_bytes=args.max_decoded_bytes_in_flight,
-                retry_after_s=args.retry_after_s,
-            ),
-            {name: StageLoad(speed) for name, speed in args.speed_priors().items()},
+            _admission_limits(args), {name: StageLoad(speed) for name, speed in args.speed_priors().items()}
         )
         self.retry_policy = RetryPolicy(attempts=args.replica_retries + 1)
+        self.deployed_args = args  # what user_config is laid over (reconfigure)
         self._replica_watch = asyncio.create_task(self._watch_replicas())
         self.routes = {
             ("POST", "/v1/audio/transcriptions"): self.openai_transcriptions,
@@ -98,6 +93,15 @@ class Ingress:
             ("GET", "/v1/models"): self.list_models,
             ("GET", "/healthz"): self.healthz,
         }
+
+    def reconfigure(self, user_config: dict) -> None:
+        """Request limits, admission bounds and retries (serve.config.INGRESS_TUNABLE) from
+        user_config, changed without a restart; requests already admitted keep theirs."""
+        args = self.deployed_args.with_ingress_config(user_config)
+        self.args = args
+        self.config = replace(self.config, limits=args.pipeline_config().limits)
+        self.admission.limits = _admission_limits(args)
+        self.retry_policy = RetryPolicy(attempts=args.replica_retries + 1)
 
     async def __call__(self, request: HttpRequest) -> Response:
         path = request.url.path.rstrip("/") or "/"
@@ -158,6 +162,7 @@ class Ingress:
                 "asr": info["model"],
                 "device": info["device"],
                 **self.admission.status(),
+                "limits": {name: getattr(self.args, name) for name in INGRESS_TUNABLE},
                 "ingress_pid": os.getpid(),
                 "vad": "deployment" if self.vad_deployment is not None else "ingress",
                 "transcriber": transcriber,
@@ -394,6 +399,15 @@ class Ingress:
             except Exception as exc:  # noqa: BLE001 - keep the last counts; never fail requests
                 log.debug("replica count unavailable: %s", exc)
             await asyncio.sleep(REPLICA_POLL_S)
+
+
+def _admission_limits(args: ServiceArgs) -> AdmissionLimits:
+    return AdmissionLimits(
+        max_chunks_in_flight=args.max_chunks_in_flight,
+        max_queue_wait_s=args.max_queue_wait_s,
+        max_decoded_bytes=args.max_decoded_bytes_in_flight,
+        retry_after_s=args.retry_after_s,
+    )
 
 
 def _work(runs: tuple[str, ...], audio_seconds: float) -> dict[str, float]:

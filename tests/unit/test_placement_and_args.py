@@ -364,3 +364,12 @@ def test_concurrent_calls_follow_the_gpu_reservation_unless_given():
         ServiceArgs(deployments={"Aligner": {"concurrent_calls": 0}})
     with pytest.raises(ValidationError, match="max_batch_size"):
         ServiceArgs(deployments={"Transcriber": {"concurrent_calls": 2}})
+
+
+def test_an_ingress_user_config_field_that_needs_a_restart_is_refused():
+    args = ServiceArgs()
+    assert args.with_ingress_config({"max_queue_wait_s": 30}).max_queue_wait_s == 30
+    with pytest.raises(ValueError, match="asr_model cannot change without a restart"):
+        args.with_ingress_config({"asr_model": "base"})
+    with pytest.raises(ValueError, match="max_queue_wait_s"):
+        args.with_ingress_config({"max_queue_wait_s": -1})
