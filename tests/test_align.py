@@ -43,9 +43,9 @@ def build_wav2vec2(folder):
 
 
 @pytest.fixture(scope="module")
-def wav2vec2_dirs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("w2v")
-    return build_wav2vec2(root / "tiny-a"), build_wav2vec2(root / "tiny-b")
+def wav2vec2_dirs(tiny_wav2vec2, tmp_path_factory):
+    """Two model directories: the run's tiny model, and a second one for the LRU."""
+    return tiny_wav2vec2, build_wav2vec2(tmp_path_factory.mktemp("w2v") / "tiny-b")
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def aligned_pipeline(wav2vec2_dirs):
 def test_wav2vec2_path_end_to_end(aligned_pipeline, local_pipeline, pyannote_sample):
     aligned = aligned_pipeline.transcribe(pyannote_sample)
     plain = local_pipeline.transcribe(pyannote_sample)
-    assert aligned.models["align"] == "wav2vec2/local/tiny-a"
+    assert aligned.models["align"] == "wav2vec2/local/tiny"
     assert plain.models["align"] == "whisper-cross-attention"
     # alignment times words; it never changes them
     assert normalize_english(aligned.text) == normalize_english(plain.text)

@@ -1,45 +1,18 @@
 """The result cache on a real local Ray cluster, over real HTTP on 127.0.0.1: the detached
 cache actor (L2, object store, persisted to a directory), the ingress's L1, stage-level reuse,
-in-flight deduplication and the cache's failures. Tests run in file order: the last (slow)
-restarts the service on the same cache directory."""
+in-flight deduplication and the cache's failures.
+
+On the session's app (config.yaml's cache, persisted to the session's cache folder). Each test
+speaks audio of its own, so no other test's entries answer it; the test that kills the cache
+actor runs after the other tests on the app (`kills`).
+"""
 
 from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import pytest
-
-PORT = 18161
-CACHE_MAX_BYTES = 8 << 20
-
-
-def args(directory) -> dict:
-    return {
-        "max_audio_seconds": 600,
-        "cache": {"enabled": True, "max_bytes": CACHE_MAX_BYTES, "directory": str(directory)},
-    }
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("result-cache")
-
-
-@pytest.fixture(scope="module")
-def service(cache_dir):
-    from serve import launcher
-
-    base = launcher.start(args(cache_dir), port=PORT)
-    yield base
-    launcher.stop()
-
-
-@pytest.fixture(scope="module")
-def client(service):
-    with httpx.Client(base_url=service, timeout=600) as c:
-        yield c
 
 
 def post(client, path, endpoint="/v1/audio/transcriptions", **fields):
@@ -71,18 +44,19 @@ def wait_for(condition, what: str, timeout_s: float = 30.0) -> None:
         time.sleep(0.2)
 
 
-def test_same_request_twice_is_a_hit_with_the_same_body(client, pyannote_sample):
-    first = post(client, pyannote_sample, response_format="verbose_json")
-    again = post(client, pyannote_sample, response_format="verbose_json")
+def test_same_request_twice_is_a_hit_with_the_same_body(client, speak):
+    clip = speak("The same request twice is answered from the cache with the same body.")
+    first = post(client, clip, response_format="verbose_json")
+    again = post(client, clip, response_format="verbose_json")
     assert first.headers["x-cache"] == "miss" and again.headers["x-cache"] == "hit"
     assert again.content == first.content
     # The other timed formats of the same audio are hits too: the format is never part of a key.
     for fmt in ("srt", "vtt"):
-        assert post(client, pyannote_sample, response_format=fmt).headers["x-cache"] == "hit", fmt
-    text = post(client, pyannote_sample, response_format="text")  # untimed: its own ASR entry
+        assert post(client, clip, response_format=fmt).headers["x-cache"] == "hit", fmt
+    text = post(client, clip, response_format="text")  # untimed: its own ASR entry
     assert text.headers["x-cache"] == "miss"
-    assert post(client, pyannote_sample, response_format="json").headers["x-cache"] == "hit"
-    uncached = post(client, pyannote_sample, response_format="verbose_json", cache="false")
+    assert post(client, clip, response_format="json").headers["x-cache"] == "hit"
+    uncached = post(client, clip, response_format="verbose_json", cache="false")
     assert uncached.headers["x-cache"] == "off" and uncached.json()["text"] == first.json()["text"]
 
 
@@ -108,7 +82,7 @@ def test_identical_concurrent_requests_compute_once(client, speak):
     assert len({r.content for r in responses}) == 1
 
 
-def test_eviction_keeps_the_object_store_within_max_bytes(service):
+def test_eviction_keeps_the_object_store_within_max_bytes(ray_cluster):
     """A separate cache actor with a 1 MiB budget, filled with 3 MiB: its entries and Ray's own
     object-store accounting stay within the budget."""
     import ray
@@ -141,6 +115,7 @@ def test_eviction_keeps_the_object_store_within_max_bytes(service):
     ray.kill(small)
 
 
+@pytest.mark.kills
 def test_a_dead_cache_never_fails_a_request_and_comes_back(client, speak):
     import ray
 
@@ -166,28 +141,29 @@ def test_a_dead_cache_never_fails_a_request_and_comes_back(client, speak):
     wait_for(lambda: actor_stats()["entries"] > before, "the new actor to store the entry")
 
 
-@pytest.mark.slow  # restarts the service: a minute more
-def test_persisted_entries_survive_a_restart_and_a_tampered_one_is_dropped(service, cache_dir, speak):
-    from serve import launcher
+def test_persisted_entries_survive_a_restart_and_a_tampered_one_is_dropped(client, services, speak):
+    """The service persists entries as it stores them; a cache actor started anew on the same
+    folder (as after a restart) loads the intact ones and drops the one tampered with."""
+    import ray
 
+    from serve.cache_store import ResultCache
+
+    folder = services.cache_dir
     intact, tampered = speak("This entry survives the restart."), speak("This entry will be tampered with.")
-    before = actor_stats()["entries"]
-    with httpx.Client(base_url=service, timeout=600) as c:
-        texts = {p: post(c, p, response_format="text").text for p in (intact, tampered)}
-    wait_for(lambda: actor_stats()["entries"] >= before + 2, "both entries to reach the actor and its directory")
-    launcher.stop()
-    files = sorted(cache_dir.glob("*.entry"), key=lambda p: p.stat().st_mtime)
-    assert files, "nothing was persisted"
+    before = len(list(folder.glob("*.entry")))
+    texts = {p: post(client, p, response_format="text").text for p in (intact, tampered)}
+    wait_for(lambda: len(list(folder.glob("*.entry"))) >= before + 2, "both entries to reach the cache folder")
+    files = sorted(folder.glob("*.entry"), key=lambda p: p.stat().st_mtime)
     victim = files[-1]  # the newest: the tampered clip's ASR entry
     raw = bytearray(victim.read_bytes())
     raw[-5] ^= 0x01
     victim.write_bytes(bytes(raw))
 
-    base = launcher.start(args(cache_dir), port=PORT)
-    with httpx.Client(base_url=base, timeout=600) as c:
-        assert actor_stats()["dropped"] == 1 and actor_stats()["loaded"] >= 1
-        hit = post(c, intact, response_format="text")
-        assert hit.headers["x-cache"] == "hit" and hit.text == texts[intact]
-        again = post(c, tampered, response_format="text")
-        assert again.headers["x-cache"] == "miss" and again.text == texts[tampered]
-    assert not victim.exists() or victim.read_bytes() != bytes(raw)  # dropped, then rewritten
+    restarted = ray.remote(ResultCache).options(num_cpus=0).remote(1 << 30, str(folder))
+    try:
+        stats = ray.get(restarted.stats.remote(), timeout=60)
+        assert stats["dropped"] == 1 and stats["loaded"] == len(files) - 1 == stats["entries"], stats
+        assert not victim.exists(), "the tampered file is deleted at load"
+    finally:
+        ray.kill(restarted)
+    assert all(texts.values())

@@ -33,9 +33,8 @@ import httpx
 import pytest
 
 from tests.conftest import ffmpeg
-from tests.test_align import build_wav2vec2
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("own_ray_cluster")]  # its own clusters, after the rest
 
 PORT = 18175
 APP = "whisperx"
@@ -300,8 +299,8 @@ def test_batch_job_spreads_over_nodes_and_writes_what_one_node_writes(batch_corp
 
 
 @pytest.fixture(scope="module")
-def aligner_dir(tmp_path_factory):
-    return build_wav2vec2(tmp_path_factory.mktemp("w2v") / "tiny")
+def aligner_dir(tiny_wav2vec2):
+    return tiny_wav2vec2
 
 
 @pytest.fixture(scope="module")
@@ -427,7 +426,10 @@ def test_a_burst_scales_transcribers_up_to_max_and_back_down(service, long_audio
                 peak[0] = max(peak[0], count)
                 time.sleep(1.0)
             scaled_up_s = time.monotonic() - started
-            time.sleep(3.0)  # the scaled-up service serves a few requests too
+            served = len(responses)  # the scaled-up service serves a few requests too
+            while len(responses) < served + 3:
+                assert time.monotonic() < deadline, "the scaled-up service served nothing"
+                time.sleep(0.2)
         finally:
             stop.set()
             stopped = time.monotonic()
@@ -464,11 +466,14 @@ def test_a_worker_node_lost_under_load_fails_no_request(service, long_audio):
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = [pool.submit(_transcribe, client, long_audio, True) for _ in range(4)]
         deadline = time.monotonic() + 180
-        while client.get("/healthz").json()["chunks_in_flight"] == 0:
-            assert time.monotonic() < deadline, "the Transcribers never got work"
+        transcribers = len(before["Transcriber"])
+        # Until a Transcriber on the victim decodes a batch itself (not only chunks on their way).
+        while not any(
+            i["batches_decoding"] and i["node_id"] == victim for i in replica_reports("Transcriber", transcribers)
+        ):
+            assert time.monotonic() < deadline, "the victim's Transcribers never got work"
             assert not all(f.done() for f in futures), "all requests ended before the node went"
             time.sleep(0.05)
-        time.sleep(0.5)  # let the replicas get into their work
         cluster.remove_node(node)
         removed = time.monotonic()
         responses = [f.result() for f in futures]

@@ -18,15 +18,7 @@ from pipeline.merge import assign_speakers
 from pipeline.plan import Request
 from pipeline.schema import Segment, Turn, Word
 
-
-@pytest.fixture(scope="module")
-def diarizer():
-    return Diarizer()
-
-
-@pytest.fixture(scope="module")
-def windows_diarizer():
-    return Diarizer(DiarizeConfig(method="windows"))
+# `diarizer` and `windows_diarizer`: the run's shared ones (conftest.py).
 
 
 def diarize_file(local_pipeline, diarizer, path, count=SpeakerCount()):

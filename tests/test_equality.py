@@ -5,9 +5,9 @@ by the plan's vote) and with diarization on."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
-import httpx
 import pyarrow.parquet as pq
 import pytest
 
@@ -19,7 +19,6 @@ from pipeline.plan import Request
 # in the slow step (the core run stays near its ~20-minute budget).
 pytestmark = pytest.mark.slow
 
-PORT = 18140
 MODEL = "bundled/base"
 CLIPS = ("test_de.wav", "test_ja.wav", "test_ko.wav")
 
@@ -37,26 +36,21 @@ def config() -> PipelineConfig:
     return PipelineConfig(asr=AsrConfig(model=MODEL))
 
 
-@pytest.fixture(scope="module")
-def library(config):
-    from pipeline.runner import LocalPipeline
-
-    return LocalPipeline(config)
+@pytest.fixture
+def library(base_pipeline):
+    return base_pipeline
 
 
-@pytest.fixture(scope="module")
-def service():
-    from serve import launcher
-
-    # Logical CPUs beyond the two cores, so the batch job's actors fit beside the service.
-    base = launcher.start({"asr_model": MODEL}, port=PORT, num_cpus=5)
-    yield base
-    launcher.stop()
+@pytest.fixture
+def service(multilingual_service):
+    return multilingual_service
 
 
-def post(base: str, path, **fields) -> dict:
+def post(service, path, **fields) -> dict:
     with open(path, "rb") as f:
-        response = httpx.post(f"{base}/v1/transcribe", files={"file": (path.name, f)}, data=fields, timeout=600)
+        response = service.client.post(
+            "/v1/transcribe", files={"file": (path.name, f)}, data=fields, headers={"Cache-Control": "no-cache"}
+        )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -73,30 +67,26 @@ def words_and_speakers(segments: list[dict]) -> list[tuple[str, str | None]]:
     return [(w["word"], w.get("speaker")) for s in segments for w in s["words"]]
 
 
-def test_language_detection_and_text(library, service, clips, config, tmp_path):
-    rows = batch_rows(clips, tmp_path / "out", config, Request())
-    for name in CLIPS:
-        expected_language = name.removeprefix("test_").removesuffix(".wav")
-        mine = library.transcribe(clips / name)
-        served = post(service, clips / name)
-        assert mine.language == served["language"] == rows[name]["language"] == expected_language, name
-        assert served["text"] == mine.text == rows[name]["text"], name
-        assert served["models"] == mine.models and rows[name]["asr_model"] == mine.models["asr"] == MODEL
-        assert "language" in served["service"]["stages"]
-
-
-def test_diarization(library, service, pyannote_sample, config, tmp_path):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    shutil.copy(pyannote_sample, folder / "sample.wav")
-    mine = library.transcribe(pyannote_sample, Request(diarize=True)).to_dict()
-    served = post(service, pyannote_sample, diarize="true")
-    row = batch_rows(folder, tmp_path / "out", config, Request(diarize=True))["sample.wav"]
-    import json
-
-    expected = words_and_speakers(mine["segments"])
-    assert len({speaker for _, speaker in expected}) == 2
-    assert words_and_speakers(served["segments"]) == expected
-    assert words_and_speakers(json.loads(row["segments_json"])) == expected
-    assert served["models"]["diarize"] == mine["models"]["diarize"] == row["diarize_model"]
-    assert served["speaker_turns"] == mine["speaker_turns"] == row["speaker_turns"]
+def test_language_text_words_and_speakers(library, service, ray_cluster, clips, pyannote_sample, config, tmp_path):
+    """One diarized batch run over the three clips and the two-speaker call: the language each
+    executor detects, its text, its words with their speakers and the speaker turns agree."""
+    shutil.copy(pyannote_sample, clips / "sample.wav")
+    request = Request(diarize=True)
+    rows = batch_rows(clips, tmp_path / "out", config, request)
+    for name in (*CLIPS, "sample.wav"):
+        mine = library.transcribe(clips / name, request).to_dict()
+        served = post(service, clips / name, diarize="true")
+        row = rows[name]
+        if name != "sample.wav":
+            expected_language = name.removeprefix("test_").removesuffix(".wav")
+            assert mine["language"] == served["language"] == row["language"] == expected_language, name
+            assert "language" in served["service"]["stages"]
+        else:
+            assert len({speaker for _, speaker in words_and_speakers(mine["segments"])}) == 2
+        assert served["text"] == mine["text"] == row["text"], name
+        assert served["models"] == mine["models"] and row["asr_model"] == mine["models"]["asr"] == MODEL
+        expected = words_and_speakers(mine["segments"])
+        assert words_and_speakers(served["segments"]) == expected, name
+        assert words_and_speakers(json.loads(row["segments_json"])) == expected, name
+        assert served["models"]["diarize"] == mine["models"]["diarize"] == row["diarize_model"]
+        assert served["speaker_turns"] == mine["speaker_turns"] == row["speaker_turns"], name

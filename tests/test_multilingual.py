@@ -10,15 +10,11 @@ benchmarks/BENCHMARKS.md section 9.
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 
 import pytest
 
 from pipeline import bundled
-from pipeline.asr import AsrConfig
 from pipeline.audio import load_audio
-from pipeline.config import PipelineConfig
 from pipeline.errors import InvalidOption, UnsupportedLanguage
 from pipeline.plan import Request
 from pipeline.vad import cut
@@ -32,13 +28,6 @@ LANGUAGES = ("de", "es", "fr", "it", "ja", "ko", "pt", "en")
 # Loose bounds over measured figures (section 9): a broken language or decode fails them,
 # the model's ordinary slips do not.
 MAX_ERROR = {"de": 0.5, "es": 0.5, "fr": 0.5, "it": 0.6, "ja": 0.4, "ko": 0.5, "pt": 0.4, "en": 0.3}
-
-
-@pytest.fixture(scope="module")
-def base_pipeline():
-    from pipeline.runner import LocalPipeline
-
-    return LocalPipeline(PipelineConfig(asr=AsrConfig(model="base")))
 
 
 @pytest.fixture(scope="module")
@@ -99,13 +88,10 @@ def test_translate_gives_english(base_pipeline, clips):
     assert not {"wurde", "genutzt", "der", "diesem"} & set(re.findall(r"\w+", text)), german.text
 
 
-def test_espeak_german_is_detected_and_transcribed(base_pipeline, tmp_path):
+def test_espeak_german_is_detected_and_transcribed(base_pipeline, speak):
     """Speech every install can make: espeak-ng speaking German."""
-    if shutil.which("espeak-ng") is None:
-        pytest.fail("espeak-ng is missing: run ./setup.sh --dev (it installs it)")
-    wav = tmp_path / "de.wav"
     text = "Guten Morgen. Heute ist das Wetter in Berlin sehr schön, und wir gehen in den Park."
-    subprocess.run(["espeak-ng", "-v", "de", "-s", "140", "-w", str(wav), text], check=True)
+    wav = speak(text, rate=140, voice="de")
     transcript = base_pipeline.transcribe(wav, Request(response_format="text"))
     assert transcript.language == "de", transcript.text
     words = set(re.findall(r"\w+", transcript.text.lower()))

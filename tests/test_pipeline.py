@@ -133,9 +133,23 @@ def test_initial_prompt_steers_the_decoder(local_pipeline, speak):
     assert NAME in prompted, prompted
 
 
-def test_sampling_runs(local_pipeline, speak):
+def test_sampling_follows_the_temperature(local_pipeline, speak):
+    # End to end, a low temperature still gives the text.
     sampled = local_pipeline.transcribe(speak(FOX), Request(temperature=0.2))
     assert corpus_wer([FOX], [sampled.text]) < 0.4
+    # The request's temperature reaches the decoder: one chunk decoded six times in one batch
+    # gives one text greedily and several when sampled at 1.0 (fails if the temperature is ignored).
+    from pipeline.audio import load_audio
+
+    chunk = local_pipeline.vad.chunks(load_audio(speak(NAME_SENTENCE)), "name")[:1]
+
+    def texts(temperature: float) -> set[str]:
+        decode = local_pipeline.plan(Request(language="en", temperature=temperature)).decode
+        results = local_pipeline.transcriber.transcribe_chunks(chunk * 6, decode)
+        return {" ".join(s.text for s in r.segments) for r in results}
+
+    assert len(texts(0.0)) == 1
+    assert len(texts(1.0)) >= 2
 
 
 def test_text_formats_skip_word_timing_with_the_same_text(local_pipeline, pyannote_sample, sample_transcript):

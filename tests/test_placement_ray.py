@@ -9,20 +9,9 @@ import pytest
 from cluster.placement import from_ray
 
 
-@pytest.fixture(scope="module")
-def fake_gpu_cluster():
-    import ray
-
-    ray.init(
-        num_cpus=2,
-        num_gpus=1,
-        include_dashboard=False,
-        log_to_driver=False,
-        logging_level="ERROR",
-        _node_ip_address="127.0.0.1",
-    )
-    yield
-    ray.shutdown()
+@pytest.fixture
+def fake_gpu_cluster(ray_cluster):
+    """The run's cluster: it declares one logical GPU on this CPU machine (tests/session.py)."""
 
 
 def test_tasks_and_actors_get_what_they_reserved(fake_gpu_cluster):

@@ -2,8 +2,10 @@
 a model replica SIGKILLed under load fails no request (Transcriber, Aligner and Diarizer alike),
 decompression bombs are refused from their header, any non-multipart body is the audio.
 
-The Aligner here is a tiny wav2vec2 with random weights built by the test (no CTC model can be
-had offline): its times are meaningless, but the calls, the replica and its death are real.
+The kills run on `full_service` (every model deployment: the Vad and a wav2vec2 Aligner, a tiny
+one with random weights built by the test, since no CTC model can be had offline: its times
+are meaningless, but the calls, the replica and its death are real), after its other tests
+(`kills`). The rest share config.yaml's app.
 """
 
 from __future__ import annotations
@@ -14,38 +16,14 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
 import pytest
 
 from tests.conftest import ffmpeg
-from tests.test_align import build_wav2vec2
 from tests.test_valid_audio import fixed_cases, speech_pools, write_case
 
-PORT = 18140
 APP = "whisperx"
-
-
-@pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    from serve import launcher
-
-    aligner = build_wav2vec2(tmp_path_factory.mktemp("w2v") / "tiny")
-    args = {
-        "max_upload_bytes": 8 * 1024 * 1024,
-        "max_audio_seconds": 600,
-        "max_queue_wait_s": 3600,  # these tests are about losing replicas, not shedding load
-        "align_model": str(aligner),
-        "cache": {"enabled": False},  # repeated requests must reach the replicas being killed
-    }
-    base = launcher.start(args, port=PORT)
-    yield base
-    launcher.stop()
-
-
-@pytest.fixture(scope="module")
-def client(service):
-    with httpx.Client(base_url=service, timeout=600) as c:
-        yield c
+COMPUTE = {"Cache-Control": "no-cache"}
+REQUESTS = 3  # concurrent diarized, aligned requests of 60 s while a replica is killed
 
 
 @pytest.fixture(scope="module")
@@ -62,32 +40,36 @@ def _info(kind: str) -> dict:
     return serve.get_deployment_handle(kind, app_name=APP).info.remote().result(timeout_s=30)
 
 
-def _busy(kind: str, client) -> bool:
-    if kind == "Transcriber":
-        return client.get("/healthz").json()["chunks_in_flight"] > 0
-    return _info(kind)["calls"] > 0
+def _busy(kind: str) -> bool:
+    """The replica itself reports work in hand (not only calls on their way to it)."""
+    info = _info(kind)
+    return (info["batches_decoding"] if kind == "Transcriber" else info["calls"]) > 0
 
 
+@pytest.mark.slow  # the app with every model deployment, three kills under load: minutes
+@pytest.mark.kills
 @pytest.mark.parametrize("kind", ["Transcriber", "Aligner", "Diarizer"])
-def test_replica_killed_under_load_fails_no_request(kind, client, long_audio):
+def test_replica_killed_under_load_fails_no_request(kind, full_service, long_audio):
+    client = full_service.client
     pid = _info(kind)["pid"]
     audio = long_audio.read_bytes()
 
     def post():
-        return client.post("/v1/transcribe?diarize=true&language=en", content=audio)
+        return client.post("/v1/transcribe?diarize=true&language=en", content=audio, headers=COMPUTE)
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = [pool.submit(post) for _ in range(4)]
+    with ThreadPoolExecutor(max_workers=REQUESTS) as pool:
+        futures = [pool.submit(post) for _ in range(REQUESTS)]
         deadline = time.monotonic() + 120
-        while not _busy(kind, client):
+        while not _busy(kind):
             assert time.monotonic() < deadline, f"the {kind} never got work"
             assert not all(f.done() for f in futures), "all requests ended before the kill"
             time.sleep(0.02)
-        time.sleep(0.2)  # let the replica get deeper into its work
         os.kill(pid, signal.SIGKILL)
         responses = [f.result() for f in futures]
 
-    assert [r.status_code for r in responses] == [200] * 4, [r.text[:200] for r in responses if r.status_code != 200]
+    assert [r.status_code for r in responses] == [200] * REQUESTS, [
+        r.text[:200] for r in responses if r.status_code != 200
+    ]
     bodies = [r.json() for r in responses]
     assert sum(b["service"]["retries"] for b in bodies) >= 1, "no call was resent: the kill hit nothing in flight"
     for body in bodies:
@@ -109,7 +91,8 @@ def _silence_flac(path, seconds: int, headerless: bool = False) -> bytes:
     return path.read_bytes()
 
 
-def test_decompression_bomb_is_refused_from_its_header(client, tmp_path):
+def test_decompression_bomb_is_refused_from_its_header(service, client, tmp_path):
+    service.tune(Ingress={"max_audio_seconds": 600})
     bomb = _silence_flac(tmp_path / "bomb.flac", 3600)  # 1 h of silence in ~1 MB; the limit is 600 s
     assert len(bomb) < 2_000_000
     started = time.monotonic()
@@ -122,7 +105,8 @@ def test_decompression_bomb_is_refused_from_its_header(client, tmp_path):
     assert client.get("/healthz").json()["decoded_bytes_in_flight"] == 0
 
 
-def test_headerless_bomb_stops_at_the_limit(client, tmp_path):
+def test_headerless_bomb_stops_at_the_limit(service, client, tmp_path):
+    service.tune(Ingress={"max_audio_seconds": 600})
     bomb = _silence_flac(tmp_path / "headerless.flac", 1200, headerless=True)
     response = client.post("/v1/audio/transcriptions", files={"file": ("bomb.flac", bomb)})
     assert response.status_code == 413, response.text
@@ -135,13 +119,12 @@ def test_raw_body_with_curls_default_content_type(client, pyannote_sample):
     response = client.post(
         "/v1/transcribe?language=en&response_format=text",
         content=pyannote_sample.read_bytes(),
-        headers={"content-type": "application/x-www-form-urlencoded"},
+        headers={"content-type": "application/x-www-form-urlencoded", **COMPUTE},
     )
     assert response.status_code == 200, response.text
     assert "New Jersey" in response.text
 
 
-# ~90 s: runs in CI's slow step (the core run was over its 20 min target)
 @pytest.mark.slow
 def test_valid_audio_never_gets_a_5xx(client, pyannote_sample, speak, tmp_path):
     """The property test's named cases (tests/test_valid_audio.py: 0.1 s speech, silence only,
@@ -156,12 +139,13 @@ def test_valid_audio_never_gets_a_5xx(client, pyannote_sample, speak, tmp_path):
             "/v1/transcribe?response_format=srt&language=en",
             "/v1/transcribe?response_format=tsv&diarize=true&language=en",
         ):
-            statuses[(case.name, url)] = client.post(url, content=body).status_code
+            statuses[(case.name, url)] = client.post(url, content=body, headers=COMPUTE).status_code
         for fmt in ("json", "verbose_json", "vtt", "text"):
             response = client.post(
                 "/v1/audio/transcriptions",
                 files={"file": ("audio", body)},
                 data={"response_format": fmt, "timestamp_granularities[]": "word"},
+                headers=COMPUTE,
             )
             statuses[(case.name, f"openai {fmt}")] = response.status_code
     assert set(statuses.values()) == {200}, {k: v for k, v in statuses.items() if v != 200}

@@ -1,8 +1,9 @@
 """The Ray Serve application on a real local Ray cluster, over real HTTP on 127.0.0.1.
 
-One module-scoped deployment of serve.app:build_app (its VAD in the Vad deployment), with an
-API key, small limits so the limit paths are cheap to reach, and the same VAD step as the
-library pipeline it is compared against.
+These tests share the session's app: config.yaml's own (tests/session.py adds a port, an API
+key and a cache folder). Requests that must reach the models send `Cache-Control: no-cache`;
+limits a test needs smaller are the Ingress's `user_config` (`service.tune`), reconfigured in
+place. The VAD in its own deployment (the gpu profile's placement) is `full_service`'s.
 """
 
 from __future__ import annotations
@@ -16,92 +17,66 @@ import pytest
 
 from pipeline.evaluation import normalize_english
 from tests.conftest import ffmpeg
+from tests.session import API_KEY
 
-PORT = 18123
-API_KEY = "test-key-123"
-ARGS = {
-    "vad_step_seconds": 2.5,
-    # The VAD in its own deployment (the gpu profile's placement; the cpu profile scores in the
-    # ingress, which the other service tests run), so its results are compared with the library's.
-    "vad_placement": "deployment",
-    "max_upload_bytes": 4 * 1024 * 1024,
-    "max_audio_seconds": 600,
-    "max_chunks_in_flight": 8,
-    # These tests measure the models and batching: repeats must compute (tests/test_cache.py covers the cache).
-    "cache": {"enabled": False},
-    "api_key_env": "WXS_TEST_API_KEY",
-    "deployments": {"Ingress": {"ray_actor_options": {"runtime_env": {"env_vars": {"WXS_TEST_API_KEY": API_KEY}}}}},
-}
-# As config.yaml's `deployments:` list. A longer batch wait than config.yaml's 20 ms, so that
-# concurrent requests reliably meet in one batch on this 2-core machine, where two batches
-# already run at once.
-USER_CONFIG = {"Transcriber": {"user_config": {"max_batch_size": 4, "batch_wait_timeout_s": 0.3}}}
-AUTH = {"Authorization": f"Bearer {API_KEY}"}
-
-
-@pytest.fixture(scope="module")
-def service():
-    from serve import launcher
-
-    base = launcher.start(ARGS, port=PORT, deployments=USER_CONFIG)
-    yield base
-    launcher.stop()
-
-
-@pytest.fixture(scope="module")
-def client(service):
-    with httpx.Client(base_url=service, headers=AUTH, timeout=600) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def library():
-    """The library pipeline, configured as the service is."""
-    from pipeline.runner import LocalPipeline
-
-    return LocalPipeline()  # the same PipelineConfig defaults as the service
+COMPUTE = {"Cache-Control": "no-cache"}
 
 
 @pytest.fixture(scope="module")
 def long_audio(pyannote_sample, tmp_path_factory):
-    """~120 s: sample.wav four times (several 30 s chunks)."""
+    """~60 s: sample.wav twice (several 30 s chunks)."""
     path = tmp_path_factory.mktemp("long") / "long.wav"
-    ffmpeg("-stream_loop", "3", "-i", str(pyannote_sample), "-c", "copy", str(path))
+    ffmpeg("-stream_loop", "1", "-i", str(pyannote_sample), "-c", "copy", str(path))
     return path
 
 
-def post_native(client, path, **fields):
+def post_native(client, path, headers=COMPUTE, **fields):
     with open(path, "rb") as f:
-        return client.post("/v1/transcribe", files={"file": (path.name, f)}, data=fields)
+        return client.post("/v1/transcribe", files={"file": (path.name, f)}, data=fields, headers=headers)
 
 
 def test_health_and_models(client):
     health = client.get("/healthz")
     assert health.status_code == 200 and health.json()["asr"] == "bundled/tiny.en"
-    assert health.json()["vad"] == "deployment"
+    assert health.json()["vad"] == "ingress"  # config.yaml's cpu profile
     ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
     assert ids == ["whisper-1", "bundled/tiny.en"]
 
 
-def test_native_result_equals_the_library(client, library, pyannote_sample, long_audio):
+def assert_equals_the_library(client, library, path):
+    response = post_native(client, path)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    expected = library.transcribe(path)
+    assert body["text"] == expected.text
+    assert [w["word"] for w in body["word_segments"]] == [w.word for w in expected.words]
+    assert body["service"]["chunks"] == len(body["service"]["batch_sizes"]) >= 1
+
+
+def test_native_result_equals_the_library(client, local_pipeline, pyannote_sample, long_audio):
     for path in (pyannote_sample, long_audio):
-        response = post_native(client, path)
-        assert response.status_code == 200, response.text
-        body = response.json()
-        expected = library.transcribe(path)
-        assert body["text"] == expected.text
-        assert [w["word"] for w in body["word_segments"]] == [w.word for w in expected.words]
-        assert body["service"]["chunks"] == len(body["service"]["batch_sizes"]) >= 1
+        assert_equals_the_library(client, local_pipeline, path)
 
 
-def test_concurrent_requests_are_batched_together(client, library, speech_dir):
+@pytest.mark.slow  # its own app (the Vad and an Aligner deployment), shared with the replica kills
+def test_the_vad_deployment_gives_the_library_result(full_service, local_pipeline, long_audio):
+    """The VAD scored in its own deployment, as the gpu profile places it (the Aligner there
+    re-times words; their text stays)."""
+    assert full_service.health()["vad"] == "deployment"
+    assert_equals_the_library(full_service.client, local_pipeline, long_audio)
+
+
+def test_concurrent_requests_are_batched_together(service, client, local_pipeline, speech_dir):
+    # A longer batch wait than config.yaml's, so that concurrent requests reliably meet in one
+    # batch on this 2-core machine, where two batches already run at once.
+    service.tune(Transcriber={"max_batch_size": 4, "batch_wait_timeout_s": 0.3})
     paths = sorted((speech_dir / "librispeech").glob("*.wav"))[:8]
     with ThreadPoolExecutor(max_workers=8) as pool:
         responses = list(pool.map(lambda p: post_native(client, p), paths))
     assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200]
     bodies = [r.json() for r in responses]
     for path, body in zip(paths, bodies):  # each gets its own, correct transcript
-        assert normalize_english(body["text"]) == normalize_english(library.transcribe(path).text), path
+        assert normalize_english(body["text"]) == normalize_english(local_pipeline.transcribe(path).text), path
     mixed = [n for b in bodies for n in b["service"]["batch_requests"]]
     print("\nbatch sizes:", [b["service"]["batch_sizes"] for b in bodies], "requests per batch:", mixed)
     assert max(mixed) >= 2, "no batch mixed chunks of different requests"
@@ -110,7 +85,7 @@ def test_concurrent_requests_are_batched_together(client, library, speech_dir):
 def test_openai_sdk_unchanged(service, pyannote_sample):
     import openai
 
-    sdk = openai.OpenAI(base_url=f"{service}/v1", api_key=API_KEY)
+    sdk = openai.OpenAI(base_url=f"{service.base}/v1", api_key=API_KEY)
     with open(pyannote_sample, "rb") as f:
         plain = sdk.audio.transcriptions.create(model="whisper-1", file=f)
     assert "New Jersey" in plain.text
@@ -129,6 +104,7 @@ def test_openai_sdk_unchanged(service, pyannote_sample):
 
 def test_diarize_runs_with_asr(client, pyannote_sample):
     body = post_native(client, pyannote_sample, diarize="true").json()
+    assert "diarize" in body["service"]["stages"], "computed, not a cache hit"
     assert body["models"]["diarize"] == "whisperx-segmentation+resemblyzer"
     assert len({w["speaker"] for w in body["word_segments"]}) == 2
     assert "diarize_wait" in body["service"]["seconds"]
@@ -139,7 +115,9 @@ def test_diarize_runs_with_asr(client, pyannote_sample):
     assert tsv.status_code == 200 and "SPEAKER_0" in tsv.text
     # rttm implies diarization; the file id is the upload's name, made safe for RTTM's columns.
     with open(pyannote_sample, "rb") as f:
-        rttm = client.post("/v1/transcribe", files={"file": ("call 7.wav", f)}, data={"response_format": "rttm"})
+        rttm = client.post(
+            "/v1/transcribe", files={"file": ("call 7.wav", f)}, data={"response_format": "rttm"}, headers=COMPUTE
+        )
     assert rttm.status_code == 200, rttm.text
     assert rttm.headers["content-type"].startswith("text/plain")
     lines = [line.split(" ") for line in rttm.text.splitlines()]
@@ -161,6 +139,7 @@ def error_of(response, status, code):
 
 
 def test_bad_input_gets_clear_errors(client, service, pyannote_sample, tmp_path):
+    service.tune(Ingress={"max_upload_bytes": 4 * 1024 * 1024})  # config.yaml's 100 MiB is costly to reach
     url = "/v1/audio/transcriptions"
     error_of(client.post(url, files={"file": ("a.wav", b"")}), 400, "audio_empty")
     error_of(
@@ -170,9 +149,6 @@ def test_bad_input_gets_clear_errors(client, service, pyannote_sample, tmp_path)
     ffmpeg("-i", str(pyannote_sample), str(flac))
     data = flac.read_bytes()
     error_of(client.post(url, files={"file": ("t.flac", data[: len(data) // 2])}), 415, "audio_truncated")
-    long = tmp_path / "long.flac"
-    ffmpeg("-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono", "-t", "700", str(long))
-    error_of(client.post(url, files={"file": ("l.flac", long.read_bytes())}), 413, "audio_too_long")
     error_of(client.post(url, files={"file": ("big.wav", b"\0" * (5 * 1024 * 1024))}), 413, "upload_too_large")
     sample = pyannote_sample.read_bytes()
     assert "supported" in error_of(
@@ -200,7 +176,7 @@ def test_bad_input_gets_clear_errors(client, service, pyannote_sample, tmp_path)
     )
     error_of(client.get("/nope"), 404, "not_found")
     error_of(client.get(url), 405, "method_not_allowed")
-    error_of(httpx.post(service + url, files={"file": ("a.wav", sample)}), 401, "invalid_api_key")
+    error_of(httpx.post(service.base + url, files={"file": ("a.wav", sample)}), 401, "invalid_api_key")
     # none of that hurt the service
     assert client.get("/healthz").status_code == 200
     ok = client.post(url, files={"file": ("a.wav", sample)})
@@ -217,10 +193,11 @@ def test_raw_body_upload(client, pyannote_sample):
 
 
 def test_overload_answers_503_with_retry_after(client, service, pyannote_sample, long_audio, tmp_path):
-    # An 8-minute request holds ~16 chunks in flight for seconds; max_chunks_in_flight is 8,
+    # A 4-minute request holds ~8 chunks in flight for seconds; max_chunks_in_flight is 4,
     # so a request arriving meanwhile is turned away at once, and the long one still succeeds.
+    service.tune(Ingress={"max_chunks_in_flight": 4})
     very_long = tmp_path / "very_long.mp3"
-    ffmpeg("-stream_loop", "15", "-i", str(pyannote_sample), "-b:a", "32k", str(very_long))
+    ffmpeg("-stream_loop", "7", "-i", str(pyannote_sample), "-b:a", "32k", str(very_long))
     with ThreadPoolExecutor(max_workers=1) as pool:
         first = pool.submit(lambda: post_native(client, very_long))
         deadline = time.monotonic() + 120
@@ -235,17 +212,15 @@ def test_overload_answers_503_with_retry_after(client, service, pyannote_sample,
     assert client.get("/healthz").json()["chunks_in_flight"] == 0
 
 
-def test_batching_reconfigures_without_restart(client):
-    from serve import launcher
-
-    before = client.get("/healthz").json()["transcriber"]
-    assert before["max_batch_size"] == 4
-    launcher.redeploy(ARGS, PORT, {"Transcriber": {"user_config": {"max_batch_size": 2, "batch_wait_timeout_s": 0.01}}})
-
-    for _ in range(60):
-        after = client.get("/healthz").json()["transcriber"]
-        if after["max_batch_size"] == 2:
-            break
-        time.sleep(1)
-    assert after["max_batch_size"] == 2 and after["batch_wait_timeout_s"] == 0.01
-    assert after["pid"] == before["pid"], "the replica restarted instead of reconfiguring"
+def test_user_config_reconfigures_without_restart(service, client):
+    before = client.get("/healthz").json()
+    assert before["transcriber"]["max_batch_size"] == 16 and before["limits"]["max_queue_wait_s"] == 120
+    service.tune(
+        Transcriber={"max_batch_size": 2, "batch_wait_timeout_s": 0.01},
+        Ingress={"max_queue_wait_s": 30, "max_chunks_in_flight": 64},
+    )  # returns once /healthz reports the new values
+    after = client.get("/healthz").json()
+    assert after["transcriber"]["max_batch_size"] == 2 and after["transcriber"]["batch_wait_timeout_s"] == 0.01
+    assert after["limits"]["max_queue_wait_s"] == 30 and after["limits"]["max_chunks_in_flight"] == 64
+    assert after["transcriber"]["pid"] == before["transcriber"]["pid"], "the Transcriber restarted"
+    assert after["ingress_pid"] == before["ingress_pid"], "the Ingress restarted"

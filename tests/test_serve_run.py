@@ -11,13 +11,18 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# A second Ray and Serve started by the `serve` CLI: over a minute. The core suite deploys the same
+# config.yaml application block on its own cluster (tests/session.py).
+pytestmark = pytest.mark.slow
 
 
 def test_serve_run_config_yaml(pyannote_sample, tmp_path):
     serve_cli = Path(sys.executable).parent / "serve"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WXS_API_KEY": ""}
+    # RAY_ADDRESS=local: its own Ray, as on a user's machine (never this test run's cluster).
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WXS_API_KEY": "", "RAY_ADDRESS": "local"}
     log = open(tmp_path / "serve.log", "wb")
     proc = subprocess.Popen(
         [str(serve_cli), "run", "config.yaml"],

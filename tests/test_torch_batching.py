@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from pipeline.audio import load_audio
-from pipeline.diarize import Diarizer
 from pipeline.schema import Audio
 
 
@@ -49,8 +48,7 @@ def test_vad_windows_of_concurrent_requests_share_forwards(local_pipeline, audio
         np.testing.assert_allclose(np.array(a.chunks), np.array(t.chunks), atol=0.02)
 
 
-def test_speaker_windows_of_concurrent_requests_share_forwards(local_pipeline, audios):
-    diarizer = Diarizer()
+def test_speaker_windows_of_concurrent_requests_share_forwards(local_pipeline, diarizer, audios):
     speech = [local_pipeline.vad.analyze(a).speech for a in audios]
     jobs = list(zip(audios, speech)) * 2
     alone = [diarizer.diarize(a, s) for a, s in jobs]

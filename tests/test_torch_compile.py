@@ -15,7 +15,6 @@ from pipeline.diarize import DiarizeConfig, Diarizer
 from pipeline.placement import Placement
 from pipeline.torch_runtime import TorchRuntime
 from pipeline.vad import SpeechDetector, VadOptions
-from tests.test_align import build_wav2vec2
 
 pytestmark = pytest.mark.slow
 
@@ -29,8 +28,8 @@ def audio(pyannote_sample):
 
 
 @pytest.fixture(scope="module")
-def speech(audio):
-    return SpeechDetector(VadOptions(), PLACEMENT).analyze(audio)
+def speech(audio, local_pipeline):
+    return local_pipeline.vad.analyze(audio)  # the eager VAD the run shares
 
 
 def test_compiled_vad_finds_the_same_regions(audio, speech):
@@ -41,9 +40,9 @@ def test_compiled_vad_finds_the_same_regions(audio, speech):
     assert np.allclose(np.array(compiled.chunks), np.array(speech.chunks), atol=0.02)
 
 
-def test_compiled_speaker_encoder_gives_the_same_turns(audio, speech):
+def test_compiled_speaker_encoder_gives_the_same_turns(audio, speech, windows_diarizer):
     # The windows method embeds given windows directly (the segmentation method shares its encoder).
-    eager = Diarizer(DiarizeConfig(method="windows"), PLACEMENT)
+    eager = windows_diarizer
     compiled = Diarizer(DiarizeConfig(method="windows", runtime=COMPILED), PLACEMENT)
     windows = [(s, s + 1.6, s, s + 1.6) for s in np.arange(0.0, 28.0, 0.8)]
     a = eager._backend._embed(audio, windows)
@@ -52,8 +51,8 @@ def test_compiled_speaker_encoder_gives_the_same_turns(audio, speech):
     assert compiled.diarize(audio, speech.speech) == eager.diarize(audio, speech.speech)
 
 
-def test_compiled_wav2vec2_gives_the_same_word_times(audio, local_pipeline, tmp_path):
-    model = str(build_wav2vec2(tmp_path / "w2v"))
+def test_compiled_wav2vec2_gives_the_same_word_times(audio, local_pipeline, tiny_wav2vec2):
+    model = str(tiny_wav2vec2)
     chunks = local_pipeline.vad.chunks(audio, "x")
     results = local_pipeline.transcriber.transcribe_chunks(chunks, DecodeOptions(language="en"))
     eager = Aligner(AlignConfig(model=model), PLACEMENT).align(audio, results, "en")

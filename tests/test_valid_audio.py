@@ -15,7 +15,7 @@ transcript is rendered in every response format and checked. The ASR runs once p
 ones two of the three in rotation (the time budget: about 3 minutes on 2 cores). Language
 given ("en") or not: for the bundled English-only tiny.en both plan the same decoding
 (asserted below), so each run takes one of the two, alternating; every (way, language) pair
-runs. Layer 2 runs the named cases through the installed `whisperx-serve` command.
+runs. Layer 2 runs the named cases through the CLI's `main` (`whisperx-serve transcribe`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import json
 import math
 import os
 import random
-import subprocess
 import traceback
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -38,7 +37,7 @@ from pipeline.errors import PipelineError
 from pipeline.plan import FORMATS, SPEAKER_FORMATS, Request
 from pipeline.runner import LocalPipeline
 from pipeline.schema import SAMPLE_RATE, Transcript
-from tests.conftest import REPO, ffmpeg
+from tests.conftest import ffmpeg
 
 # WXS_VALID_AUDIO_SEED=<n> explores other cases; the cases cover every rate, channel count,
 # content and container whatever the seed.
@@ -226,10 +225,22 @@ def speech_pools(pyannote_sample: Path, speak) -> dict[str, np.ndarray]:
     return {"speech": conversation, "espeak": np.concatenate(sentences)}
 
 
+class CaseFiles(dict):
+    """case name -> its file, written on first use (the core suite needs only the named cases)."""
+
+    def __init__(self, pools: dict[str, np.ndarray], folder: Path):
+        super().__init__()
+        self.pools, self.folder = pools, folder
+
+    def __missing__(self, name: str) -> Path:
+        case = next(c for c in CASES if c.name == name)
+        self[name] = write_case(case, self.pools, self.folder)
+        return self[name]
+
+
 @pytest.fixture(scope="module")
-def case_files(pools, tmp_path_factory) -> dict[str, Path]:
-    folder = tmp_path_factory.mktemp("valid_audio")
-    return {case.name: write_case(case, pools, folder) for case in CASES}
+def case_files(pools, tmp_path_factory) -> CaseFiles:
+    return CaseFiles(pools, tmp_path_factory.mktemp("valid_audio"))
 
 
 # --- checks ------------------------------------------------------------------------------------
@@ -409,6 +420,7 @@ def test_language_given_or_not_plans_the_same_for_the_bundled_model(pipe):
         assert given.models() == detected.models()
 
 
+@pytest.mark.slow  # every case, every way: a minute and a half (the core suite runs the named cases via the CLI)
 @pytest.mark.parametrize(("way", "language"), list(PASSES), ids=[f"{w}-{lang or 'auto'}" for w, lang in PASSES])
 def test_valid_audio_gives_a_well_formed_result_in_every_format(pipe, case_files, way, language):
     cases = PASSES[(way, language)]
@@ -433,27 +445,20 @@ def test_valid_audio_gives_a_well_formed_result_in_every_format(pipe, case_files
 
 # --- layer 2: the CLI --------------------------------------------------------------------------
 
-CLI = REPO / ".venv" / "bin" / "whisperx-serve"
 
+def test_cli_on_the_named_cases(capsys, pipe, case_files, tmp_path):
+    """`whisperx-serve transcribe` over the named cases, through the CLI's own `main` in this
+    process (the run's shared models). One call over all of them (each written to
+    --output-dir), --diarize, as the 2.6 s clip once crashed with it (and the 0.1 s one lost
+    its speakers)."""
+    from cluster.cli import main
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(CLI), "transcribe", *args], capture_output=True, text=True, timeout=600)
-
-
-@pytest.fixture(scope="module")
-def cli():
-    if not CLI.is_file():
-        pytest.skip(f"{CLI} is not installed: run ./setup.sh")
-    return run_cli
-
-
-def test_cli_on_the_named_cases(cli, case_files, tmp_path):
-    # One process over all of them (each written to --output-dir), so the models load once;
-    # --diarize, as the 2.6 s clip once crashed with it (and the 0.1 s one lost its speakers).
     names = [case.name for case in fixed_cases()]
     out = tmp_path / "out"
-    proc = cli(*(str(case_files[n]) for n in names), "--diarize", "--output-dir", str(out))
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    capsys.readouterr()
+    code = main(["transcribe", *(str(case_files[n]) for n in names), "--diarize", "--output-dir", str(out)])
+    stderr = capsys.readouterr().err
+    assert code == 0 and "Traceback" not in stderr, stderr
     for name in names:
         body = json.loads((out / f"{name}.json").read_text())
         assert body["models"]["diarize"], name
