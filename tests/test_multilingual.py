@@ -69,8 +69,9 @@ def test_a_given_language_is_used_without_a_vote(base_pipeline, clips):
     assert "language" not in base_pipeline.plan(request).stages()
     transcript = base_pipeline.transcribe(clips["de"].path, request)
     assert transcript.language == "de"
-    words = set(re.findall(r"\w+", transcript.text.lower()))
-    assert {"portal", "raum", "genutzt"} <= words, transcript.text
+    # Substrings: the int8 decode joins "portal liegende" on some CPUs (their SIMD differs).
+    said = transcript.text.lower()
+    assert all(word in said for word in ("portal", "raum", "genutzt")), transcript.text
 
 
 def test_an_unsupported_or_english_only_choice_is_a_typed_error(base_pipeline):

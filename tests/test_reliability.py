@@ -140,12 +140,14 @@ def test_valid_audio_never_gets_a_5xx(client, pyannote_sample, speak, tmp_path):
             "/v1/transcribe?response_format=tsv&diarize=true&language=en",
         ):
             statuses[(case.name, url)] = client.post(url, content=body, headers=COMPUTE).status_code
-        for fmt in ("json", "verbose_json", "vtt", "text"):
+        # The OpenAI endpoint computes once per case; its other formats render that result
+        # (from the result cache: the formats differ only in rendering).
+        for index, fmt in enumerate(("json", "verbose_json", "vtt", "text")):
             response = client.post(
                 "/v1/audio/transcriptions",
                 files={"file": ("audio", body)},
                 data={"response_format": fmt, "timestamp_granularities[]": "word"},
-                headers=COMPUTE,
+                headers=COMPUTE if index == 0 else {},
             )
             statuses[(case.name, f"openai {fmt}")] = response.status_code
     assert set(statuses.values()) == {200}, {k: v for k, v in statuses.items() if v != 200}

@@ -11,12 +11,10 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-# A second Ray and Serve started by the `serve` CLI: over a minute. The core suite deploys the same
-# config.yaml application block on its own cluster (tests/session.py).
-pytestmark = pytest.mark.slow
+# The README's command as a user types it: the `serve` CLI starts its own Ray and Serve (under a
+# minute here). In the core suite, before the session's cluster starts (conftest.py's phases).
 
 
 def test_serve_run_config_yaml(pyannote_sample, tmp_path):
