@@ -26,6 +26,10 @@ from pipeline.plan import Request
 log = logging.getLogger("whisperx_serve.batch")
 
 
+MAX_READ_BLOCKS = 2000  # past this, several files share a read block (and a write)
+PREPROCESS_BATCH = 4  # files a decode + VAD actor takes at once
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How many actors and what they hold: not part of any file's key."""
@@ -164,7 +168,16 @@ def run_batch(
     # so on a small machine the stages always fit together; Ray Data's default of 1 CPU a task
     # deadlocks a 2-CPU machine once the model actors hold their share.
     light = 0.25
-    ds = ray.data.read_binary_files(paths, include_paths=True, filesystem=fs, num_cpus=light)
+    # A Ray Data task emits its rows as one block when it ends, so a block is the unit that
+    # reaches Parquet: one file per read block (up to MAX_READ_BLOCKS) and decode batches no
+    # larger than a write batch keep what a killed job loses to the batches in flight.
+    ds = ray.data.read_binary_files(
+        paths,
+        include_paths=True,
+        filesystem=fs,
+        num_cpus=light,
+        override_num_blocks=max(1, min(len(paths), MAX_READ_BLOCKS)),
+    )
     ds = ds.map(hash_row, fn_kwargs={"job": job}, num_cpus=light)
     ds = ds.filter(lambda row: row["key"] not in done, num_cpus=light)
     if run.max_files is not None:
@@ -172,7 +185,7 @@ def run_batch(
     ds = ds.map_batches(
         Preprocess,
         fn_constructor_kwargs={"job": job},
-        batch_size=4,
+        batch_size=min(PREPROCESS_BATCH, run.files_per_batch),
         compute=ray.data.ActorPoolStrategy(size=run.preprocess_actors),
         num_cpus=light,
         batch_format="numpy",

@@ -131,15 +131,17 @@ def test_stopped_then_killed_job_resumes_and_redoes_nothing(ray_cluster, corpus,
         start_new_session=True,
     )
     deadline = time.monotonic() + 240
-    while len(list(out.glob("part-*.parquet"))) < parts + 2:  # two files more
+    # Killed at its first new file: Ray Data may write the next few in a burst, and the job
+    # must still have work left when it dies.
+    while len(list(out.glob("part-*.parquet"))) < parts + 1:
         assert job.poll() is None, (tmp_path / "job.log").read_text()[-2000:]
         assert time.monotonic() < deadline, "the job wrote nothing in 240 s"
-        time.sleep(0.2)
+        time.sleep(0.02)
     os.killpg(job.pid, signal.SIGKILL)  # no cleanup, no goodbye
     job.wait()
     before = read(out)
     survivors = dict(zip(before.column("path").to_pylist(), before.column("run_id").to_pylist()))
-    assert 3 + 2 <= len(survivors) < FILES
+    assert 3 + 1 <= len(survivors) < FILES, f"the killed job wrote {len(survivors) - 3} of {FILES - 3} files"
     assert collections.Counter(survivors.values())[first.run_id] == 3
 
     resumed = run_batch(str(corpus), str(out), PipelineConfig(), Request(), quiet())
