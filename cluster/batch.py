@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 
+from cluster.output_parts import deduplicate, done_keys
 from cluster.stages import BatchJob, Diarize, ParquetSink, Preprocess, Transcribe, hash_row, new_run_id
 from pipeline.config import PipelineConfig
 from pipeline.plan import Request
@@ -68,34 +69,6 @@ class Summary:
             f"{self.audio_seconds / 3600:.3f} h of audio in {self.wall_seconds:.1f} s = "
             f"{self.throughput:.1f}x real time"
         )
-
-
-def done_keys(output: str, retry_failed: bool) -> set[str]:
-    """Keys of the files OUTPUT already holds. Unreadable parts (there should be none: parts
-    are renamed into place only once complete) are skipped, so their files are redone."""
-    import pyarrow.fs as pafs
-    import pyarrow.parquet as pq
-
-    from cluster.inputs import filesystem_of
-
-    fs, root = filesystem_of(output)
-    if fs.get_file_info(root).type != pafs.FileType.Directory:
-        return set()
-    keys: set[str] = set()
-    for info in fs.get_file_info(pafs.FileSelector(root, recursive=False)):
-        name = info.base_name
-        if info.type != pafs.FileType.File or not name.endswith(".parquet") or name.startswith("."):
-            continue
-        try:
-            with fs.open_input_file(info.path) as f:
-                table = pq.read_table(f, columns=["key", "error_code"])
-        except Exception as exc:  # noqa: BLE001 - a damaged part only means its files are redone
-            log.warning("skipping unreadable part %s: %s", info.path, exc)
-            continue
-        for key, error in zip(table.column("key").to_pylist(), table.column("error_code").to_pylist()):
-            if not (retry_failed and error is not None):
-                keys.add(key)
-    return keys
 
 
 def plan_job(config: PipelineConfig, request: Request, run: RunOptions, per_segment: bool = False) -> BatchJob:
@@ -155,6 +128,7 @@ def run_batch(
     started = time.perf_counter()
     fs, paths = list_inputs(input_uri)
     summary.files_listed = len(paths)
+    deduplicate(output)  # what a killed run's surviving workers wrote after it died
     done = done_keys(output, run.retry_failed)
 
     if not ray.is_initialized():
@@ -228,6 +202,9 @@ def run_batch(
             progress.write(f"failed: {row['path']}: {row['error_code']}")
         progress.update(1)
     progress.close()
+    # A killed earlier run's workers may have landed a batch this run redid; a retried
+    # failure's new row replaces its error row.
+    deduplicate(output)
     if run.stats:
         print(ds.stats(), file=sys.stderr)
     # Every listed file is either transcribed now or already in OUTPUT, unless --max-files cut
