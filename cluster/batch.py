@@ -76,7 +76,6 @@ def plan_job(config: PipelineConfig, request: Request, run: RunOptions, per_segm
     (that node has the model's files; this driver may not)."""
     import ray
 
-    from pipeline.models import default_compute_type
     from pipeline.plan import Planner
 
     where = {
@@ -95,20 +94,20 @@ def plan_job(config: PipelineConfig, request: Request, run: RunOptions, per_segm
     # Then under the ASR actors' reservation: the card, and the device that reservation gives
     # (the CPU where the cluster's GPUs are logical only, WXS_LOGICAL_GPUS).
     describe = ray.remote(_describe_asr).options(num_cpus=0.25, num_gpus=run.asr_num_gpus)
-    card, device, logical = ray.get(describe.remote(config.asr.model))
+    card, device, logical = ray.get(describe.remote(config.asr.model, config.asr.compute_type))
     check(device, logical)
-    # The compute type the ASR actors will use, resolved here so that it is part of the key.
-    compute_type = config.asr.compute_type or default_compute_type(device)
-    config = replace(config, asr=replace(config.asr, compute_type=compute_type))
+    # The ASR actors run the card's compute type (resolved for their device): part of the key.
+    config = replace(config, asr=replace(config.asr, compute_type=card.compute_type))
     return BatchJob(plan=Planner(config, card).plan(request), per_segment=per_segment)
 
 
-def _describe_asr(model: str):
+def _describe_asr(model: str, compute_type: str | None):
     """(card, device, logical GPUs) as a task with the ASR actors' reservation sees them."""
     from cluster.placement import from_ray, logical_gpus
     from pipeline.models import describe_asr_model
 
-    return describe_asr_model(model), from_ray().device, logical_gpus()
+    device = from_ray().device
+    return describe_asr_model(model, compute_type, device), device, logical_gpus()
 
 
 def run_batch(

@@ -13,6 +13,7 @@ import os
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 import numpy as np
 
@@ -21,11 +22,11 @@ from cluster.schema import SCHEMA_VERSION
 from pipeline.align import Aligner
 from pipeline.asr import Transcriber
 from pipeline.audio import load_audio
-from pipeline.cache_keys import KEY_VERSION
+from pipeline.cache_keys import batch_options, row_key
 from pipeline.config import PipelineConfig
 from pipeline.diarize import Diarizer
 from pipeline.errors import PipelineError
-from pipeline.plan import Plan, options_digest, result_options
+from pipeline.plan import Plan, run_sync
 from pipeline.schema import Audio, Segment, Transcript, Word
 from pipeline.vad import SpeechDetector, cut
 
@@ -43,22 +44,11 @@ class BatchJob:
         return self.plan.config
 
     def options_json(self) -> str:
-        # The row shape too, and the versions of results and rows: a rerun into a folder written
-        # by an older build redoes its files rather than mixing old and new rows.
-        options = {
-            **result_options(self.plan),
-            "per_segment": self.per_segment,
-            "key_version": KEY_VERSION,
-            "schema_version": SCHEMA_VERSION,
-        }
-        return json.dumps(options, sort_keys=True)
-
-    def digest(self) -> str:
-        return options_digest(json.loads(self.options_json()))
+        return batch_options(self.plan, self.per_segment, SCHEMA_VERSION)
 
 
 def file_key(content_sha256: str, job: BatchJob) -> str:
-    return f"{content_sha256}-{job.digest()}"
+    return row_key(content_sha256, job.options_json())
 
 
 def hash_row(row: dict, job: BatchJob) -> dict:
@@ -129,10 +119,7 @@ class Transcribe:
             audio = Audio(np.asarray(batch["samples"][i], dtype=np.float32))
             spans = [tuple(c) for c in json.loads(batch["chunks_json"][i])]
             file_chunks = cut(audio, str(i), spans, json.loads(batch["speech_json"][i]))
-            plan = self.job.plan
-            if plan.detects_language:
-                sample = [file_chunks[k] for k in plan.language_sample(spans)]
-                plan = plan.with_language(self.transcriber.detect_language(sample)[0])
+            plan = run_sync(self.job.plan.detect_language(spans, self._detector(file_chunks)))
             plans[str(i)] = (i, audio, plan)
             chunks += file_chunks
             options += [plan.decode] * len(file_chunks)
@@ -141,11 +128,8 @@ class Transcribe:
             results[result.audio_id].append(result)
         for audio_id, (i, audio, plan) in plans.items():
             try:
-                segments = (
-                    self.aligner.align(audio, results[audio_id], plan.language)
-                    if plan.aligns
-                    else plan.chunk_segments(results[audio_id])
-                )
+                align = partial(self.aligner.align, audio, language=plan.language)
+                segments = run_sync(plan.timed_segments(results[audio_id], align))
             except PipelineError as exc:
                 out["error_code"][i], out["error"][i] = exc.code, str(exc)
                 continue
@@ -157,6 +141,10 @@ class Transcribe:
         if not self.job.plan.diarize:
             out.pop("samples")
         return _columns(out)
+
+    def _detector(self, chunks: list):
+        """The language step's means: the vote over the sampled chunks."""
+        return lambda sample: self.transcriber.detect_language([chunks[k] for k in sample])[0]
 
 
 class Diarize:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.errors import InvalidOption, UnsupportedLanguage
-from pipeline.models import AsrCard, default_compute_type, resolve_asr_model, weights_fingerprint
+from pipeline.models import AsrCard, compute_type_for, resolve_asr_model, weights_fingerprint
 from pipeline.placement import Placement
 from pipeline.schema import SAMPLE_RATE, Chunk, ChunkResult, Segment, Word
 from pipeline.word_times import bound_words
@@ -100,7 +100,7 @@ class Transcriber:
         self.model_id = resolved.model_id
         self.weights = weights_fingerprint(resolved.path)
         self.device = placement.device
-        self.compute_type = config.compute_type or default_compute_type(self.device)
+        self.compute_type = compute_type_for(config.compute_type, self.device)
         self.num_workers, self.cpu_threads = parallelism(config, placement)
         self._model = WhisperModel(
             str(resolved.path),
@@ -118,9 +118,8 @@ class Transcriber:
     @property
     def card(self) -> AsrCard:
         """What the loaded model can do (equals `describe_asr_model` read from its files)."""
-        return AsrCard(
-            self.model_id, bool(self._model.model.is_multilingual), tuple(self._model.supported_languages), self.weights
-        )
+        multilingual, languages = bool(self._model.model.is_multilingual), tuple(self._model.supported_languages)
+        return AsrCard(self.model_id, multilingual, languages, self.weights, self.compute_type)
 
     def detect_language(self, chunks: Sequence[Chunk]) -> tuple[str, float]:
         """Vote over the given chunks (the plan picks which). English-only model or no

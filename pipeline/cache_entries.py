@@ -87,65 +87,22 @@ def _load(data: bytes):
         raise ValueError(f"not a cache entry: {exc}") from exc
 
 
-@dataclass
+@dataclass(frozen=True)
 class Reused:
-    """What a request takes from the cache; the stages it still runs follow from it."""
+    """What a request takes from the cache (pipeline.plan.Plan.with_cached decides what runs)."""
 
     asr: AsrEntry | None = None
     aligned: list[Segment] | None = None
     turns: list[Turn] | None = None
 
-    def plan_for(self, plan):
-        """The plan with the cached ASR's language (a detected one counts as detected)."""
-        if self.asr is None or not plan.detects_language:
-            return plan
-        return plan.with_language(self.asr.language)
 
-    def segments(self, plan, results: list[ChunkResult] | None = None) -> list[Segment]:
-        """The timed segments a transcript is assembled from: the cached alignment if there is
-        one, else ASR's own segments of `results` (the cached chunks when not given)."""
-        if self.aligned is not None:
-            return self.aligned
-        return plan.chunk_segments(self.asr.chunks if results is None else results)
-
-    def runs(self, plan) -> tuple[str, ...]:
-        """The model stages still to run: "asr", "align", "diarize" (nothing: a full hit)."""
-        out = []
-        if self.asr is None:
-            out.append("asr")
-            if plan.aligns:
-                out.append("align")
-        elif self.plan_for(plan).aligns and self.asr.chunks and self.aligned is None:
-            out.append("align")
-        if plan.diarize and self.turns is None:
-            out.append("diarize")
-        return tuple(out)
-
-    def skipped_stages(self) -> tuple[str, ...]:
-        """The plan's stage names the cache answered (pipeline.plan.Plan.stages)."""
-        out = ("vad", "language", "asr", "word_times") if self.asr is not None else ()
-        out += ("align",) if self.aligned is not None else ()
-        return out + (("diarize",) if self.turns is not None else ())
-
-    def state(self, plan) -> str:
-        """X-Cache: hit (nothing ran), partial (some stages reused) or miss."""
-        if not self.runs(plan):
-            return "hit"
-        reused = (self.asr, self.aligned, self.turns)
-        return "partial" if any(r is not None for r in reused) else "miss"
-
-
-def reuse(plan, keys, entries: dict[str, bytes]) -> Reused:
+def reuse(keys, entries: dict[str, bytes]) -> Reused:
     """Decode what a lookup found for these keys; an entry that does not decode is ignored
     (recomputed and overwritten), never trusted."""
-    reused = Reused()
-    if keys.asr in entries:
-        reused.asr = _decoded(decode_asr, entries[keys.asr])
-    if reused.asr is not None and keys.align in entries:
-        reused.aligned = _decoded(decode_segments, entries[keys.align])
-    if keys.diarize in entries:
-        reused.turns = _decoded(decode_turns, entries[keys.diarize])
-    return reused
+    asr = _decoded(decode_asr, entries[keys.asr]) if keys.asr in entries else None
+    aligned = _decoded(decode_segments, entries[keys.align]) if asr is not None and keys.align in entries else None
+    turns = _decoded(decode_turns, entries[keys.diarize]) if keys.diarize in entries else None
+    return Reused(asr, aligned, turns)
 
 
 def _decoded(decoder, data: bytes):

@@ -1,4 +1,5 @@
-"""Result-cache keys per stage, from the plan: what a repeat of a request may reuse.
+"""A result's identity, from the plan: the result cache's keys per stage, and the batch job's
+row key. Both digest the same per-stage options (`_vad`, `_align`, `_diarize`).
 
 A key is the sha256 of the audio bytes, the options that change that stage's result and the
 identity of its models (name, and the ASR weights' revision or checksum). The output format
@@ -13,6 +14,9 @@ never enters a key: a transcript cached for `srt` serves `vtt`, `verbose_json` o
 - `result`: all the stages a request runs: identical requests in flight compute once.
 
 Sampling (temperature > 0) is not cached: a repeat asks for another sample.
+
+The batch job's row key is the file's sha256 and a digest of `batch_options`: everything that
+can change the file's result (`result_options`) plus the row shape and versions.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
-from pipeline.plan import Plan, _without_runtime
+from pipeline.plan import Plan
 
 KEY_VERSION = 2  # bump when a cached value's shape or meaning changes (2: word times kept on speech, issue 12)
 
@@ -49,18 +53,8 @@ def stage_keys(plan: Plan, audio_sha256: str, asr_identity: str = "") -> StageKe
     if plan.decode.temperature > 0:
         return None
     asr = _asr_key(plan, audio_sha256, asr_identity)
-    align = None
-    if plan.align_requested:
-        align = _digest("align", asr, _without_runtime(asdict(plan.config.align)))
-    diarize = None
-    if plan.diarize:
-        diarize = _digest(
-            "diarize",
-            audio_sha256,
-            _without_runtime(asdict(plan.config.vad)),
-            _without_runtime(asdict(plan.config.diarize)),
-            asdict(plan.speakers),
-        )
+    align = _digest("align", asr, _align(plan)) if plan.align_requested else None
+    diarize = _digest("diarize", audio_sha256, _vad(plan), *_diarize(plan)) if plan.diarize else None
     return StageKeys(asr, align, diarize, _digest("result", asr, align, diarize))
 
 
@@ -73,10 +67,65 @@ def _asr_key(plan: Plan, audio_sha256: str, identity: str) -> str:
         {"model": plan.asr_model, "identity": identity, "compute_type": config.asr.compute_type},
         decode,
         plan.detection_chunks,
-        _without_runtime(asdict(config.vad)),
+        _vad(plan),
     )
 
 
 def _digest(stage: str, *parts) -> str:
     text = json.dumps([KEY_VERSION, stage, *parts], sort_keys=True, default=str)
     return f"{stage}-{hashlib.sha256(text.encode()).hexdigest()[:40]}"
+
+
+def result_options(plan: Plan) -> dict:
+    """Everything that can change a result's content (never its format), as planned: equal
+    results share a row key, and a rerun with other options is a different result."""
+    return {
+        "asr_model": plan.asr_model,
+        "compute_type": plan.config.asr.compute_type,
+        "language_detection_chunks": plan.detection_chunks,
+        "decode": asdict(plan.decode),
+        "vad": _vad(plan),
+        "align": _align(plan) if plan.align_requested else None,
+        "diarize": _diarize(plan)[0] if plan.diarize else None,
+        "speakers": _diarize(plan)[1] if plan.diarize else None,
+    }
+
+
+def batch_options(plan: Plan, per_segment: bool, schema_version: int) -> str:
+    """The batch job's `options_json`: the result's options, the row shape and the versions of
+    results and rows (a rerun into a folder an older build wrote redoes its files)."""
+    options = {
+        **result_options(plan),
+        "per_segment": per_segment,
+        "key_version": KEY_VERSION,
+        "schema_version": schema_version,
+    }
+    return json.dumps(options, sort_keys=True)
+
+
+def row_key(content_sha256: str, options_json: str) -> str:
+    return f"{content_sha256}-{options_digest(json.loads(options_json))}"
+
+
+def options_digest(options: dict) -> str:
+    return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _vad(plan: Plan) -> dict:
+    return _without_runtime(asdict(plan.config.vad))
+
+
+def _align(plan: Plan) -> dict:
+    return _without_runtime(asdict(plan.config.align))
+
+
+def _diarize(plan: Plan) -> tuple[dict, dict]:
+    return _without_runtime(asdict(plan.config.diarize)), asdict(plan.speakers)
+
+
+def _without_runtime(options: dict) -> dict:
+    """A torch stage's precision and compile change its outputs only within the tolerances its
+    tests hold them to, not the result: they stay out of the key, and keys from before they
+    existed still match."""
+    options.pop("runtime", None)
+    return options

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pipeline.config import PipelineConfig
 from pipeline.diarize import SpeakerCount
-from pipeline.formats import EXTENSIONS
+from pipeline.formats import FORMATS
 from pipeline.plan import Request
 from pipeline.torch_runtime import parse_dtypes
 
@@ -29,7 +29,7 @@ def add_transcribe_command(commands) -> None:
     t.add_argument(
         "--output-format",
         default="whisperx",
-        choices=sorted(EXTENSIONS),
+        choices=sorted(FORMATS),
         help="whisperx: full JSON with words (and speaker_turns when diarized); json/verbose_json: "
         "OpenAI's; text, srt, vtt, tsv (json and text skip word timing); rttm: speaker turns "
         "(implies --diarize; the file id is the input's stem)",
@@ -195,7 +195,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         if output_dir is None:
             sys.stdout.buffer.write(body + (b"" if body.endswith(b"\n") else b"\n"))
         else:
-            (output_dir / f"{path.stem}.{EXTENSIONS[args.output_format]}").write_bytes(body)
+            (output_dir / f"{path.stem}.{plan.format.extension}").write_bytes(body)
     progress.close()
     return 1 if failures else 0
 

@@ -1,57 +1,55 @@
-"""Transcript -> bytes in WhisperX's JSON and OpenAI's response formats, plus srt, vtt, tsv and
-rttm (the speaker turns, in NIST's Rich Transcription Time Marked format)."""
+"""The output formats, one registry: name -> content type, file extension, renderer, and what
+the format needs from the pipeline (word times, speaker turns). WhisperX's JSON, OpenAI's
+response formats, srt, vtt, tsv and rttm (the speaker turns, in NIST's Rich Transcription Time
+Marked format). A new format is one `Format` entry and its renderer."""
 
 from __future__ import annotations
 
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from pipeline.errors import InvalidOption
 from pipeline.schema import Segment, Transcript
 
-CONTENT_TYPES = {
-    "whisperx": "application/json",
-    "json": "application/json",
-    "verbose_json": "application/json",
-    "text": "text/plain; charset=utf-8",
-    "srt": "application/x-subrip; charset=utf-8",
-    "vtt": "text/vtt; charset=utf-8",
-    "tsv": "text/tab-separated-values; charset=utf-8",
-    "rttm": "text/plain; charset=utf-8",
-}
-EXTENSIONS = {
-    "whisperx": "json",
-    "json": "json",
-    "verbose_json": "json",
-    "text": "txt",
-    "srt": "srt",
-    "vtt": "vtt",
-    "tsv": "tsv",
-    "rttm": "rttm",
-}
-# Formats made of speaker turns: they need diarization (pipeline.plan decides it).
-SPEAKER_FORMATS = ("rttm",)
 DEFAULT_FILE_ID = "audio"  # rttm's file id when the input has no usable name
 
 
-def render(
-    transcript: Transcript,
-    fmt: str,
-    *,
-    task: str = "transcribe",
-    word_granularity: bool = True,
-    source: str | None = None,
-) -> bytes:
-    """`source`: the input's name (a path or an upload's filename), rttm's file id."""
-    renderer = _RENDERERS.get(fmt)
-    if renderer is None:
-        raise InvalidOption(f"response_format must be one of {', '.join(_RENDERERS)}, not {fmt!r}")
-    if fmt == "verbose_json":  # depends on the request's options
-        return _verbose_json(transcript, task, word_granularity).encode()
-    if fmt == "rttm":  # names its input
-        return _rttm(transcript, file_id(source)).encode()
-    return renderer(transcript).encode()
+@dataclass(frozen=True)
+class RenderContext:
+    """What a renderer may use besides the transcript."""
+
+    task: str = "transcribe"
+    word_granularity: bool = True  # verbose_json: include `words`
+    source: str | None = None  # the input's name (path or upload filename): rttm's file id
+    service: dict | None = None  # the service's account of the request (whisperx JSON's `service`)
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    content_type: str
+    extension: str
+    renderer: Callable[[Transcript, RenderContext], str]
+    needs_word_times: bool  # times finer than the 30 s chunk: the plan runs word timing
+    needs_speakers: bool = False  # made of speaker turns: the plan runs diarization
+    openai: bool = False  # one of OpenAI's response formats (/v1/audio/transcriptions)
+
+
+def render(transcript: Transcript, fmt: str, **context) -> bytes:
+    """`context`: RenderContext's fields."""
+    return lookup(fmt).renderer(transcript, RenderContext(**context)).encode()
+
+
+def lookup(name: str, openai: bool = False) -> Format:
+    """The format called `name` (among OpenAI's, when `openai`), or InvalidOption naming the choices."""
+    allowed = [f for f in FORMATS.values() if f.openai or not openai]
+    found = next((f for f in allowed if f.name == name), None)
+    if found is None:
+        names = ", ".join(f.name for f in allowed)
+        raise InvalidOption(f"response_format must be one of {names}, not {name!r}")
+    return found
 
 
 def file_id(source: str | None) -> str:
@@ -64,21 +62,24 @@ def file_id(source: str | None) -> str:
     return cleaned or DEFAULT_FILE_ID
 
 
-def _whisperx(t: Transcript) -> str:
-    return json.dumps(t.to_dict(), ensure_ascii=False)
+def _whisperx(t: Transcript, context: RenderContext) -> str:
+    body = t.to_dict()
+    if context.service is not None:
+        body["service"] = context.service
+    return json.dumps(body, ensure_ascii=False)
 
 
-def _json(t: Transcript) -> str:
+def _json(t: Transcript, context: RenderContext) -> str:
     return json.dumps({"text": t.text}, ensure_ascii=False)
 
 
-def _text(t: Transcript) -> str:
+def _text(t: Transcript, context: RenderContext) -> str:
     return t.text + "\n"
 
 
-def _verbose_json(t: Transcript, task: str, word_granularity: bool) -> str:
+def _verbose_json(t: Transcript, context: RenderContext) -> str:
     body = {
-        "task": task,
+        "task": context.task,
         "language": language_name(t.language),
         "duration": round(t.duration, 3),
         "text": t.text,
@@ -99,16 +100,12 @@ def _verbose_json(t: Transcript, task: str, word_granularity: bool) -> str:
             for i, s in enumerate(t.segments)
         ],
     }
-    if word_granularity:
+    if context.word_granularity:
         body["words"] = [
             {"word": w.word, "start": w.start, "end": w.end, **({"speaker": w.speaker} if w.speaker else {})}
             for w in t.words
         ]
     return json.dumps(body, ensure_ascii=False)
-
-
-def _verbose_json_default(t: Transcript) -> str:
-    return _verbose_json(t, "transcribe", True)
 
 
 def _cue_text(segment: Segment) -> str:
@@ -124,7 +121,7 @@ def _timestamp(seconds: float, decimal: str) -> str:
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal}{ms:03d}"
 
 
-def _srt(t: Transcript) -> str:
+def _srt(t: Transcript, context: RenderContext) -> str:
     cues = [
         f"{i}\n{_timestamp(s.start, ',')} --> {_timestamp(s.end, ',')}\n{_cue_text(s)}\n"
         for i, s in enumerate((s for s in t.segments if s.text.strip()), start=1)
@@ -132,7 +129,7 @@ def _srt(t: Transcript) -> str:
     return "\n".join(cues)
 
 
-def _vtt(t: Transcript) -> str:
+def _vtt(t: Transcript, context: RenderContext) -> str:
     cues = [
         f"{_timestamp(s.start, '.')} --> {_timestamp(s.end, '.')}\n{_cue_text(s)}\n"
         for s in t.segments
@@ -141,7 +138,7 @@ def _vtt(t: Transcript) -> str:
     return "WEBVTT\n\n" + "\n".join(cues)
 
 
-def _tsv(t: Transcript) -> str:
+def _tsv(t: Transcript, context: RenderContext) -> str:
     rows = ["start\tend\tspeaker\ttext"]
     for s in t.segments:
         if s.text.strip():
@@ -150,31 +147,31 @@ def _tsv(t: Transcript) -> str:
     return "\n".join(rows) + "\n"
 
 
-def _rttm(t: Transcript, file_id: str) -> str:
+def _rttm(t: Transcript, context: RenderContext) -> str:
     """One SPEAKER line per turn, in the transcript's (start, end) order; overlaps kept."""
+    name = file_id(context.source)
     if t.speaker_turns is None:
         raise InvalidOption("rttm lists speaker turns: it needs diarization")
     lines = []
     for turn in t.speaker_turns:
         speaker = "_".join(turn.speaker.split()) or "unknown"
         duration = max(0.0, turn.end - turn.start)
-        lines.append(f"SPEAKER {file_id} 1 {turn.start:.3f} {duration:.3f} <NA> <NA> {speaker} <NA> <NA>\n")
+        lines.append(f"SPEAKER {name} 1 {turn.start:.3f} {duration:.3f} <NA> <NA> {speaker} <NA> <NA>\n")
     return "".join(lines)
 
 
-def _rttm_default(t: Transcript) -> str:
-    return _rttm(t, DEFAULT_FILE_ID)
-
-
-_RENDERERS: dict[str, Callable[[Transcript], str]] = {
-    "whisperx": _whisperx,
-    "json": _json,
-    "verbose_json": _verbose_json_default,
-    "text": _text,
-    "srt": _srt,
-    "vtt": _vtt,
-    "tsv": _tsv,
-    "rttm": _rttm_default,
+FORMATS: dict[str, Format] = {
+    f.name: f
+    for f in (
+        Format("whisperx", "application/json", "json", _whisperx, needs_word_times=True),
+        Format("json", "application/json", "json", _json, needs_word_times=False, openai=True),
+        Format("verbose_json", "application/json", "json", _verbose_json, needs_word_times=True, openai=True),
+        Format("text", "text/plain; charset=utf-8", "txt", _text, needs_word_times=False, openai=True),
+        Format("srt", "application/x-subrip; charset=utf-8", "srt", _srt, needs_word_times=True, openai=True),
+        Format("vtt", "text/vtt; charset=utf-8", "vtt", _vtt, needs_word_times=True, openai=True),
+        Format("tsv", "text/tab-separated-values; charset=utf-8", "tsv", _tsv, needs_word_times=True),
+        Format("rttm", "text/plain; charset=utf-8", "rttm", _rttm, needs_word_times=False, needs_speakers=True),
+    )
 }
 
 

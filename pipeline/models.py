@@ -60,14 +60,17 @@ class AsrCard:
     # Which weights exactly (`weights_fingerprint`): result-cache keys include it, so new
     # weights under the same name never serve old results. Empty where not read.
     weights: str = ""
+    # The CTranslate2 compute type it runs in, resolved for its device (`compute_type_for`).
+    compute_type: str = ""
 
 
 # CTranslate2 counts a Whisper model as multilingual from this vocabulary size on (as its C++ does).
 MULTILINGUAL_VOCABULARY = 51865
 
 
-def describe_asr_model(name: str | None) -> AsrCard:
-    """The card of a CTranslate2 Whisper model without loading its weights."""
+def describe_asr_model(name: str | None, compute_type: str | None = None, device: str = "cpu") -> AsrCard:
+    """The card of a CTranslate2 Whisper model without loading its weights, as it would run
+    on `device` with the configured `compute_type` (None: the device's default)."""
     import json
 
     from faster_whisper.tokenizer import _LANGUAGE_CODES
@@ -83,7 +86,8 @@ def describe_asr_model(name: str | None) -> AsrCard:
             f"{resolved.path} has no vocabulary.json or vocabulary.txt: not a CTranslate2 Whisper model"
         )
     multilingual = size >= MULTILINGUAL_VOCABULARY
-    return AsrCard(resolved.model_id, multilingual, tuple(_LANGUAGE_CODES) if multilingual else ("en",))
+    languages = tuple(_LANGUAGE_CODES) if multilingual else ("en",)
+    return AsrCard(resolved.model_id, multilingual, languages, compute_type=compute_type_for(compute_type, device))
 
 
 @dataclass(frozen=True)
@@ -179,5 +183,6 @@ def remember_file_sha256(path: Path, hexdigest: str) -> None:
     _FINGERPRINTS[_file_key(path)] = hexdigest
 
 
-def default_compute_type(device: str) -> str:
-    return "float16" if device == "cuda" else "int8"
+def compute_type_for(configured: str | None, device: str) -> str:
+    """The compute type a model runs in: the configured one, else the device's default."""
+    return configured or ("float16" if device == "cuda" else "int8")

@@ -22,40 +22,34 @@ The rules, one each:
 - Models reported: ids from the configuration and the ASR model's card, read once at start.
 - Merge: words and segments get speakers from the turns; the turns themselves are kept too
   (`speaker_turns`, sorted by (start, end), overlaps kept), so turns without words survive.
+- Reuse: stages whose output the result cache holds (`with_cached`) do not run again; the
+  plan says which model stages are left (`to_run`) and what X-Cache reports.
+
+The steps an executor runs through its own means (`detect_language`, `timed_segments`) take
+its callables, synchronous (the library, the batch job: `run_sync`) or asynchronous (the
+service's deployment handles).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+import inspect
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, TypeVar
 
 from pipeline.align import CROSS_ATTENTION_ID, word_separator
 from pipeline.asr import DecodeOptions, DecodingChoices, check_decode_options
+from pipeline.cache_entries import Reused
 from pipeline.config import PipelineConfig
 from pipeline.diarize import SpeakerCount
 from pipeline.errors import InvalidOption
-from pipeline.formats import CONTENT_TYPES, SPEAKER_FORMATS, render
+from pipeline.formats import FORMATS, Format, lookup, render
 from pipeline.merge import assign_speakers
 from pipeline.models import AsrCard
 from pipeline.schema import ChunkResult, Segment, Transcript, Turn
 from pipeline.vad import VAD_MODEL_ID
 
-FORMATS = tuple(CONTENT_TYPES)
-# Formats whose output carries times finer than the 30 s chunk: they need word timing.
-TIMED_FORMATS = ("whisperx", "verbose_json", "srt", "vtt", "tsv")
-
-__all__ = [
-    "Plan",
-    "Planner",
-    "Request",
-    "FORMATS",
-    "TIMED_FORMATS",
-    "SPEAKER_FORMATS",
-    "result_options",
-    "options_digest",
-]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -68,6 +62,7 @@ class Request(DecodingChoices):
     speakers: SpeakerCount = field(default_factory=SpeakerCount)
     response_format: str = "whisperx"
     word_timestamps: bool = True  # verbose_json: include `words` (OpenAI's granularities)
+    openai: bool = False  # asked through OpenAI's protocol: only its response formats
 
 
 @dataclass(frozen=True)
@@ -85,6 +80,11 @@ class Plan:
     config: PipelineConfig = field(repr=False)
     asr_model: str = ""
     language_detected: bool = False  # set by `with_language`: the vote ran
+    cached: Reused = field(default_factory=Reused, repr=False)  # stage outputs the cache holds
+
+    @property
+    def format(self) -> Format:
+        return FORMATS[self.request.response_format]
 
     @property
     def language(self) -> str | None:
@@ -95,11 +95,6 @@ class Plan:
         return self.decode.language is None
 
     @property
-    def align_model(self) -> str | None:
-        """The wav2vec2 model this plan aligns with, once the language is known."""
-        return self.config.align.model_name(self.language) if self.aligns and self.language else None
-
-    @property
     def aligns(self) -> bool:
         """A wav2vec2 pass runs after ASR: requested, and a model is configured for the
         language (until the language is detected: whether one may be)."""
@@ -108,7 +103,8 @@ class Plan:
         return self.language is None or self.config.align.model_name(self.language) is not None
 
     def stages(self) -> tuple[str, ...]:
-        """The stages that run, in order (for logs, docs and tests)."""
+        """The stages that run, in order (for logs, docs and tests); "cache" last when the
+        result cache answered some."""
         out = ["decode", "vad"]
         if self.detects_language or self.language_detected:
             out.append("language")
@@ -118,7 +114,43 @@ class Plan:
         if self.diarize:
             out.append("diarize")
         out += ["merge", "render"]
+        skipped = set()
+        if self.cached.asr is not None:
+            skipped |= {"vad", "language", "asr", "word_times"}
+        if self.cached.aligned is not None:
+            skipped.add("align")
+        if self.cached.turns is not None:
+            skipped.add("diarize")
+        return tuple([s for s in out if s not in skipped] + (["cache"] if skipped else []))
+
+    def with_cached(self, cached: Reused) -> Plan:
+        """The plan given what the result cache holds: those stages do not run again, and
+        a cached ASR brings its language (a detected one counts as detected)."""
+        plan = replace(self, cached=cached)
+        if cached.asr is not None and plan.detects_language:
+            plan = plan.with_language(cached.asr.language)
+        return plan
+
+    def to_run(self) -> tuple[str, ...]:
+        """The model stages still to run: "asr", "align", "diarize" (nothing: a full hit)."""
+        out = []
+        if self.cached.asr is None:
+            out.append("asr")
+            if self.aligns:
+                out.append("align")
+        elif self.aligns and self.cached.asr.chunks and self.cached.aligned is None:
+            out.append("align")
+        if self.diarize and self.cached.turns is None:
+            out.append("diarize")
         return tuple(out)
+
+    @property
+    def cache_state(self) -> str:
+        """X-Cache: hit (nothing ran), partial (some stages reused) or miss."""
+        if not self.to_run():
+            return "hit"
+        cached = (self.cached.asr, self.cached.aligned, self.cached.turns)
+        return "partial" if any(c is not None for c in cached) else "miss"
 
     def language_sample(self, chunks: Sequence[tuple[float, float]]) -> list[int]:
         """Indices of the chunks the language vote runs over: the longest, in time order."""
@@ -142,6 +174,33 @@ class Plan:
         """ASR's own segments in time order (when no alignment pass runs)."""
         return [seg for r in sorted(results, key=lambda r: r.index) for seg in r.segments]
 
+    # --- the steps an executor runs with its own means -------------------------------------
+
+    async def detect_language(self, spans: Sequence[tuple[float, float]], detect: Callable[[list[int]], Any]) -> Plan:
+        """The language step: when the plan detects, `detect(indices of the chunks to vote
+        over) -> language` (the executor's model call) decides it; a cached ASR already did."""
+        if not self.detects_language:
+            return self
+        return self.with_language(await _settled(detect(self.language_sample(spans))))
+
+    def asr_results(self, results: list[ChunkResult] | None = None) -> list[ChunkResult]:
+        """The chunks' ASR results: the cached ones, or those just computed."""
+        if self.cached.asr is not None:
+            return self.cached.asr.chunks
+        assert results is not None, "ASR was planned: its results are needed"
+        return results
+
+    async def timed_segments(
+        self, results: list[ChunkResult], align: Callable[[list[ChunkResult]], Any]
+    ) -> list[Segment]:
+        """The word-timing step: the cached alignment; else `align(results)` (wav2vec2, the
+        executor's call) when the plan aligns and there is speech; else ASR's own segments."""
+        if self.cached.aligned is not None:
+            return self.cached.aligned
+        if self.aligns and results:
+            return await _settled(align(results))
+        return self.chunk_segments(results)
+
     def assemble(self, duration: float, segments: list[Segment], turns: list[Turn] | None) -> Transcript:
         """Timed segments (+ speaker turns) -> the transcript: the merge stage. The turns are
         kept as they are, only rounded to ms and sorted by (start, end): never merged or clipped."""
@@ -161,14 +220,16 @@ class Plan:
             speaker_turns=speaker_turns,
         )
 
-    def render(self, transcript: Transcript, source: str | None = None) -> bytes:
-        """`source`: the input's name (path or upload filename), which rttm uses as its file id."""
+    def render(self, transcript: Transcript, source: str | None = None, service: dict | None = None) -> bytes:
+        """`source`: the input's name (path or upload filename), which rttm uses as its file id;
+        `service`: the service's account of the request, in WhisperX's JSON."""
         return render(
             transcript,
             self.request.response_format,
             task=self.decode.task,
             word_granularity=self.request.word_timestamps,
             source=source,
+            service=service,
         )
 
 
@@ -182,15 +243,14 @@ class Planner:
     def plan(self, request: Request) -> Plan:
         """Validate the request against the models and decide every stage. Raises the
         pipeline's typed errors (InvalidOption, UnsupportedLanguage) before any work."""
-        if request.response_format not in FORMATS:
-            raise InvalidOption(f"response_format must be one of {', '.join(FORMATS)}, not {request.response_format!r}")
+        fmt = lookup(request.response_format, openai=request.openai)
         language = (request.language or "").strip().lower() or None
         choices = {f.name: getattr(request, f.name) for f in fields(DecodingChoices)}
         decode = DecodeOptions(**{**choices, "language": language, "initial_prompt": request.initial_prompt or None})
         check_decode_options(decode, self.asr)
         request.speakers.bounds()
         if request.diarize is False:  # turned off explicitly: nothing may imply it
-            if request.response_format in SPEAKER_FORMATS:
+            if fmt.needs_speakers:
                 raise InvalidOption(
                     f"response_format {request.response_format} lists speaker turns: it needs diarization, "
                     "but diarize is false (leave diarize out, or set it true)"
@@ -221,38 +281,24 @@ class Planner:
 def diarizes(request: Request) -> bool:
     """Diarization runs when asked, when any speaker count is given, or for a format made of
     speaker turns (`Planner.plan` refuses that format with diarization turned off)."""
-    return bool(request.diarize) or request.speakers.given or request.response_format in SPEAKER_FORMATS
+    return bool(request.diarize) or request.speakers.given or FORMATS[request.response_format].needs_speakers
 
 
 def needs_word_timing(request: Request) -> bool:
     """Word times are computed only when the output shows them or speakers are assigned per word."""
-    return diarizes(request) or request.response_format in TIMED_FORMATS
+    return diarizes(request) or FORMATS[request.response_format].needs_word_times
 
 
-def result_options(plan: Plan) -> dict:
-    """Everything that can change a result's content (never its format), as planned: the
-    batch job's row key digests this, so equal results share a key and a rerun with other
-    options is a different result."""
-    config = plan.config
-    return {
-        "asr_model": plan.asr_model,
-        "compute_type": config.asr.compute_type,
-        "language_detection_chunks": plan.detection_chunks,
-        "decode": asdict(plan.decode),
-        "vad": _without_runtime(asdict(config.vad)),
-        "align": _without_runtime(asdict(config.align)) if plan.align_requested else None,
-        "diarize": _without_runtime(asdict(config.diarize)) if plan.diarize else None,
-        "speakers": asdict(plan.speakers) if plan.diarize else None,
-    }
+async def _settled(value: T | Awaitable[T]) -> T:
+    """A means' result: awaited when the executor's call is asynchronous."""
+    return await value if inspect.isawaitable(value) else value
 
 
-def _without_runtime(options: dict) -> dict:
-    """A torch stage's precision and compile change its outputs only within the tolerances its
-    tests hold them to, not the result: they stay out of the key, and keys from before they
-    existed still match."""
-    options.pop("runtime", None)
-    return options
-
-
-def options_digest(options: dict) -> str:
-    return hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:16]
+def run_sync(step: Coroutine[Any, Any, T]) -> T:
+    """Runs a plan step whose means are all synchronous (nothing suspends, no event loop)."""
+    try:
+        step.send(None)
+    except StopIteration as finished:
+        return finished.value
+    step.close()
+    raise RuntimeError("a synchronous executor's step suspended: one of its means returned an awaitable")

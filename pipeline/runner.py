@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 
 from pipeline.align import Aligner
@@ -22,7 +22,7 @@ from pipeline.config import PipelineConfig
 from pipeline.diarize import Diarizer
 from pipeline.errors import PipelineError
 from pipeline.placement import Placement
-from pipeline.plan import Plan, Planner, Request
+from pipeline.plan import Plan, Planner, Request, run_sync
 from pipeline.schema import Audio, Chunk, ChunkResult, Transcript
 from pipeline.vad import SpeechDetector, SpeechMap, cut
 
@@ -88,7 +88,7 @@ class LocalPipeline:
                     audio = decoded.result()
                     speech = self.vad.analyze(audio)
                     chunks = cut(audio, item.audio_id, speech.chunks, speech.speech)
-                    item.plan = self._with_language(plan, chunks)
+                    item.plan = run_sync(plan.detect_language(speech.chunks, self._detector(chunks)))
                 except PipelineError as exc:
                     item.error = exc
                 else:
@@ -100,11 +100,9 @@ class LocalPipeline:
             flush(up_to_full_batches=False)
             yield from self._completed(pending)
 
-    def _with_language(self, plan: Plan, chunks: list[Chunk]) -> Plan:
-        if not plan.detects_language:
-            return plan
-        sample = [chunks[i] for i in plan.language_sample([(c.start, c.end) for c in chunks])]
-        return plan.with_language(self.transcriber.detect_language(sample)[0])
+    def _detector(self, chunks: list[Chunk]):
+        """The language step's means: the vote over the sampled chunks."""
+        return lambda sample: self.transcriber.detect_language([chunks[i] for i in sample])[0]
 
     def _completed(self, pending: deque[_Pending]) -> Iterator[FileResult]:
         while pending and pending[0].done:
@@ -116,11 +114,8 @@ class LocalPipeline:
             assert plan is not None and audio is not None and speech is not None
             try:
                 turns = self.diarizer.diarize(audio, speech.speech, plan.speakers) if plan.diarize else None
-                segments = (
-                    self.aligner.align(audio, item.results, plan.language)
-                    if plan.aligns
-                    else plan.chunk_segments(item.results)
-                )
+                align = partial(self.aligner.align, audio, language=plan.language)
+                segments = run_sync(plan.timed_segments(item.results, align))
                 transcript = plan.assemble(audio.duration, segments, turns)
             except PipelineError as exc:
                 yield FileResult(source=item.source, error=exc)

@@ -10,11 +10,9 @@ from starlette.requests import Request as HttpRequest
 
 from pipeline.diarize import SpeakerCount
 from pipeline.errors import InvalidOption
-from pipeline.plan import FORMATS, Request
+from pipeline.plan import Request
 from serve.errors import RequestError
 
-OPENAI_FORMATS = ("json", "text", "srt", "verbose_json", "vtt")
-NATIVE_FORMATS = FORMATS
 DEFAULTS = Request()  # a field left out of the form takes the Request's own default
 # A urlencoded form (`a=1&b=2`) rather than audio bytes that curl labelled as one.
 _FORM_TEXT = re.compile(rb"[\w.\[\]%+-]+=[^&\s]*(&[\w.\[\]%+-]+=[^&\s]*)*")
@@ -104,13 +102,6 @@ def _bool(upload: Upload, name: str, default: bool | None) -> bool | None:
     raise RequestError(400, "invalid_field", f"{name} must be true or false, not {raw!r}")
 
 
-def _format(upload: Upload, allowed: tuple[str, ...], default: str) -> str:
-    fmt = upload.get("response_format") or default
-    if fmt not in allowed:
-        raise InvalidOption(f"response_format must be one of {', '.join(allowed)}, not {fmt!r}")
-    return fmt
-
-
 def _common(upload: Upload) -> dict:
     """The fields both endpoints take."""
     return {
@@ -137,8 +128,9 @@ def openai_request(upload: Upload) -> Request:
             raise InvalidOption(f"timestamp_granularities[] must be word or segment, not {g!r}")
     return Request(
         **_common(upload),
-        response_format=_format(upload, OPENAI_FORMATS, "json"),
+        response_format=upload.get("response_format") or "json",
         word_timestamps="word" in granularities,
+        openai=True,  # the plan allows OpenAI's formats only
     )
 
 
@@ -152,5 +144,5 @@ def native_request(upload: Upload) -> Request:
         align=_bool(upload, "align", DEFAULTS.align),
         diarize=_bool(upload, "diarize", DEFAULTS.diarize),
         speakers=speakers,
-        response_format=_format(upload, NATIVE_FORMATS, "whisperx"),
+        response_format=upload.get("response_format") or DEFAULTS.response_format,
     )

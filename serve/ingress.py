@@ -1,42 +1,28 @@
-"""HTTP ingress: OpenAI-compatible and native transcription endpoints over the deployment graph.
-
-A request is read (size-limited), decoded once, scored by the VAD once, put in the object
-store once, then its chunks fan out to the Transcriber (batched with other requests' chunks)
-while the Diarizer works on the same audio in parallel; alignment follows ASR.
-"""
+"""HTTP ingress: the OpenAI-compatible and native endpoints, thin: read the upload, turn its
+fields into a Request (serve/http.py), let the executor run the plan over the deployment graph
+(serve/executor.py), and render the result in the requested format."""
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import os
-import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, replace
 
-import ray
 from ray import serve
 from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response
 
 from cluster.placement import from_ray
-from pipeline.audio import open_audio
-from pipeline.cache_entries import AsrEntry, Reused, encode_asr, encode_segments, encode_turns, reuse
-from pipeline.cache_keys import StageKeys, audio_digest, stage_keys
-from pipeline.formats import CONTENT_TYPES
-from pipeline.plan import Plan, Planner, Request
-from pipeline.schema import Transcript
-from pipeline.vad import SpeechDetector, SpeechMap
-from pipeline.word_times import speech_within
-from serve import retry
-from serve.admission import Admission, AdmissionLimits, StageLoad, Ticket
+from pipeline.plan import Planner
+from pipeline.vad import SpeechDetector
+from serve.admission import Admission, AdmissionLimits, StageLoad
 from serve.cache_client import CacheClient
 from serve.config import INGRESS_TUNABLE, ServiceArgs
-from serve.deployments import AudioRef, ChunkJob
 from serve.errors import RequestError, error_response, response_for
+from serve.executor import Graph, GraphExecutor, ServiceStats
 from serve.http import cache_allowed, native_request, openai_request, read_upload
 from serve.retry import RetryPolicy
 
@@ -45,46 +31,36 @@ OPENAI_MODEL_ALIASES = ("whisper-1",)
 REPLICA_POLL_S = 5.0
 
 
-@dataclass
-class ServiceStats:
-    """How the service handled one request (returned by the native endpoint)."""
-
-    request_id: str
-    chunks: int = 0
-    batch_sizes: list[int] = field(default_factory=list)
-    batch_requests: list[int] = field(default_factory=list)
-    stages: list[str] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=dict)
-    retries: int = 0  # model calls resent because their replica died
-    cache: str = "miss"  # X-Cache: hit, partial, miss, or off (not looked up)
-
-
 @serve.deployment(name="Ingress", max_ongoing_requests=32, max_queued_requests=64)
 class Ingress:
     async def __init__(self, args: ServiceArgs, transcriber, diarizer, aligner=None, vad=None):
         self.args = args
         self.config = args.pipeline_config()
-        self.transcriber, self.diarizer, self.aligner = transcriber, diarizer, aligner
-        self.vad_deployment = vad  # None: this replica runs the VAD itself
+        self.transcriber, self.vad_deployment = transcriber, vad
         # The ASR model's card is read once, from the replica that holds it (this node may not
         # have the model's files); every request is planned against it.
         self.card = await transcriber.card.remote()
-        self.planner = Planner(self.config, self.card)
-        # Cache keys name the exact ASR weights and the compute type the Transcriber runs.
-        compute_type = (await transcriber.info.remote())["compute_type"]
-        self.asr_identity = f"{self.card.weights}|{compute_type}"
-        self.cache = CacheClient(args.cache.settings()) if args.cache.enabled else None
-        if self.cache:
-            await self.cache.connect()
-        self.vad = self._vad_pool = None
+        cache = CacheClient(args.cache.settings()) if args.cache.enabled else None
+        if cache:
+            await cache.connect()
+        graph = Graph(transcriber, diarizer, aligner, vad)
         if vad is None:
-            self.vad = SpeechDetector(self.config.vad, from_ray(args.threads("Ingress")))
+            graph.vad = SpeechDetector(self.config.vad, from_ray(args.threads("Ingress")))
             # Concurrent VAD calls share the segmentation model's forwards (SpeechDetector.batcher).
-            self._vad_pool = ThreadPoolExecutor(max_workers=args.concurrent_calls("Ingress"), thread_name_prefix="vad")
-        self.admission = Admission(
-            _admission_limits(args), {name: StageLoad(speed) for name, speed in args.speed_priors().items()}
+            graph.vad_pool = ThreadPoolExecutor(max_workers=args.concurrent_calls("Ingress"), thread_name_prefix="vad")
+        self.executor = GraphExecutor(
+            graph=graph,
+            planner=Planner(self.config, self.card),
+            admission=Admission(
+                _admission_limits(args), {name: StageLoad(speed) for name, speed in args.speed_priors().items()}
+            ),
+            retry_policy=RetryPolicy(attempts=args.replica_retries + 1),
+            limits=self.config.limits,
+            cache=cache,
+            # Cache keys name the exact ASR weights and the compute type the Transcriber runs.
+            asr_identity=f"{self.card.weights}|{self.card.compute_type}",
         )
-        self.retry_policy = RetryPolicy(attempts=args.replica_retries + 1)
+        self.admission, self.cache = self.executor.admission, cache
         self.deployed_args = args  # what user_config is laid over (reconfigure)
         self._replica_watch = asyncio.create_task(self._watch_replicas())
         self.routes = {
@@ -100,8 +76,9 @@ class Ingress:
         args = self.deployed_args.with_ingress_config(user_config)
         self.args = args
         self.config = replace(self.config, limits=args.pipeline_config().limits)
+        self.executor.limits = self.config.limits
         self.admission.limits = _admission_limits(args)
-        self.retry_policy = RetryPolicy(attempts=args.replica_retries + 1)
+        self.executor.retry_policy = RetryPolicy(attempts=args.replica_retries + 1)
 
     async def __call__(self, request: HttpRequest) -> Response:
         path = request.url.path.rstrip("/") or "/"
@@ -181,28 +158,17 @@ class Ingress:
         upload = await read_upload(request, self.args.max_upload_bytes)
         self._check_model(upload.get("model"))
         use_cache = cache_allowed(upload, request.headers)
-        plan, transcript, stats = await self.transcribe(upload.audio, openai_request(upload), use_cache)
-        return Response(
-            plan.render(transcript),
-            media_type=CONTENT_TYPES[plan.request.response_format],
-            headers=_stats_headers(stats),
-        )
+        plan, transcript, stats = await self.executor.transcribe(upload.audio, openai_request(upload), use_cache)
+        return Response(plan.render(transcript), media_type=plan.format.content_type, headers=_stats_headers(stats))
 
     async def native_transcribe(self, request: HttpRequest) -> Response:
         upload = await read_upload(request, self.args.max_upload_bytes)
         self._check_model(upload.get("model"))
         use_cache = cache_allowed(upload, request.headers)
-        plan, transcript, stats = await self.transcribe(upload.audio, native_request(upload), use_cache)
-        if plan.request.response_format == "whisperx":
-            body = {**transcript.to_dict(), "service": stats.__dict__}
-            return Response(
-                json.dumps(body, ensure_ascii=False), media_type="application/json", headers=_stats_headers(stats)
-            )
-        return Response(
-            plan.render(transcript, source=upload.filename),  # rttm's file id: the upload's name
-            media_type=CONTENT_TYPES[plan.request.response_format],
-            headers=_stats_headers(stats),
-        )
+        plan, transcript, stats = await self.executor.transcribe(upload.audio, native_request(upload), use_cache)
+        # rttm's file id: the upload's name; WhisperX's JSON carries the service's account
+        body = plan.render(transcript, source=upload.filename, service=asdict(stats))
+        return Response(body, media_type=plan.format.content_type, headers=_stats_headers(stats))
 
     def _check_model(self, requested: str | None) -> None:
         served = (*OPENAI_MODEL_ALIASES, self.card.model_id, self.config.asr.model)
@@ -210,181 +176,6 @@ class Ingress:
             raise RequestError(
                 400, "model_not_found", f"model {requested!r} is not served here; GET /v1/models lists what is"
             )
-
-    # --- the plan, executed over the graph -------------------------------------------------------
-
-    async def transcribe(
-        self, data: bytes, request: Request, use_cache: bool = True
-    ) -> tuple[Plan, Transcript, ServiceStats]:
-        started = time.perf_counter()
-        plan = self.planner.plan(request)  # bad options: typed errors, before any work
-        stats = ServiceStats(request_id=uuid.uuid4().hex)
-        plan, transcript, stats = await self._transcribe(data, plan, stats, use_cache)
-        stats.seconds.setdefault("total", round(time.perf_counter() - started, 4))  # hits: the ingress's own time
-        if self.cache:
-            self.cache.count(stats.cache)
-        if plan.detects_language:  # the language the transcript was made in, detected
-            plan = plan.with_language(transcript.language)
-        return plan, transcript, stats
-
-    async def _transcribe(
-        self, data: bytes, plan: Plan, stats: ServiceStats, use_cache: bool
-    ) -> tuple[Plan, Transcript, ServiceStats]:
-        keys = None
-        if self.cache and use_cache:  # sha256 runs at ~1 GB/s: a large upload's off the event loop
-            digest = audio_digest(data) if len(data) < 1 << 20 else await asyncio.to_thread(audio_digest, data)
-            keys = stage_keys(plan, digest, self.asr_identity)
-        if keys is None:
-            stats.cache = "off"
-            return plan, await self._compute(data, plan, stats, Reused(), None), stats
-        entries = await self.cache.get(keys.lookups())
-        if sum(len(e) for e in entries.values()) < 256 << 10:
-            reused = reuse(plan, keys, entries)
-        else:  # a long transcript's JSON: decoded off the event loop
-            reused = await asyncio.to_thread(reuse, plan, keys, entries)
-        stats.cache = reused.state(plan)
-        if stats.cache == "hit":
-            plan = reused.plan_for(plan)
-            stats.stages = ["cache"]
-            return plan, plan.assemble(reused.asr.duration, reused.segments(plan), reused.turns), stats
-        # Identical requests in flight compute once; the others take the first one's transcript.
-        transcript, shared = await self.cache.once(keys.result, lambda: self._compute(data, plan, stats, reused, keys))
-        if shared:
-            stats = ServiceStats(request_id=stats.request_id, cache="hit", stages=["in-flight"])
-        return plan, transcript, stats
-
-    async def _compute(
-        self, data: bytes, plan: Plan, stats: ServiceStats, reused: Reused, keys: StageKeys | None
-    ) -> Transcript:
-        """Run the stages the cache did not answer (all of them without a cache) and store
-        what they produce under their keys."""
-        runs = reused.runs(plan)
-        clock = _Stopwatch(stats.seconds)
-        with self.admission.admit() as ticket:  # chunk cap: 503 before anything is read
-            with open_audio(data, self.config.limits) as upload:  # size checks only
-                await asyncio.to_thread(upload.probe)  # the header: too long -> 413, no decoding
-                expected = upload.expected_seconds()
-                ticket.expect(_work(runs, expected))  # expected wait past the bound -> 503
-                audio = await asyncio.to_thread(upload.decode, ticket)  # every array reserved first
-            ticket.settle(audio.samples.nbytes)
-            clock.lap("decode")
-            # The audio is held once: scored here before it moves to the object store, or read
-            # from there by the Vad deployment.
-            speech = None
-            if reused.asr is None and self.vad_deployment is None:
-                speech = await asyncio.get_running_loop().run_in_executor(self._vad_pool, self.vad.analyze, audio)
-            duration, audio_ref = audio.duration, AudioRef(ray.put(audio.samples), audio.duration)
-            del audio  # the object store holds the samples from here on
-            if reused.asr is not None:
-                speech = SpeechMap(speech=reused.asr.speech, chunks=[])
-            else:
-                if speech is None:
-                    speech = await self._call(stats, self.vad_deployment.analyze, audio_ref)
-                ticket.hold(len(speech.chunks))
-                clock.lap("vad")
-            tasks: list[asyncio.Task] = []
-            try:
-                # Diarization runs beside ASR: it needs only the audio.
-                diarized = None
-                if "diarize" in runs:
-                    ticket.submit("Diarizer", duration)
-                    diarized = asyncio.create_task(
-                        self._done_after(
-                            stats,
-                            ticket,
-                            "Diarizer",
-                            duration,
-                            self.diarizer.diarize,
-                            audio_ref,
-                            speech.speech,
-                            plan.speakers,
-                        )
-                    )
-                    tasks.append(diarized)
-                if reused.asr is not None:
-                    plan = reused.plan_for(plan)
-                    results = reused.asr.chunks
-                else:
-                    if plan.detects_language:
-                        sample = [speech.chunks[i] for i in plan.language_sample(speech.chunks)]
-                        detection = asyncio.create_task(
-                            self._call(stats, self.transcriber.detect_language, audio_ref, sample)
-                        )
-                        tasks.append(detection)
-                        plan = plan.with_language(await detection)
-                        clock.lap("language")
-                    results = await self._transcribe_chunks(plan, stats, ticket, audio_ref, speech, tasks)
-                    clock.lap("asr")
-                    if keys:
-                        entry = AsrEntry(duration, plan.language, plan.language_detected, speech.speech, results)
-                        self.cache.store(keys.asr, encode_asr(entry))
-                skipped = reused.skipped_stages()
-                stats.stages = [s for s in plan.stages() if s not in skipped] + (["cache"] if skipped else [])
-                if plan.aligns and results and reused.aligned is None:
-                    alignment = asyncio.create_task(
-                        self._call(stats, self.aligner.align, audio_ref, results, plan.language)
-                    )
-                    tasks.append(alignment)
-                    segments = await alignment
-                    clock.lap("align")
-                    if keys and keys.align:
-                        self.cache.store(keys.align, encode_segments(segments))
-                else:
-                    segments = reused.segments(plan, results)
-                turns = reused.turns
-                if diarized is not None:
-                    turns = await diarized
-                    clock.lap("diarize_wait")
-                    if keys and keys.diarize:
-                        self.cache.store(keys.diarize, encode_turns(turns))
-            except BaseException:
-                for task in tasks:  # leave nothing running for a request that failed
-                    task.cancel()
-                raise
-        transcript = plan.assemble(duration, segments, turns)
-        clock.total()
-        return transcript
-
-    async def _transcribe_chunks(self, plan, stats, ticket, audio_ref, speech, tasks) -> list:
-        """The chunks fan out to the Transcriber, batched there with other requests' chunks."""
-        ticket.submit("Transcriber", sum(e - s for s, e in speech.chunks))
-        calls = [
-            asyncio.create_task(
-                self._done_after(
-                    stats,
-                    ticket,
-                    "Transcriber",
-                    e - s,
-                    self.transcriber.transcribe,
-                    ChunkJob(stats.request_id, audio_ref, i, s, e, plan.decode, speech_within(speech.speech, s, e)),
-                )
-            )
-            for i, (s, e) in enumerate(speech.chunks)
-        ]
-        tasks += calls
-        outcomes = await asyncio.gather(*calls, return_exceptions=True)
-        failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
-        if failed is not None:
-            raise failed
-        ticket.hold(0)
-        stats.chunks = len(outcomes)
-        stats.batch_sizes = [o.batch_size for o in outcomes]
-        stats.batch_requests = [o.batch_requests for o in outcomes]
-        return [o.result for o in outcomes]
-
-    async def _call(self, stats: ServiceStats, method, *args):
-        """A model call, resent if its replica dies (serve/retry.py)."""
-
-        def count() -> None:
-            stats.retries += 1
-
-        return await retry.call(method, *args, policy=self.retry_policy, what=method.deployment_name, on_retry=count)
-
-    async def _done_after(self, stats: ServiceStats, ticket: Ticket, stage: str, seconds: float, method, *args):
-        """A model call whose audio seconds leave the stage's queue when it returns."""
-        result = await self._call(stats, method, *args)
-        ticket.done(stage, seconds)
-        return result
 
     async def _watch_replicas(self) -> None:
         """Keep each stage's replica count current, so the expected wait follows autoscaling."""
@@ -408,33 +199,6 @@ def _admission_limits(args: ServiceArgs) -> AdmissionLimits:
         max_decoded_bytes=args.max_decoded_bytes_in_flight,
         retry_after_s=args.retry_after_s,
     )
-
-
-def _work(runs: tuple[str, ...], audio_seconds: float) -> dict[str, float]:
-    """Audio seconds a request is expected to put on each stage's queue (the Transcriber's
-    share shrinks to the speech VAD finds); stages the cache answered put none."""
-    work = {}
-    if "asr" in runs:
-        work["Transcriber"] = audio_seconds
-    if "diarize" in runs:
-        work["Diarizer"] = audio_seconds
-    return work
-
-
-class _Stopwatch:
-    """Seconds per stage of one request, into `seconds`."""
-
-    def __init__(self, seconds: dict[str, float]):
-        self.seconds, self.start = seconds, time.perf_counter()
-        self.last = self.start
-
-    def lap(self, stage: str) -> None:
-        now = time.perf_counter()
-        self.seconds[stage] = round(now - self.last, 4)
-        self.last = now
-
-    def total(self) -> None:
-        self.seconds["total"] = round(time.perf_counter() - self.start, 4)
 
 
 def _stats_headers(stats: ServiceStats) -> dict[str, str]:

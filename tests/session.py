@@ -11,6 +11,7 @@ collection order (conftest.py) keeps each app's tests together, so each app depl
 from __future__ import annotations
 
 import copy
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,8 @@ import yaml
 from serve import launcher
 
 REPO = Path(__file__).resolve().parent.parent
-PORT = 18123
+# The shared app's port; another port lets two test runs share a machine (their Serve proxies would collide).
+PORT = int(os.environ.get("WXS_TEST_PORT", "18123"))
 API_KEY = "test-key-123"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 # Logical CPUs: the cpu profile's replicas reserve 2, a batch job's actors fit beside them.

@@ -34,7 +34,8 @@ import pytest
 import soundfile
 
 from pipeline.errors import PipelineError
-from pipeline.plan import FORMATS, SPEAKER_FORMATS, Request
+from pipeline.formats import FORMATS
+from pipeline.plan import Request
 from pipeline.runner import LocalPipeline
 from pipeline.schema import SAMPLE_RATE, Transcript
 from tests.conftest import ffmpeg
@@ -427,7 +428,7 @@ def test_valid_audio_gives_a_well_formed_result_in_every_format(pipe, case_files
     way = WAYS[way]
     request = Request(language=language, diarize=way.diarize, response_format=way.response_format)
     # rttm is made of speaker turns: only the diarized way renders it.
-    formats = [f for f in FORMATS if way.diarize or f not in SPEAKER_FORMATS]
+    formats = [f for f in FORMATS if way.diarize or not FORMATS[f].needs_speakers]
     plans = {fmt: pipe.plan(replace(request, response_format=fmt)) for fmt in formats}
     failures = []
     for case, transcript, problems in run_pass(pipe, cases, case_files, request):

@@ -22,7 +22,7 @@ from pipeline.cache_keys import audio_digest, stage_keys
 from pipeline.config import PipelineConfig
 from pipeline.diarize import SpeakerCount
 from pipeline.models import AsrCard
-from pipeline.plan import Planner, Request
+from pipeline.plan import Planner, Request, run_sync
 from pipeline.schema import ChunkResult, Segment, Turn, Word
 from serve.cache_client import CacheClient, CacheSettings, LocalLru
 
@@ -101,9 +101,9 @@ def test_entries_round_trip_as_json_and_damaged_ones_are_ignored():
     assert decode_turns(encode_turns(turns)) == turns
     json.loads(encode_asr(entry))  # plain JSON, nothing executable
     k = keys(Request(diarize=True))
-    good = reuse(None, k, {k.asr: encode_asr(entry), k.diarize: encode_turns(turns)})
+    good = reuse(k, {k.asr: encode_asr(entry), k.diarize: encode_turns(turns)})
     assert good.asr == entry and good.turns == turns
-    bad = reuse(None, k, {k.asr: b"\x80not json", k.diarize: b'{"turns": 3}'})
+    bad = reuse(k, {k.asr: b"\x80not json", k.diarize: b'{"turns": 3}'})
     assert bad.asr is None and bad.turns is None
 
 
@@ -111,19 +111,21 @@ def test_what_a_request_still_runs():
     config = replace(PipelineConfig(), align=AlignConfig(model="default"))
     planner = Planner(config, MULTI)
     plan = planner.plan(Request(diarize=True))  # language detected; alignment may run
-    assert Reused().runs(plan) == ("asr", "align", "diarize") and Reused().state(plan) == "miss"
+    assert plan.to_run() == ("asr", "align", "diarize") and plan.cache_state == "miss"
+    assert "cache" not in plan.stages()
     asr = replace(_entry(), language="de", language_detected=True)
-    partial = Reused(asr=asr)
-    assert partial.runs(plan) == ("align", "diarize") and partial.state(plan) == "partial"
-    assert partial.plan_for(plan).language == "de" and partial.plan_for(plan).language_detected
-    full = Reused(asr=asr, aligned=[], turns=[Turn(0, 1, "A")])
-    assert full.runs(plan) == () and full.state(plan) == "hit"
+    partial = plan.with_cached(Reused(asr=asr))
+    assert partial.to_run() == ("align", "diarize") and partial.cache_state == "partial"
+    assert partial.language == "de" and partial.language_detected
+    assert partial.stages() == ("decode", "align", "diarize", "merge", "render", "cache")
+    full = plan.with_cached(Reused(asr=asr, aligned=[], turns=[Turn(0, 1, "A")]))
+    assert full.to_run() == () and full.cache_state == "hit"
+    assert full.stages() == ("decode", "merge", "render", "cache")
     # No alignment model for the detected language: nothing left to align.
-    unalignable = Reused(asr=replace(asr, language="xx"), turns=[])
-    assert unalignable.runs(plan) == ()
-    assert "asr" in partial.skipped_stages() and "diarize" in full.skipped_stages()
-    silent = Reused(asr=replace(asr, chunks=[]))
-    assert silent.runs(planner.plan(Request())) == ()  # no speech: nothing to align
+    unalignable = plan.with_cached(Reused(asr=replace(asr, language="xx"), turns=[]))
+    assert unalignable.to_run() == ()
+    silent = planner.plan(Request()).with_cached(Reused(asr=replace(asr, chunks=[])))
+    assert silent.to_run() == ()  # no speech: nothing to align
 
 
 def test_local_lru_bounds_entries_and_bytes():
@@ -240,7 +242,42 @@ def test_a_cancelled_first_request_lets_the_next_identical_one_compute():
 def test_segments_come_from_the_cached_alignment_else_from_asr():
     plan = Planner(PipelineConfig(), EN).plan(Request())
     entry = _entry()
-    assert Reused(asr=entry).segments(plan) == plan.chunk_segments(entry.chunks)
+
+    def align(results):
+        raise AssertionError("nothing to align: the plan has no alignment model")
+
+    cached = plan.with_cached(Reused(asr=entry))
+    assert run_sync(cached.timed_segments(cached.asr_results(), align)) == plan.chunk_segments(entry.chunks)
     aligned = [Segment(0.5, 1.4, "Hello world.")]
-    assert Reused(asr=entry, aligned=aligned).segments(plan) == aligned
-    assert Reused().segments(plan, entry.chunks) == plan.chunk_segments(entry.chunks)
+    with_alignment = plan.with_cached(Reused(asr=entry, aligned=aligned))
+    assert run_sync(with_alignment.timed_segments(with_alignment.asr_results(), align)) == aligned
+    assert run_sync(plan.timed_segments(plan.asr_results(entry.chunks), align)) == plan.chunk_segments(entry.chunks)
+
+
+def test_the_plan_steps_take_synchronous_and_asynchronous_means():
+    config = replace(PipelineConfig(), align=AlignConfig(model="default"))
+    plan = Planner(config, MULTI).plan(Request())
+    spans = [(0.0, 5.0), (5.0, 30.0), (30.0, 31.0)]
+    votes = []
+
+    def detect(sample):
+        votes.append(sample)
+        return "de"
+
+    async def detect_async(sample):
+        return "fr"
+
+    detected = run_sync(plan.detect_language(spans, detect))
+    assert detected.language == "de" and detected.language_detected and votes == [plan.language_sample(spans)]
+    assert asyncio.run(plan.detect_language(spans, detect_async)).language == "fr"
+    given = Planner(config, MULTI).plan(Request(language="en"))
+    assert run_sync(given.detect_language(spans, detect)).language == "en" and len(votes) == 1
+    segments = [Segment(0.0, 1.0, "Hallo.")]
+
+    async def align(results):
+        return segments
+
+    results = _entry().chunks
+    assert asyncio.run(detected.timed_segments(results, align)) == segments
+    with pytest.raises(RuntimeError, match="suspended"):
+        run_sync(detected.timed_segments(results, lambda r: asyncio.sleep(0)))

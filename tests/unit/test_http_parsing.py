@@ -11,13 +11,18 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from pipeline.config import PipelineConfig
 from pipeline.errors import PipelineError
+from pipeline.models import AsrCard
+from pipeline.plan import Planner
 from serve.errors import RequestError, error_response, status_of
 from serve.http import native_request, openai_request, read_upload
 
 MAX_BYTES = 1000
 ENVELOPE = 64 * 1024
 AUDIO = b"RIFF\x00\x01fake-audio-bytes\xff" * 4
+# What the ingress does next: the plan validates the options against a (multilingual) model.
+PLANNER = Planner(PipelineConfig(), AsrCard("multilingual", True, ("en", "de", "fr", "ja", "zh")))
 
 
 async def _parse(request: HttpRequest) -> JSONResponse:
@@ -25,6 +30,7 @@ async def _parse(request: HttpRequest) -> JSONResponse:
     try:
         upload = await read_upload(request, MAX_BYTES)
         parsed = parse(upload)
+        PLANNER.plan(parsed)
     except RequestError as exc:
         return error_response(exc.status, exc.code, str(exc))
     except PipelineError as exc:

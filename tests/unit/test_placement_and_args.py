@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from pipeline.audio import AudioLimits
 from pipeline.errors import InvalidOption
-from pipeline.models import default_compute_type
+from pipeline.models import compute_type_for
 from pipeline.placement import Placement, resolve_auto
 from serve.config import CONCURRENT_CALLS_ON_GPU, DEFAULT_BATCHING, PROFILES, ComputeType, ServiceArgs
 
@@ -195,8 +195,8 @@ def test_gpu_profile():
     config = args.pipeline_config()
     assert config.asr.model == "large-v3-turbo"
     assert config.asr.compute_type is None, "resolved by the device, not the profile"
-    assert default_compute_type("cuda") == "float16"
-    assert default_compute_type("cpu") == "int8"
+    assert compute_type_for(None, "cuda") == "float16" and compute_type_for("int8", "cuda") == "int8"
+    assert compute_type_for(None, "cpu") == "int8"
     assert config.align.model == "default" and config.align.enabled is True
     assert config.diarize.model == "pyannote/speaker-diarization-community-1"
     assert args.deployment_options("Transcriber")["ray_actor_options"]["num_gpus"] == 1

@@ -8,13 +8,24 @@ import pytest
 
 from pipeline.align import CROSS_ATTENTION_ID, AlignConfig
 from pipeline.asr import AsrConfig
+from pipeline.cache_keys import options_digest, result_options
 from pipeline.config import PipelineConfig
 from pipeline.diarize import DiarizeConfig, SpeakerCount
 from pipeline.errors import InvalidOption, UnsupportedLanguage
+from pipeline.formats import FORMATS
 from pipeline.models import AsrCard
-from pipeline.plan import FORMATS, SPEAKER_FORMATS, TIMED_FORMATS, Planner, Request, options_digest, result_options
+from pipeline.plan import Planner, Request
 from pipeline.schema import Segment, Turn, Word
 from pipeline.vad import VAD_MODEL_ID, VadOptions
+
+SPEAKER_FORMATS = [f for f in FORMATS if FORMATS[f].needs_speakers]
+TIMED_FORMATS = [f for f in FORMATS if FORMATS[f].needs_word_times]
+
+
+def align_model(p) -> str | None:
+    """The wav2vec2 model a plan aligns with, once its language is known."""
+    return p.config.align.model_name(p.language) if p.aligns and p.language else None
+
 
 EN = AsrCard("bundled/tiny.en", False, ("en",))
 MULTI = AsrCard("large-v3-turbo", True, ("en", "de", "fr", "ja"))
@@ -46,8 +57,9 @@ def test_untimed_formats_skip_word_timing(fmt):
 
 
 def test_timed_formats_are_the_formats_minus_json_text_and_the_speaker_formats():
-    assert SPEAKER_FORMATS == ("rttm",)
+    assert SPEAKER_FORMATS == ["rttm"]
     assert set(TIMED_FORMATS) == set(FORMATS) - {"json", "text", "rttm"}
+    assert {f for f in FORMATS if FORMATS[f].openai} == {"json", "text", "srt", "verbose_json", "vtt"}
 
 
 @pytest.mark.parametrize("fmt", ["json", "text"])
@@ -179,7 +191,7 @@ def test_language_sample_uses_the_configured_default():
 def test_alignment_runs_when_word_timing_align_and_model_configured():
     p = plan(config=ALIGNED)
     assert p.aligns is True
-    assert p.align_model == "default"
+    assert align_model(p) == "default"
     assert "align" in p.stages() and "word_times" not in p.stages()
 
 
@@ -187,7 +199,7 @@ def test_no_alignment_without_a_configured_model():
     p = plan()
     assert p.word_timing is True
     assert p.aligns is False
-    assert p.align_model is None
+    assert align_model(p) is None
     assert "word_times" in p.stages() and "align" not in p.stages()
 
 
@@ -206,17 +218,17 @@ def test_per_language_align_models():
     config = PipelineConfig(align=AlignConfig(language_models={"de": "org/wav2vec2-de"}))
     de = plan(Request(language="de"), config, MULTI)
     assert de.aligns is True
-    assert de.align_model == "org/wav2vec2-de"
+    assert align_model(de) == "org/wav2vec2-de"
     assert de.models()["align"] == "wav2vec2/org/wav2vec2-de"
     fr = plan(Request(language="fr"), config, MULTI)
-    assert fr.align_model is None
+    assert align_model(fr) is None
     assert fr.models()["align"] == CROSS_ATTENTION_ID
 
 
 def test_per_language_model_wins_over_the_default_model():
     config = PipelineConfig(align=AlignConfig(model="default", language_models={"ja": "org/ja"}))
-    assert plan(Request(language="ja"), config, MULTI).align_model == "org/ja"
-    assert plan(Request(language="fr"), config, MULTI).align_model == "default"
+    assert align_model(plan(Request(language="ja"), config, MULTI)) == "org/ja"
+    assert align_model(plan(Request(language="fr"), config, MULTI)) == "default"
 
 
 def test_stages_agree_with_models_for_a_language_without_an_align_model():
@@ -229,10 +241,10 @@ def test_stages_agree_with_models_for_a_language_without_an_align_model():
 def test_align_model_waits_for_the_detected_language():
     p = plan(config=ALIGNED, card=MULTI)
     assert p.aligns is True
-    assert p.align_model is None
+    assert align_model(p) is None
     assert p.models()["align"] == CROSS_ATTENTION_ID
     detected = p.with_language("de")
-    assert detected.align_model == "default"
+    assert align_model(detected) == "default"
     assert detected.models()["align"] == "wav2vec2/default"
 
 
@@ -246,7 +258,7 @@ def test_default_align_model_only_for_languages_whisperx_has_one():
         assert ALIGNED.align.model_name(language) is None, language
         detected = p.with_language(language)
         assert detected.aligns is False
-        assert detected.align_model is None
+        assert align_model(detected) is None
         assert detected.models()["align"] == CROSS_ATTENTION_ID
         assert "word_times" in detected.stages() and "align" not in detected.stages()
         given = plan(Request(language=language), ALIGNED, card)
@@ -254,7 +266,7 @@ def test_default_align_model_only_for_languages_whisperx_has_one():
     for language in ("en", "de"):
         assert ALIGNED.align.model_name(language) == "default", language
         detected = p.with_language(language)
-        assert detected.aligns is True and detected.align_model == "default"
+        assert detected.aligns is True and align_model(detected) == "default"
         assert detected.models()["align"] == "wav2vec2/default"
     # Only "default" depends on whisperx's list: a named model or a per-language one is used as given.
     assert AlignConfig(model="org/any").model_name("bg") == "org/any"

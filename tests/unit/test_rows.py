@@ -15,11 +15,11 @@ from cluster.schema import FILE_SCHEMA, SCHEMA_VERSION, SEGMENT_SCHEMA
 from cluster.stages import BatchJob, _file_row, _segment_rows, _segments, file_key, hash_row
 from pipeline.align import AlignConfig
 from pipeline.asr import AsrConfig
-from pipeline.cache_keys import KEY_VERSION
+from pipeline.cache_keys import KEY_VERSION, options_digest, result_options
 from pipeline.config import PipelineConfig
 from pipeline.diarize import SpeakerCount
 from pipeline.models import AsrCard
-from pipeline.plan import Planner, Request, result_options
+from pipeline.plan import Planner, Request
 from pipeline.schema import Segment, Word
 
 CARD = AsrCard("bundled/tiny.en", False, ("en",))
@@ -241,7 +241,7 @@ def test_hash_row_adds_content_hash_and_key():
     row = hash_row({"path": "/in/a.wav", "bytes": b"RIFF-audio"}, j)
     digest = hashlib.sha256(b"RIFF-audio").hexdigest()
     assert row["content_sha256"] == digest
-    assert row["key"] == file_key(digest, j) == f"{digest}-{j.digest()}"
+    assert row["key"] == file_key(digest, j) == f"{digest}-{options_digest(json.loads(j.options_json()))}"
     assert row["path"] == "/in/a.wav" and row["bytes"] == b"RIFF-audio"
 
 
@@ -317,5 +317,5 @@ def test_options_json_is_canonical_and_digested():
     assert options["decode"]["temperature"] == 0.3
     assert options["asr_model"] == "bundled/tiny.en"
     assert j.options_json() == json.dumps(options, sort_keys=True)
-    assert j.digest() == job(Request(temperature=0.3)).digest()
-    assert len(j.digest()) == 16
+    assert file_key(SHA, j) == file_key(SHA, job(Request(temperature=0.3)))
+    assert len(file_key(SHA, j)) == len(SHA) + 1 + 16

@@ -11,9 +11,9 @@ from pipeline.cache_entries import AsrEntry, encode_asr, encode_turns, reuse
 from pipeline.cache_keys import stage_keys
 from pipeline.config import PipelineConfig
 from pipeline.errors import InvalidOption
-from pipeline.formats import CONTENT_TYPES, EXTENSIONS, file_id, render
+from pipeline.formats import FORMATS, file_id, render
 from pipeline.models import AsrCard
-from pipeline.plan import Planner, Request
+from pipeline.plan import Planner, Request, run_sync
 from pipeline.schema import ChunkResult, Segment, Transcript, Turn, Word
 
 EN = AsrCard("bundled/tiny.en", False, ("en",))
@@ -83,7 +83,7 @@ def test_rttm_defaults_and_edges():
     assert odd == "SPEAKER audio 1 1.000 0.000 <NA> <NA> the_host <NA> <NA>\n"
     with pytest.raises(InvalidOption, match="diarization"):
         render(transcript(None), "rttm")
-    assert EXTENSIONS["rttm"] == "rttm" and CONTENT_TYPES["rttm"].startswith("text/plain")
+    assert FORMATS["rttm"].extension == "rttm" and FORMATS["rttm"].content_type.startswith("text/plain")
 
 
 @pytest.mark.parametrize(
@@ -136,10 +136,12 @@ def test_a_full_cache_hit_carries_the_speaker_turns():
     segments = [Segment(0.0, 0.5, " Hello", [Word("Hello", 0.0, 0.5, 0.9)])]
     entry = AsrEntry(3.0, "en", False, [(0.0, 3.0)], [ChunkResult("x", 0, "en", segments, 0.0, 3.0)])
     stored = list(reversed(TURNS))  # the order a diarizer returned them in
-    reused = reuse(plan, keys, {keys.asr: encode_asr(entry), keys.diarize: encode_turns(stored)})
-    assert reused.state(plan) == "hit"
+    hit = plan.with_cached(reuse(keys, {keys.asr: encode_asr(entry), keys.diarize: encode_turns(stored)}))
+    assert hit.cache_state == "hit" and hit.to_run() == ()
     computed = plan.assemble(3.0, segments, stored)
-    cached = plan.assemble(reused.asr.duration, reused.segments(plan), reused.turns)
+    cached = hit.assemble(
+        hit.cached.asr.duration, run_sync(hit.timed_segments(hit.asr_results(), None)), hit.cached.turns
+    )
     assert cached.speaker_turns == computed.speaker_turns == TURNS
     assert plan.render(cached, "call.wav") == plan.render(computed, "call.wav")
 

@@ -1,0 +1,265 @@
+"""The service's executor: a plan run over the deployment graph, under one admission ticket.
+
+A request is decoded once, scored by the VAD once (here, or by the Vad deployment), put in the
+object store once; then its chunks fan out to the Transcriber (batched there with other
+requests' chunks) while the Diarizer works on the same audio; alignment follows ASR. What runs
+is the plan's (pipeline.plan): this module supplies only the means, and stores what each stage
+produced in the result cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import ray
+
+from pipeline.audio import AudioLimits, open_audio
+from pipeline.cache_entries import AsrEntry, Reused, encode_asr, encode_segments, encode_turns, reuse
+from pipeline.cache_keys import StageKeys, audio_digest, stage_keys
+from pipeline.plan import Plan, Planner, Request
+from pipeline.schema import ChunkResult, Transcript
+from pipeline.vad import SpeechDetector, SpeechMap
+from pipeline.word_times import speech_within
+from serve import retry
+from serve.admission import Admission, Ticket
+from serve.cache_client import CacheClient
+from serve.deployments import AudioRef, ChunkJob
+from serve.retry import RetryPolicy
+
+# The deployment each planned model stage queues on (admission's expected wait).
+STAGE_DEPLOYMENTS = {"asr": "Transcriber", "diarize": "Diarizer"}
+
+
+@dataclass
+class ServiceStats:
+    """How the service handled one request (returned by the native endpoint)."""
+
+    request_id: str
+    chunks: int = 0
+    batch_sizes: list[int] = field(default_factory=list)
+    batch_requests: list[int] = field(default_factory=list)
+    stages: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    retries: int = 0  # model calls resent because their replica died
+    cache: str = "miss"  # X-Cache: hit, partial, miss, or off (not looked up)
+
+
+@dataclass
+class Graph:
+    """The means: deployment handles, and the VAD when this replica runs it itself."""
+
+    transcriber: object
+    diarizer: object
+    aligner: object | None = None
+    vad_deployment: object | None = None  # None: `vad` runs in this replica
+    vad: SpeechDetector | None = None
+    vad_pool: ThreadPoolExecutor | None = None  # concurrent VAD calls share its model's forwards
+
+
+@dataclass
+class GraphExecutor:
+    graph: Graph
+    planner: Planner
+    admission: Admission
+    retry_policy: RetryPolicy
+    limits: AudioLimits
+    cache: CacheClient | None = None
+    asr_identity: str = ""  # the ASR weights' fingerprint and compute type, for cache keys
+
+    async def transcribe(
+        self, data: bytes, request: Request, use_cache: bool = True
+    ) -> tuple[Plan, Transcript, ServiceStats]:
+        """The planned transcript of `data`, from the cache where it holds the stages."""
+        started = time.perf_counter()
+        plan = self.planner.plan(request)  # bad options: typed errors, before any work
+        stats = ServiceStats(request_id=uuid.uuid4().hex)
+        keys = await self._keys(data, plan) if self.cache and use_cache else None
+        if keys is None:
+            stats.cache = "off"
+            plan, transcript = await self._compute(data, plan, stats, None)
+        else:
+            plan = plan.with_cached(await self._lookup(keys))
+            stats.cache = plan.cache_state
+            if stats.cache == "hit":
+                stats.stages = ["cache"]
+                segments = await plan.timed_segments(plan.asr_results(), None)  # nothing left to align
+                transcript = plan.assemble(plan.cached.asr.duration, segments, plan.cached.turns)
+            else:  # identical requests in flight compute once; the others take the first one's transcript
+                (computed, transcript), shared = await self.cache.once(
+                    keys.result, lambda: self._compute(data, plan, stats, keys)
+                )
+                if shared:  # its own plan (the format may differ), in the language found
+                    plan = plan.with_language(transcript.language) if plan.detects_language else plan
+                    stats = ServiceStats(request_id=stats.request_id, cache="hit", stages=["in-flight"])
+                else:
+                    plan = computed
+        if self.cache:
+            self.cache.count(stats.cache)
+        stats.seconds.setdefault("total", round(time.perf_counter() - started, 4))  # hits: the ingress's own time
+        return plan, transcript, stats
+
+    async def _keys(self, data: bytes, plan: Plan) -> StageKeys | None:
+        # sha256 runs at ~1 GB/s: a large upload's off the event loop
+        digest = audio_digest(data) if len(data) < 1 << 20 else await asyncio.to_thread(audio_digest, data)
+        return stage_keys(plan, digest, self.asr_identity)
+
+    async def _lookup(self, keys: StageKeys) -> Reused:
+        entries = await self.cache.get(keys.lookups())
+        if sum(len(e) for e in entries.values()) < 256 << 10:
+            return reuse(keys, entries)
+        return await asyncio.to_thread(reuse, keys, entries)  # a long transcript's JSON: off the event loop
+
+    async def _compute(
+        self, data: bytes, plan: Plan, stats: ServiceStats, keys: StageKeys | None
+    ) -> tuple[Plan, Transcript]:
+        """Run the stages the cache did not answer (all of them without a cache), storing what
+        they produce under their keys."""
+        runs = plan.to_run()
+        clock = _Stopwatch(stats.seconds)
+        with self.admission.admit() as ticket:  # chunk cap: 503 before anything is read
+            with open_audio(data, self.limits) as upload:  # size checks only
+                await asyncio.to_thread(upload.probe)  # the header: too long -> 413, no decoding
+                ticket.expect({STAGE_DEPLOYMENTS[s]: upload.expected_seconds() for s in runs if s in STAGE_DEPLOYMENTS})
+                audio = await asyncio.to_thread(upload.decode, ticket)  # every array reserved first
+            ticket.settle(audio.samples.nbytes)
+            clock.lap("decode")
+            # The audio is held once: scored here before it moves to the object store, or read
+            # from there by the Vad deployment.
+            speech = None
+            if "asr" in runs and self.graph.vad_deployment is None:
+                speech = await asyncio.get_running_loop().run_in_executor(
+                    self.graph.vad_pool, self.graph.vad.analyze, audio
+                )
+            duration, audio_ref = audio.duration, AudioRef(ray.put(audio.samples), audio.duration)
+            del audio  # the object store holds the samples from here on
+            tasks: list[asyncio.Task] = []
+
+            def start(coroutine) -> asyncio.Task:
+                tasks.append(asyncio.create_task(coroutine))
+                return tasks[-1]
+
+            try:
+                if "asr" in runs and speech is None:
+                    speech = await self._call(stats, self.graph.vad_deployment.analyze, audio_ref)
+                if speech is not None:
+                    ticket.hold(len(speech.chunks))
+                    clock.lap("vad")
+                else:
+                    speech = SpeechMap(speech=plan.cached.asr.speech, chunks=[])
+                diarized = None
+                if "diarize" in runs:  # beside ASR: it needs only the audio
+                    ticket.submit("Diarizer", duration)
+                    call = self._done_after(
+                        stats,
+                        ticket,
+                        "Diarizer",
+                        duration,
+                        self.graph.diarizer.diarize,
+                        audio_ref,
+                        speech.speech,
+                        plan.speakers,
+                    )
+                    diarized = start(call)
+                results = None
+                if "asr" in runs:
+
+                    def detect(sample: list[int]):
+                        chunks = [speech.chunks[i] for i in sample]
+                        return start(self._call(stats, self.graph.transcriber.detect_language, audio_ref, chunks))
+
+                    plan = await plan.detect_language(speech.chunks, detect)
+                    if plan.language_detected:
+                        clock.lap("language")
+                    results = await self._transcribe_chunks(plan, stats, ticket, audio_ref, speech, start)
+                    clock.lap("asr")
+                    if keys:
+                        entry = AsrEntry(duration, plan.language, plan.language_detected, speech.speech, results)
+                        self.cache.store(keys.asr, encode_asr(entry))
+                stats.stages = list(plan.stages())
+
+                aligned = []  # whether the plan called for wav2vec2
+
+                def align(chunk_results: list[ChunkResult]):
+                    aligned.append(True)
+                    return start(self._call(stats, self.graph.aligner.align, audio_ref, chunk_results, plan.language))
+
+                segments = await plan.timed_segments(plan.asr_results(results), align)
+                if aligned:
+                    clock.lap("align")
+                    if keys and keys.align:
+                        self.cache.store(keys.align, encode_segments(segments))
+                turns = plan.cached.turns
+                if diarized is not None:
+                    turns = await diarized
+                    clock.lap("diarize_wait")
+                    if keys and keys.diarize:
+                        self.cache.store(keys.diarize, encode_turns(turns))
+            except BaseException:
+                for task in tasks:  # leave nothing running for a request that failed
+                    task.cancel()
+                raise
+        transcript = plan.assemble(duration, segments, turns)
+        clock.total()
+        return plan, transcript
+
+    async def _transcribe_chunks(
+        self, plan: Plan, stats: ServiceStats, ticket: Ticket, audio_ref, speech, start
+    ) -> list:
+        """The chunks fan out to the Transcriber, batched there with other requests' chunks."""
+        ticket.submit("Transcriber", sum(e - s for s, e in speech.chunks))
+        calls = [
+            start(
+                self._done_after(
+                    stats,
+                    ticket,
+                    "Transcriber",
+                    e - s,
+                    self.graph.transcriber.transcribe,
+                    ChunkJob(stats.request_id, audio_ref, i, s, e, plan.decode, speech_within(speech.speech, s, e)),
+                )
+            )
+            for i, (s, e) in enumerate(speech.chunks)
+        ]
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+        if failed is not None:
+            raise failed
+        ticket.hold(0)
+        stats.chunks = len(outcomes)
+        stats.batch_sizes = [o.batch_size for o in outcomes]
+        stats.batch_requests = [o.batch_requests for o in outcomes]
+        return [o.result for o in outcomes]
+
+    async def _call(self, stats: ServiceStats, method, *args):
+        """A model call, resent if its replica dies (serve/retry.py)."""
+
+        def count() -> None:
+            stats.retries += 1
+
+        return await retry.call(method, *args, policy=self.retry_policy, what=method.deployment_name, on_retry=count)
+
+    async def _done_after(self, stats: ServiceStats, ticket: Ticket, stage: str, seconds: float, method, *args):
+        """A model call whose audio seconds leave the stage's queue when it returns."""
+        result = await self._call(stats, method, *args)
+        ticket.done(stage, seconds)
+        return result
+
+
+class _Stopwatch:
+    """Seconds per stage of one request, into `seconds`."""
+
+    def __init__(self, seconds: dict[str, float]):
+        self.seconds, self.start = seconds, time.perf_counter()
+        self.last = self.start
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = round(now - self.last, 4)
+        self.last = now
+
+    def total(self) -> None:
+        self.seconds["total"] = round(time.perf_counter() - self.start, 4)
