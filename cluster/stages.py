@@ -27,7 +27,7 @@ from pipeline.config import PipelineConfig
 from pipeline.diarize import Diarizer
 from pipeline.errors import PipelineError
 from pipeline.plan import Plan, run_sync
-from pipeline.schema import Audio, Segment, Transcript, Word
+from pipeline.schema import Audio, Segment, Transcript
 from pipeline.vad import SpeechDetector, cut
 
 
@@ -289,19 +289,7 @@ def _segment_rows(f: dict) -> list[dict]:
 
 
 def _segments(raw: str | None) -> list[Segment]:
-    if not raw:
-        return []
-    return [
-        Segment(
-            start=s["start"],
-            end=s["end"],
-            text=s["text"],
-            words=[Word(**w) for w in s["words"]],
-            avg_logprob=s.get("avg_logprob"),
-            speaker=s.get("speaker"),
-        )
-        for s in json.loads(raw)
-    ]
+    return [Segment.from_dict(s) for s in json.loads(raw)] if raw else []
 
 
 def _turns(raw: str | None) -> list[dict] | None:

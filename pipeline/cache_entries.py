@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from pipeline.schema import ChunkResult, Segment, Turn, Word
+from pipeline.schema import ChunkResult, Segment, Turn
 
 
 @dataclass(frozen=True)
@@ -63,17 +63,7 @@ def decode_turns(data: bytes) -> list[Turn]:
 
 
 def _segments(raw: list) -> list[Segment]:
-    return [
-        Segment(
-            start=float(s["start"]),
-            end=float(s["end"]),
-            text=str(s["text"]),
-            words=[Word(**w) for w in s["words"]],
-            avg_logprob=s.get("avg_logprob"),
-            speaker=s.get("speaker"),
-        )
-        for s in raw
-    ]
+    return [Segment.from_dict(s) for s in raw]
 
 
 def _dump(value) -> bytes:

@@ -56,6 +56,14 @@ class Segment:
     avg_logprob: float | None = None
     speaker: str | None = None
 
+    @classmethod
+    def from_dict(cls, raw: dict) -> Segment:
+        """From `asdict`'s shape or WhisperX's JSON (where words may be absent)."""
+        words = [Word(**w) for w in raw.get("words", [])]
+        return cls(
+            float(raw["start"]), float(raw["end"]), str(raw["text"]), words, raw.get("avg_logprob"), raw.get("speaker")
+        )
+
 
 @dataclass(frozen=True)
 class Turn:
@@ -118,17 +126,7 @@ class Transcript:
 
     @classmethod
     def from_dict(cls, data: dict) -> Transcript:
-        segments = [
-            Segment(
-                start=s["start"],
-                end=s["end"],
-                text=s["text"],
-                words=[Word(**w) for w in s.get("words", [])],
-                avg_logprob=s.get("avg_logprob"),
-                speaker=s.get("speaker"),
-            )
-            for s in data["segments"]
-        ]
+        segments = [Segment.from_dict(s) for s in data["segments"]]
         turns = data.get("speaker_turns")
         return cls(
             segments=segments,
