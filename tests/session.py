@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from serve import launcher
+from benchmarks import launcher
 
 REPO = Path(__file__).resolve().parent.parent
 PORT = 18123
