@@ -89,15 +89,15 @@ def parse_args(argv: list[str] | None = None) -> Plan:
     ns = p.parse_args(argv)
     if ns.config is None and ns.app is not None:
         p.error("--app needs --config")
-    if ns.asr_model is not None and ns.asr_model.strip() == OFF:
-        p.error("--asr-model cannot be 'none': the service needs an ASR model")
     try:
         # no config: the gpu profile's models
         settings = settings_from_config(ns.config, ns.app) if ns.config else PipelineSettings(profile="gpu")
         given = {"asr_model": ns.asr_model, "align_model": ns.align_model, "diarize_model": ns.diarize_model}
         config = replace(settings, **{k: v.strip() for k, v in given.items() if v is not None}).pipeline_config()
     except (OSError, ValueError, PipelineError) as exc:
-        p.error(f"--config {ns.config}: {exc}")
+        p.error(f"--config {ns.config}: {exc}" if ns.config else str(exc))
+    if config.asr.model == OFF:
+        p.error("asr_model / --asr-model cannot be 'none': the service needs an ASR model")
     try:
         languages = parse_languages(ns.languages)
     except ValueError as exc:

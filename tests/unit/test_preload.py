@@ -137,3 +137,11 @@ def test_every_service_field_passes_the_typo_check(tmp_path):
     args = ServiceArgs(profile="gpu", diarize_model="none").model_dump(mode="json")
     config.write_text(json.dumps({"applications": [{"name": "whisperx", "args": args}]}))
     assert parse_args(["--config", str(config)]).diarize is None
+
+
+def test_a_config_cannot_turn_asr_off(tmp_path, capsys):
+    config = tmp_path / "off.yaml"
+    config.write_text("applications:\n  - {name: whisperx, args: {asr_model: none}}\n")
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--config", str(config)])
+    assert exc.value.code == 2 and "asr_model" in capsys.readouterr().err
