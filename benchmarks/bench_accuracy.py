@@ -17,9 +17,9 @@ from benchmarks.common import SPEECH_DIR, PlainWhisperX, english_dev_set
 
 
 def main() -> None:
+    from benchmarks.evaluation import boundary_errors, corpus_wer, diarization_error_rate, read_rttm, read_stm
     from pipeline.audio import load_audio
     from pipeline.diarize import SpeakerCount
-    from pipeline.evaluation import boundary_errors, corpus_wer, diarization_error_rate, read_rttm, read_stm
     from pipeline.runner import LocalPipeline
 
     pipe = LocalPipeline()

@@ -86,7 +86,7 @@ def main() -> None:
 
     import tempfile
 
-    from serve import launcher
+    from benchmarks import launcher
 
     body = recording(Path(tempfile.mkdtemp()))
     rows = []

@@ -32,7 +32,7 @@ def main() -> None:
 
     import httpx
 
-    from serve import launcher
+    from benchmarks import launcher
 
     refs = english_dev_set()
     paths = [r.path for r in refs]

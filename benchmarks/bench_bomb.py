@@ -51,7 +51,7 @@ def rss_mib(pid: int) -> float:
 def main() -> None:
     import httpx
 
-    from serve import launcher
+    from benchmarks import launcher
 
     path = Path(tempfile.mkdtemp()) / "bomb.flac"
     subprocess.run(

@@ -34,8 +34,8 @@ def main() -> None:
     import pyannote.audio
     import ray
 
+    from benchmarks import launcher
     from benchmarks.common import PlainWhisperX, english_dev_set
-    from serve import launcher
     from serve.cache_store import ACTOR_NAME, NAMESPACE
 
     sample = Path(pyannote.audio.__file__).parent / "sample" / "sample.wav"

@@ -24,10 +24,10 @@ def main() -> None:
     parser.add_argument("--skip-held-out", action="store_true")
     args = parser.parse_args()
 
+    from benchmarks.evaluation import annotation_of, diarization_error_rate, read_rttm
     from benchmarks.meetings import held_out_meetings
     from pipeline.audio import load_audio
     from pipeline.diarize import DiarizeConfig, Diarizer, SpeakerCount
-    from pipeline.evaluation import annotation_of, diarization_error_rate, read_rttm
     from pipeline.placement import Placement
     from pipeline.vad import SpeechDetector
 
@@ -91,7 +91,7 @@ def main() -> None:
 def _pooled(pairs, collar: float) -> float:
     from pyannote.metrics.diarization import DiarizationErrorRate
 
-    from pipeline.evaluation import annotation_of
+    from benchmarks.evaluation import annotation_of
 
     metric = DiarizationErrorRate(collar=collar)
     for reference, turns in pairs:

@@ -441,7 +441,7 @@ class Bench:
 
         import httpx
 
-        from serve import launcher
+        from benchmarks import launcher
 
         profile = "gpu" if self.asr_device == "cuda" else "cpu"
         args = {

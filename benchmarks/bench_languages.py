@@ -7,7 +7,7 @@ ko) with the language detected and with it given, plain WhisperX's detection and
 our `translate` output for the non-English clips (no reference translations exist, so it is
 shown, not scored). Normalisation: Whisper's English normaliser for en; Whisper's basic
 normaliser (lower case, punctuation and symbols to spaces, accents kept) otherwise; CER with
-spaces removed too (`pipeline.evaluation.error_rate`). Decoding: beam 5, temperature 0, int8.
+spaces removed too (`benchmarks.evaluation.error_rate`). Decoding: beam 5, temperature 0, int8.
 
     .venv/bin/python -m benchmarks.bench_languages [--model base] [--no-plain] [--no-translate]
 
@@ -27,7 +27,7 @@ LANGUAGES = ("de", "es", "fr", "it", "ja", "ko", "pt", "en")
 
 
 def multilang_clips():
-    from pipeline.evaluation import read_references
+    from benchmarks.evaluation import read_references
 
     if not (SPEECH_DIR / "references.tsv").is_file():
         raise SystemExit(f"no dev set at {SPEECH_DIR} (set WXS_SPEECH_DIR)")
@@ -65,9 +65,9 @@ def main() -> None:
     parser.add_argument("--no-translate", action="store_true", help="skip the translate pass")
     args = parser.parse_args()
 
+    from benchmarks.evaluation import error_rate
     from pipeline.asr import AsrConfig
     from pipeline.config import PipelineConfig
-    from pipeline.evaluation import error_rate
     from pipeline.models import resolve_asr_model
     from pipeline.plan import Request
     from pipeline.runner import LocalPipeline

@@ -44,7 +44,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
 
-    from pipeline.evaluation import corpus_wer
+    from benchmarks.evaluation import corpus_wer
 
     refs = english_dev_set()
     paths = [r.path for r in refs]

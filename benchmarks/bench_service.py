@@ -44,10 +44,10 @@ def main() -> None:
 
     import httpx
 
+    from benchmarks import launcher
     from pipeline.config import PipelineConfig
     from pipeline.runner import LocalPipeline
     from pipeline.vad import VadOptions
-    from serve import launcher
 
     refs = english_dev_set()
     paths = [r.path for r in refs]

@@ -43,7 +43,7 @@ def service_run(paths, placement: str, clients: int) -> tuple[float, float]:
     """(wall seconds for every file once, mean VAD seconds per request)."""
     import httpx
 
-    from serve import launcher
+    from benchmarks import launcher
 
     base = launcher.start({"vad_placement": placement, "cache": {"enabled": False}}, port=PORT)
     try:

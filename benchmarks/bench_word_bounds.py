@@ -32,8 +32,8 @@ ONSET_DBFS = -45.0
 
 def speech_edges(path: Path, utterances):
     """Each utterance cut to its speech: the first and last 10 ms frame above ONSET_DBFS."""
+    from benchmarks.evaluation import Utterance
     from pipeline.audio import load_audio
-    from pipeline.evaluation import Utterance
 
     samples = load_audio(path).samples
     frames = samples[: len(samples) // 160 * 160].reshape(-1, 160)
@@ -82,7 +82,7 @@ class Recorder:
 
 
 def main() -> None:
-    from pipeline.evaluation import boundary_errors, corpus_wer, read_stm
+    from benchmarks.evaluation import boundary_errors, corpus_wer, read_stm
     from pipeline.plan import Request
     from pipeline.runner import LocalPipeline
     from pipeline.word_times import max_word_seconds

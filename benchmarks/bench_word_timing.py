@@ -23,7 +23,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="alternate the two formats this many times")
     args = parser.parse_args()
 
-    from pipeline.evaluation import corpus_wer
+    from benchmarks.evaluation import corpus_wer
     from pipeline.plan import Request
     from pipeline.runner import LocalPipeline
 

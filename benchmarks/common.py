@@ -25,7 +25,7 @@ class RunResult:
 
 
 def english_dev_set():
-    from pipeline.evaluation import read_references
+    from benchmarks.evaluation import read_references
 
     if not (SPEECH_DIR / "references.tsv").is_file():
         raise SystemExit(f"no dev set at {SPEECH_DIR} (set WXS_SPEECH_DIR)")

@@ -6,8 +6,8 @@
         --diarize-model pyannote/speaker-diarization-community-1
 
 The models are the ones the service would load: a Serve config's application `args` go through
-`serve.config.ServiceArgs` (profile defaults included), and any of `--asr-model`,
-`--align-model`, `--diarize-model` overrides them (`none` leaves one out). Each is fetched with
+`pipeline.settings.PipelineSettings` as the service's do (profile defaults included), and any of
+`--asr-model`, `--align-model`, `--diarize-model` overrides them (`none` leaves one out). Each is fetched with
 the pipeline's own resolvers and loaders (pipeline/models.py, pipeline/align.py,
 pipeline/diarize.py) with downloads allowed, so what lands in the caches is exactly what a
 replica later finds with downloads off:
@@ -28,13 +28,16 @@ missing or failed, 2 bad arguments.
 from __future__ import annotations
 
 import argparse
+import difflib
 import gc
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-OFF = "none"
+from pipeline.errors import PipelineError
+from pipeline.settings import OFF, PipelineSettings
+
 DEFAULT_APP = "whisperx"
 
 
@@ -84,48 +87,34 @@ def parse_args(argv: list[str] | None = None) -> Plan:
     """The command line -> a Plan. Bad arguments exit 2 (argparse's convention), naming the field."""
     p = parser()
     ns = p.parse_args(argv)
-    if ns.config is not None:
-        try:
-            asr, align, language_models, diarize = models_from_config(ns.config, ns.app)
-        except (OSError, ValueError) as exc:
-            p.error(f"--config {ns.config}: {exc}")
-    elif ns.app is not None:
+    if ns.config is None and ns.app is not None:
         p.error("--app needs --config")
-    else:  # no config: the gpu profile's models
-        from serve.config import PROFILES
-
-        models = PROFILES["gpu"]["models"]
-        asr, align, language_models, diarize = models["asr"], models["align"], (), models["diarize"]
-    asr = _override(asr, ns.asr_model)
-    if asr is None and ns.asr_model is not None:
-        p.error("--asr-model cannot be 'none': the service needs an ASR model")
+    try:
+        # no config: the gpu profile's models
+        settings = settings_from_config(ns.config, ns.app) if ns.config else PipelineSettings(profile="gpu")
+        given = {"asr_model": ns.asr_model, "align_model": ns.align_model, "diarize_model": ns.diarize_model}
+        config = replace(settings, **{k: v.strip() for k, v in given.items() if v is not None}).pipeline_config()
+    except (OSError, ValueError, PipelineError) as exc:
+        p.error(f"--config {ns.config}: {exc}" if ns.config else str(exc))
+    if config.asr.model == OFF:
+        p.error("asr_model / --asr-model cannot be 'none': the service needs an ASR model")
     try:
         languages = parse_languages(ns.languages)
     except ValueError as exc:
         p.error(f"--languages: {exc}")
     return Plan(
-        asr=asr,
-        align=_override(align, ns.align_model),
-        language_models=language_models,
+        asr=config.asr.model,
+        align=config.align.model,
+        language_models=tuple(sorted(config.align.language_models.items())),
         languages=languages,
-        diarize=_override(diarize, ns.diarize_model),
+        diarize=config.diarize.model,
         check_only=ns.check,
     )
 
 
-def _override(value: str | None, given: str | None) -> str | None:
-    if given is None:
-        return value
-    given = given.strip()
-    return None if given == OFF else given
-
-
-def models_from_config(path: Path, app: str | None) -> tuple[str, str | None, tuple[tuple[str, str], ...], str | None]:
-    """(asr, align, per-language align models, diarize) as the service resolves a config's args."""
+def settings_from_config(path: Path, app: str | None) -> PipelineSettings:
+    """The pipeline settings among a Serve config's application args."""
     import yaml
-    from pydantic import ValidationError
-
-    from serve.config import ServiceArgs
 
     document = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     apps = document.get("applications") or []
@@ -141,12 +130,15 @@ def models_from_config(path: Path, app: str | None) -> tuple[str, str | None, tu
         if not matches:
             raise ValueError(f"has no application {app!r} (it has: {', '.join(str(a.get('name')) for a in apps)})")
         chosen = matches[0]
-    try:
-        config = ServiceArgs.model_validate(chosen.get("args") or {}).pipeline_config()
-    except ValidationError as exc:
-        raise ValueError(f"invalid args: {exc}") from exc
-    align = config.align
-    return config.asr.model, align.model, tuple(sorted(align.language_models.items())), config.diarize.model
+    args = chosen.get("args") or {}
+    # The service's own fields are the service's to check (cluster/ does not import serve/), but a
+    # misspelt model setting would silently pre-load the profile's model instead: refuse it here.
+    names = [f.name for f in fields(PipelineSettings)]
+    for key in args:
+        close = difflib.get_close_matches(key, names, n=1)
+        if key not in names and close:
+            raise ValueError(f"invalid args: {key!r} is not a setting (did you mean {close[0]!r}?)")
+    return PipelineSettings.from_mapping(args)
 
 
 def parse_languages(spec: str) -> tuple[str, ...]:

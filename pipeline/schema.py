@@ -14,7 +14,6 @@ class Audio:
     """Decoded audio: 16 kHz mono float32 in [-1, 1]."""
 
     samples: np.ndarray
-    source: str = "<bytes>"
 
     @property
     def duration(self) -> float:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import replace
 from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -20,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pipeline.audio import AudioLimits
 from pipeline.config import PipelineConfig
 from pipeline.errors import PipelineError
+from pipeline.settings import OFF, PipelineSettings
 from pipeline.torch_runtime import TORCH_DTYPES, TORCH_STAGES
 from pipeline.vad import VadOptions
 from serve.cache_client import CacheSettings
@@ -45,7 +45,6 @@ TorchDtype = Literal[TORCH_DTYPES]
 # vad_placement is "ingress"; ServiceArgs.stage_deployment).
 TORCH_STAGE_DEPLOYMENT = {"vad": "Vad", "align": "Aligner", "diarize": "Diarizer"}
 DEPLOYMENT_NAMES: tuple[str, ...] = get_args(DeploymentName)
-OFF = "none"
 # DeploymentArgs fields the replica reads itself, not Ray Serve options.
 REPLICA_ONLY = {"threads", "concurrent_calls"}
 # ServiceArgs fields the Ingress also takes from its `user_config`: request limits, admission
@@ -84,13 +83,12 @@ def _autoscale(low: int, high: int, target: int, up_s: float, down_s: float) -> 
 # died is replaced this much sooner, and the requests whose calls it held wait that much less.
 HEALTH_CHECK_S = 2.0
 
-# Each profile: the models it serves and each deployment's Serve options.
+# Each profile: each deployment's Serve options (its models: pipeline/settings.py's MODEL_PROFILES).
 PROFILES: dict[str, dict[str, Any]] = {
     # One CPU machine (a laptop; the default). Logical CPUs add up to 2, so the four replicas
     # fit a 2-core machine; a replica's threads follow its reservation (1.25 -> 2 threads:
     # two 1-thread CTranslate2 workers, measured 50.8x vs 35.1x real time for one 2-thread one).
     "cpu": {
-        "models": {"asr": "bundled", "align": None, "diarize": None, "compute_type": None},
         # Where the VAD runs: in the ingress measured as fast as its own replica on 2 cores and
         # saves a process (benchmarks/BENCHMARKS.md, section 12).
         "vad_placement": "ingress",
@@ -128,12 +126,6 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
     # GPU nodes: large-v3-turbo float16 on whole GPUs, wav2vec2 and pyannote on quarter GPUs.
     "gpu": {
-        "models": {
-            "asr": "large-v3-turbo",
-            "align": "default",
-            "diarize": "pyannote/speaker-diarization-community-1",
-            "compute_type": None,  # CTranslate2's default for the device: float16 on GPU
-        },
         # The VAD in its own autoscaled deployment on a GPU share: one ingress thread scoring every
         # request's audio would cap the service long before the GPUs are busy.
         "vad_placement": "deployment",
@@ -293,7 +285,7 @@ class ServiceArgs(BaseModel):
             devices[stage] = "cuda" if gpus else "cpu"
             where[stage] = f"the {deployment} deployment reserves none (ray_actor_options.num_gpus)"
         try:
-            PipelineConfig().with_torch(dict(self.torch_dtype)).check_torch_devices(devices, where)
+            self.pipeline_config().check_torch_devices(devices, where)
         except PipelineError as exc:
             raise ValueError(f"torch_dtype: {exc}") from exc
         return self
@@ -330,22 +322,7 @@ class ServiceArgs(BaseModel):
 
     def pipeline_config(self) -> PipelineConfig:
         """The pipeline configuration every replica builds its stages from."""
-        models = PROFILES[self.profile]["models"]
-        defaults = PipelineConfig()
-        return PipelineConfig(
-            asr=replace(
-                defaults.asr,
-                model=self.asr_model or models["asr"],
-                compute_type=self.compute_type or models["compute_type"],
-                num_workers=self.asr_workers,
-            ),
-            vad=replace(defaults.vad, step_seconds=self.vad_step_seconds),
-            limits=replace(defaults.limits, max_bytes=self.max_upload_bytes, max_seconds=self.max_audio_seconds),
-            align=replace(defaults.align, model=_chosen(self.align_model, models["align"])),
-            diarize=replace(
-                defaults.diarize, model=_chosen(self.diarize_model, models["diarize"]), method=self.diarize_method
-            ),
-        ).with_torch(dict(self.torch_dtype), self.torch_compile)
+        return PipelineSettings.from_mapping(self.model_dump()).pipeline_config()
 
     def deployment_options(self, name: str) -> dict:
         """Serve options for one deployment: the profile's, then `deployments:` over them."""
@@ -391,10 +368,3 @@ class ServiceArgs(BaseModel):
             return override.concurrent_calls
         gpus = (self.deployment_options(name).get("ray_actor_options") or {}).get("num_gpus", 0)
         return CONCURRENT_CALLS_ON_GPU if gpus and name in BATCHED_TORCH_DEPLOYMENTS else 1
-
-
-def _chosen(value: str | None, default: str | None) -> str | None:
-    """None -> the profile's default; "none" -> off; anything else as given."""
-    if value is None:
-        return default
-    return None if value == OFF else value

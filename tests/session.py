@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from serve import launcher
+from benchmarks import launcher
 
 REPO = Path(__file__).resolve().parent.parent
 # The shared app's port; another port lets two test runs share a machine (their Serve proxies would collide).

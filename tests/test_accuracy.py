@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.evaluation import corpus_wer, read_references
+from benchmarks.evaluation import corpus_wer, read_references
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ import json
 import numpy as np
 import pytest
 
+from benchmarks.evaluation import boundary_errors, normalize_english, read_stm
 from pipeline.align import AlignConfig, Aligner, _fill_times
 from pipeline.config import PipelineConfig
 from pipeline.errors import ModelNotFound
-from pipeline.evaluation import boundary_errors, normalize_english, read_stm
 from pipeline.runner import LocalPipeline
 from tests.test_pipeline import assert_well_formed
 

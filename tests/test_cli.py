@@ -72,7 +72,7 @@ def test_diarize_prints_speaker_labelled_words(capsys, local_pipeline, pyannote_
 def test_rttm_output_is_the_speaker_turns(capsys, local_pipeline, pyannote_sample, tmp_path):
     """`--output-format rttm` diarizes without --diarize and writes <stem>.rttm: one valid
     RTTM line per turn, named after the input, readable by pyannote, close to the reference."""
-    from pipeline.evaluation import diarization_error_rate, read_rttm
+    from benchmarks.evaluation import diarization_error_rate, read_rttm
     from pipeline.schema import Turn
 
     code, _, err = run_main(capsys, str(pyannote_sample), "--output-format", "rttm", "--output-dir", str(tmp_path))

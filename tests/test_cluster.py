@@ -309,7 +309,7 @@ def long_audio(pyannote_sample, tmp_path_factory) -> bytes:
 def service(cluster, aligner_dir):
     """The service on the 3-node cluster, three Transcriber replicas to start with. The tests
     below share it in order; the node-loss test goes last (it leaves one worker)."""
-    from serve import launcher
+    from benchmarks import launcher
 
     head_and_nodes, workers = cluster
     base = launcher.start(service_args(aligner_dir, {"num_replicas": 3}), port=PORT, ready_timeout_s=600)
@@ -392,7 +392,7 @@ def test_replicas_run_on_the_gpus_ray_gave_them(service):
 
 
 def test_a_burst_scales_transcribers_up_to_max_and_back_down(service, long_audio):
-    from serve import launcher
+    from benchmarks import launcher
 
     client = service["client"]
     launcher.redeploy(service_args(service["aligner_dir"], {"autoscaling_config": AUTOSCALING}), PORT)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 
+from benchmarks.evaluation import diarization_error_rate, read_rttm
 from pipeline.audio import load_audio
 from pipeline.diarize import DiarizeConfig, Diarizer, SpeakerCount, cluster
 from pipeline.errors import InvalidOption, ModelNotFound
-from pipeline.evaluation import diarization_error_rate, read_rttm
 from pipeline.merge import assign_speakers
 from pipeline.plan import Request
 from pipeline.schema import Segment, Turn, Word

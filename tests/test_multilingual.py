@@ -32,7 +32,7 @@ MAX_ERROR = {"de": 0.5, "es": 0.5, "fr": 0.5, "it": 0.6, "ja": 0.4, "ko": 0.5, "
 
 @pytest.fixture(scope="module")
 def clips(speech_dir):
-    from pipeline.evaluation import read_references
+    from benchmarks.evaluation import read_references
 
     refs = {r.language: r for r in read_references(speech_dir) if r.path.parent.name == "multilang"}
     assert sorted(refs) == sorted(LANGUAGES), "the dev set has one multilang clip per language"
@@ -101,7 +101,7 @@ def test_espeak_german_is_detected_and_transcribed(base_pipeline, speak):
 
 @pytest.mark.slow
 def test_all_eight_clips_transcribe_with_the_language_voted(base_pipeline, clips):
-    from pipeline.evaluation import error_rate
+    from benchmarks.evaluation import error_rate
 
     results = list(base_pipeline.transcribe_many([clips[lang].path for lang in LANGUAGES]))
     for lang, result in zip(LANGUAGES, results, strict=True):

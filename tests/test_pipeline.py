@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from benchmarks.evaluation import corpus_wer
 from pipeline.asr import DecodeOptions
 from pipeline.errors import AudioDecodeError, InvalidOption, ModelNotFound, UnsupportedLanguage
-from pipeline.evaluation import corpus_wer
 from pipeline.plan import Request
 from pipeline.schema import Transcript
 from tests.conftest import ffmpeg, stm_text

@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from pipeline.evaluation import normalize_english
+from benchmarks.evaluation import normalize_english
 from tests.conftest import ffmpeg
 from tests.session import API_KEY
 

@@ -49,7 +49,7 @@ def test_sample_words_stay_on_speech(local_pipeline, pyannote_sample):
 @pytest.mark.slow
 def test_joins_and_long_words_on_shared_speech(local_pipeline, speech_dir):
     from benchmarks.bench_word_bounds import speech_edges
-    from pipeline.evaluation import boundary_errors, read_stm
+    from benchmarks.evaluation import boundary_errors, read_stm
 
     dev00 = speech_dir / "diarization" / "dev00.wav"
     transcript = local_pipeline.transcribe(dev00, TIMED)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 from pathlib import Path
 
@@ -126,3 +127,21 @@ def test_run_reports_every_model_and_sets_downloads(monkeypatch):
     assert run(check, out) == 0
     assert seen[-1][2:] == (True, None)  # --check never lets a resolver download
     assert out.getvalue().count("\n") == 1
+
+
+def test_every_service_field_passes_the_typo_check(tmp_path):
+    """preload cannot import serve/; its misspelling check must never refuse a real ServiceArgs field."""
+    from serve.config import ServiceArgs
+
+    config = tmp_path / "all.yaml"
+    args = ServiceArgs(profile="gpu", diarize_model="none").model_dump(mode="json")
+    config.write_text(json.dumps({"applications": [{"name": "whisperx", "args": args}]}))
+    assert parse_args(["--config", str(config)]).diarize is None
+
+
+def test_a_config_cannot_turn_asr_off(tmp_path, capsys):
+    config = tmp_path / "off.yaml"
+    config.write_text("applications:\n  - {name: whisperx, args: {asr_model: none}}\n")
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--config", str(config)])
+    assert exc.value.code == 2 and "asr_model" in capsys.readouterr().err

@@ -111,7 +111,7 @@ def test_rttm_round_trip_through_pyannote(tmp_path):
     holds every line to RTTM's ten columns): the same turns, overlap included."""
     from pyannote.database.util import load_rttm
 
-    from pipeline.evaluation import read_rttm
+    from benchmarks.evaluation import read_rttm
 
     path = tmp_path / "call.rttm"
     path.write_bytes(render(transcript(), "rttm", source="call.wav"))

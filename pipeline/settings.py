@@ -1,0 +1,91 @@
+"""The one way a PipelineConfig is built from flat settings: the CLI's and the batch job's flags,
+a Serve config's args (serve/config.py) and the model pre-load (cluster/preload.py) all fill a
+`PipelineSettings`, so a model named nowhere comes from the same profile everywhere."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from pipeline.align import AlignConfig
+from pipeline.asr import AsrConfig
+from pipeline.audio import AudioLimits
+from pipeline.config import PipelineConfig
+from pipeline.errors import InvalidOption
+from pipeline.vad import VadOptions
+
+OFF = "none"  # a model setting that turns its stage off
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    """The models a profile runs where the settings name none."""
+
+    asr: str
+    align: str | None = None  # None: Whisper's word times
+    diarize: str | None = None  # None: the offline diarizer
+    compute_type: str | None = None  # None: CTranslate2's default for the device (int8 CPU, float16 GPU)
+
+
+MODEL_PROFILES: dict[str, ModelProfile] = {
+    "cpu": ModelProfile(asr=AsrConfig().model, align=AlignConfig().model),  # tiny.en shipped in a PyPI package
+    "gpu": ModelProfile(asr="large-v3-turbo", align="default", diarize="pyannote/speaker-diarization-community-1"),
+}
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Model and stage settings by the names a Serve config's args use. A model left None is the
+    profile's; "none" turns alignment or pyannote off."""
+
+    profile: str = "cpu"
+    asr_model: str | None = None
+    compute_type: str | None = None
+    asr_workers: int | None = None  # CTranslate2 workers (None: 2 on CPU, 1 on GPU)
+    asr_batch_size: int = AsrConfig().batch_size
+    align_model: str | None = None
+    diarize_model: str | None = None
+    diarize_method: str = "segmentation"
+    vad_step_seconds: float = VadOptions().step_seconds
+    max_upload_bytes: int = AudioLimits().max_bytes
+    max_audio_seconds: float = AudioLimits().max_seconds
+    torch_dtype: Mapping[str, str] = field(default_factory=dict)  # torch stage -> dtype
+    torch_compile: bool = False
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> PipelineSettings:
+        """The settings among `values` (a Serve config's args); other keys are not the pipeline's."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in names})
+
+    @property
+    def models(self) -> ModelProfile:
+        if self.profile not in MODEL_PROFILES:
+            raise InvalidOption(f"profile must be one of {', '.join(MODEL_PROFILES)}, not {self.profile!r}")
+        return MODEL_PROFILES[self.profile]
+
+    def pipeline_config(self) -> PipelineConfig:
+        models, defaults = self.models, PipelineConfig()
+        return PipelineConfig(
+            asr=replace(
+                defaults.asr,
+                model=self.asr_model or models.asr,
+                compute_type=self.compute_type or models.compute_type,
+                num_workers=self.asr_workers,
+                batch_size=self.asr_batch_size,
+            ),
+            vad=replace(defaults.vad, step_seconds=self.vad_step_seconds),
+            limits=replace(defaults.limits, max_bytes=self.max_upload_bytes, max_seconds=self.max_audio_seconds),
+            align=replace(defaults.align, model=_chosen(self.align_model, models.align)),
+            diarize=replace(
+                defaults.diarize, model=_chosen(self.diarize_model, models.diarize), method=self.diarize_method
+            ),
+        ).with_torch(dict(self.torch_dtype), self.torch_compile)
+
+
+def _chosen(value: str | None, default: str | None) -> str | None:
+    """None -> the profile's; "none" -> off; anything else as given."""
+    if value is None:
+        return default
+    return None if value == OFF else value
