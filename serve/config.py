@@ -41,9 +41,9 @@ ComputeType = Literal[
 SpeedStage = Literal["Transcriber", "Diarizer"]
 TorchStage = Literal[TORCH_STAGES]  # pipeline/torch_runtime.py's names, as pydantic checks them
 TorchDtype = Literal[TORCH_DTYPES]
-# The deployment each torch stage runs in (the VAD's: the Vad deployment, or the Ingress when
+# The deployment each planned stage runs in (the VAD's: the Vad deployment, or the Ingress when
 # vad_placement is "ingress"; ServiceArgs.stage_deployment).
-TORCH_STAGE_DEPLOYMENT = {"vad": "Vad", "align": "Aligner", "diarize": "Diarizer"}
+STAGE_DEPLOYMENT = {"vad": "Vad", "asr": "Transcriber", "align": "Aligner", "diarize": "Diarizer"}
 DEPLOYMENT_NAMES: tuple[str, ...] = get_args(DeploymentName)
 # DeploymentArgs fields the replica reads itself, not Ray Serve options.
 REPLICA_ONLY = {"threads", "concurrent_calls"}
@@ -279,7 +279,7 @@ class ServiceArgs(BaseModel):
     @model_validator(mode="after")
     def _reduced_precision_on_gpu_only(self) -> ServiceArgs:
         devices, where = {}, {}
-        for stage in TORCH_STAGE_DEPLOYMENT:
+        for stage in TORCH_STAGES:
             deployment = self.stage_deployment(stage)
             gpus = (self.deployment_options(deployment).get("ray_actor_options") or {}).get("num_gpus", 0)
             devices[stage] = "cuda" if gpus else "cpu"
@@ -296,10 +296,10 @@ class ServiceArgs(BaseModel):
         return (self.vad_placement or PROFILES[self.profile]["vad_placement"]) == "deployment"
 
     def stage_deployment(self, stage: str) -> str:
-        """The deployment a torch stage ("vad", "align", "diarize") runs in."""
+        """The deployment a stage ("vad", "asr", "align", "diarize") runs in."""
         if stage == "vad" and not self.vad_deployed:
             return "Ingress"
-        return TORCH_STAGE_DEPLOYMENT[stage]
+        return STAGE_DEPLOYMENT[stage]
 
     def with_ingress_config(self, user_config: dict[str, Any] | None) -> ServiceArgs:
         """These args with the Ingress's `user_config` over them: only INGRESS_TUNABLE fields,

@@ -27,11 +27,9 @@ from pipeline.word_times import speech_within
 from serve import retry
 from serve.admission import Admission, Ticket
 from serve.cache_client import CacheClient
+from serve.config import STAGE_DEPLOYMENT
 from serve.deployments import AudioRef, ChunkJob
 from serve.retry import RetryPolicy
-
-# The deployment each planned model stage queues on (admission's expected wait).
-STAGE_DEPLOYMENTS = {"asr": "Transcriber", "diarize": "Diarizer"}
 
 
 @dataclass
@@ -123,7 +121,9 @@ class GraphExecutor:
         with self.admission.admit() as ticket:  # chunk cap: 503 before anything is read
             with open_audio(data, self.limits) as upload:  # size checks only
                 await asyncio.to_thread(upload.probe)  # the header: too long -> 413, no decoding
-                ticket.expect({STAGE_DEPLOYMENTS[s]: upload.expected_seconds() for s in runs if s in STAGE_DEPLOYMENTS})
+                # the audio seconds each planned stage with a speed prior will queue (admission's wait)
+                work = {STAGE_DEPLOYMENT[s]: upload.expected_seconds() for s in runs}
+                ticket.expect({d: seconds for d, seconds in work.items() if d in self.admission.stages})
                 audio = await asyncio.to_thread(upload.decode, ticket)  # every array reserved first
             ticket.settle(audio.samples.nbytes)
             clock.lap("decode")
