@@ -75,8 +75,6 @@ class Plan:
     word_timing: bool
     align_requested: bool  # word timing runs, `align` is on and some align model is configured
     diarize: bool
-    speakers: SpeakerCount
-    detection_chunks: int
     config: PipelineConfig = field(repr=False)
     asr_model: str = ""
     language_detected: bool = False  # set by `with_language`: the vote ran
@@ -85,6 +83,15 @@ class Plan:
     @property
     def format(self) -> Format:
         return FORMATS[self.request.response_format]
+
+    @property
+    def speakers(self) -> SpeakerCount:
+        return self.request.speakers
+
+    @property
+    def detection_chunks(self) -> int:
+        """How many of the longest chunks the language vote runs over."""
+        return self.config.asr.language_detection_chunks
 
     @property
     def language(self) -> str | None:
@@ -271,8 +278,6 @@ class Planner:
             word_timing=word_timing,
             align_requested=word_timing and request.align and self.config.align.enabled,
             diarize=diarize,
-            speakers=request.speakers,
-            detection_chunks=self.config.asr.language_detection_chunks,
             config=self.config,
             asr_model=self.asr.model_id,
         )
