@@ -27,10 +27,10 @@ from pipeline.audio import open_audio
 from pipeline.cache_entries import AsrEntry, Reused, encode_asr, encode_segments, encode_turns, reuse
 from pipeline.cache_keys import StageKeys, audio_digest, stage_keys
 from pipeline.formats import CONTENT_TYPES
+from pipeline.intervals import within as speech_within
 from pipeline.plan import Plan, Planner, Request
 from pipeline.schema import Transcript
 from pipeline.vad import SpeechDetector, SpeechMap
-from pipeline.word_times import speech_within
 from serve import retry
 from serve.admission import Admission, AdmissionLimits, StageLoad, Ticket
 from serve.cache_client import CacheClient
