@@ -179,7 +179,7 @@ def fetch_asr(name: str, check_only: bool) -> str:
 
 def fetch_align(language: str, name: str, check_only: bool) -> str:
     from pipeline.align import DEFAULT, _load_align_model, _torchaudio_weights_cached
-    from pipeline.diarize import _in_hf_cache
+    from pipeline.diarize.pyannote import in_hf_cache as _in_hf_cache
     from pipeline.errors import ModelNotFound
 
     if check_only:
@@ -205,7 +205,8 @@ def fetch_align(language: str, name: str, check_only: bool) -> str:
 
 
 def fetch_diarize(name: str, check_only: bool) -> str:
-    from pipeline.diarize import _in_hf_cache, _PyannoteBackend
+    from pipeline.diarize.pyannote import PyannoteBackend as _PyannoteBackend
+    from pipeline.diarize.pyannote import in_hf_cache as _in_hf_cache
     from pipeline.errors import ModelNotFound
 
     local = Path(name).expanduser()
