@@ -17,8 +17,8 @@ from typing import Protocol
 
 from pipeline.batching import BatchStats, ForwardBatcher
 from pipeline.diarize.clustering import cluster
-from pipeline.diarize.config import MAX_SPEAKERS, OFFLINE_METHODS, DiarizeConfig, SpeakerCount
-from pipeline.diarize.encoder import EMBED_ROWS, FRAME_SECONDS, WINDOW_FRAMES, SpeakerEncoder
+from pipeline.diarize.config import MAX_SPEAKERS, DiarizeConfig, SpeakerCount
+from pipeline.diarize.encoder import FRAME_SECONDS, WINDOW_FRAMES
 from pipeline.diarize.pyannote import PyannoteBackend, share_pyannote_forwards
 from pipeline.diarize.segmentation import SegmentationBackend
 from pipeline.diarize.windows import WindowsBackend
@@ -26,9 +26,10 @@ from pipeline.placement import Placement
 from pipeline.schema import Audio, Turn
 from pipeline.torch_runtime import TorchRuntime
 
+# What callers import from here; the rest lives in the modules.
 __all__ = [
-    "EMBED_ROWS", "FRAME_SECONDS", "MAX_SPEAKERS", "OFFLINE_METHODS", "WINDOW_FRAMES",
-    "DiarizeConfig", "Diarizer", "SpeakerCount", "SpeakerEncoder", "cluster", "share_pyannote_forwards",
+    "FRAME_SECONDS", "MAX_SPEAKERS", "WINDOW_FRAMES",
+    "DiarizeConfig", "Diarizer", "SpeakerCount", "cluster", "share_pyannote_forwards",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
