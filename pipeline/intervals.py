@@ -7,6 +7,7 @@ into layers of disjoint ones and bisects each layer.
 
 from __future__ import annotations
 
+import heapq
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 
@@ -90,32 +91,36 @@ def clip_turns(turns: Iterable[Turn], speech: Regions) -> list[Turn]:
 
 class OverlapIndex:
     """Regions that may overlap one another, indexed in the order given. Layers of disjoint
-    regions, filled greedily in start order (as many as regions overlap at once), turn every
+    regions, filled in start order (as many as regions overlap at once), turn every
     query into one bisection per layer. Ties go to the earliest region, as a scan would."""
 
     def __init__(self, regions: Sequence[Region]):
         self.regions = [(float(s), float(e)) for s, e in regions]
         layers: list[tuple[list[Region], list[int]]] = []
+        free: list[tuple[float, int]] = []  # (where a layer ends, layer): the earliest first
         for i in sorted(range(len(self.regions)), key=lambda i: (*self.regions[i], i)):
             s, e = self.regions[i]
             if e < s:
                 continue  # overlaps nothing; `nearest` scans these
-            layer = next((ly for ly in layers if ly[0][-1][1] <= s), None)
-            if layer is None:
-                layers.append(layer := ([], []))
-            layer[0].append((s, e))
-            layer[1].append(i)
+            if free and free[0][0] <= s:
+                _, k = heapq.heappop(free)
+            else:
+                k = len(layers)
+                layers.append(([], []))
+            layers[k][0].append((s, e))
+            layers[k][1].append(i)
+            heapq.heappush(free, (e, k))
         self._layers = [(Regions(spans), ids) for spans, ids in layers]
         self._inverted = [i for i, (s, e) in enumerate(self.regions) if e < s]
 
     def most_overlapping(self, start: float, end: float) -> int | None:
         """The region sharing the most time with [start, end]; None when none shares any."""
-        shared = [
-            (-overlap(layer.spans[k], (start, end)), ids[k])
+        found = [  # (-overlap, index): the most overlap, then the earliest
+            (-shared, ids[k])
             for layer, ids in self._layers
             for k in layer.overlapping(start, end)
+            if (shared := overlap(layer.spans[k], (start, end))) > 0  # a zero-length region shares nothing
         ]
-        found = [(length, i) for length, i in shared if length < 0]  # zero-length regions share nothing
         return min(found)[1] if found else None
 
     def nearest(self, time: float) -> int | None:
