@@ -47,9 +47,6 @@ class Regions:
                 spans.append([s, e])
         return cls([(s, e) for s, e in spans])
 
-    def __len__(self) -> int:
-        return len(self.spans)
-
     def overlapping(self, start: float, end: float) -> range:
         """Indices of the regions sharing some time with [start, end]."""
         if not start < end:

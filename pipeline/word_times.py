@@ -51,7 +51,7 @@ def bound_words(words: list[Word], speech: Sequence[tuple[float, float]]) -> lis
     regions = Regions.of(speech)
     off_speech = []
     for k, w in enumerate(words):
-        if regions:
+        if regions.spans:
             region = _region_of(w.start, w.end, regions)
             if region is None:
                 off_speech.append(k)

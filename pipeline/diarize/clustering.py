@@ -40,7 +40,7 @@ def cluster(embeddings: np.ndarray, low: int, high: int, keep_fraction: float = 
     if k == 1:
         return np.zeros(n, dtype=int)
     labels = KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(unit_rows(eigenvectors[:, :k]))
-    return _relabel_by_first_appearance(labels)
+    return by_first_appearance(labels)
 
 
 def _pruned_affinity(similarity: np.ndarray, keep_fraction: float) -> np.ndarray:
@@ -55,7 +55,8 @@ def _pruned_affinity(similarity: np.ndarray, keep_fraction: float) -> np.ndarray
     return (affinity + affinity.T) / 2
 
 
-def _relabel_by_first_appearance(labels: np.ndarray) -> np.ndarray:
+def by_first_appearance(labels: np.ndarray) -> np.ndarray:
+    """Labels renumbered 0, 1, ... in the order they first occur."""
     order: dict[int, int] = {}
     for label in labels:
         order.setdefault(int(label), len(order))

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.batching import ForwardBatcher
-from pipeline.diarize.clustering import cluster, unit_rows
+from pipeline.diarize.clustering import by_first_appearance, cluster, unit_rows
 from pipeline.diarize.config import DiarizeConfig, SpeakerCount
 from pipeline.diarize.encoder import EMBED_ROWS, EMBEDDING_SIZE, FRAME_SECONDS, WINDOW_FRAMES, SpeakerEncoder
 from pipeline.intervals import Regions, clip_turns
@@ -96,7 +96,7 @@ class SegmentationBackend:
 
         low, high = count.bounds()
         speech = Regions.of([(0.0, audio.duration)] if speech is None else speech)
-        if not speech or audio.duration < 0.1:
+        if not speech.spans or audio.duration < 0.1:
             return []
         if self.placement.device == "cpu" and torch.get_num_threads() != self.placement.cpu_threads:
             torch.set_num_threads(self.placement.cpu_threads)
@@ -119,7 +119,7 @@ class SegmentationBackend:
         speaking = self._speaker_count(
             SlidingWindowFeature((active & (clusters >= 0)[:, None, :]).astype(np.float32), scores.sliding_window)
         )
-        turns = self._reconstruct(scores, clusters, speaking, low)
+        turns = self._reconstruct(scores, clusters, speaking)
         return clip_turns(turns, speech)
 
     def _frame_middles(self, num_frames: int) -> np.ndarray:
@@ -200,7 +200,7 @@ class SegmentationBackend:
             hard = _assign(locals_, embeddings, centroids, (active.shape[0], active.shape[2]), linear_sum_assignment)
         return hard
 
-    def _reconstruct(self, scores, hard: np.ndarray, speaking, low: int) -> list[Turn]:
+    def _reconstruct(self, scores, hard: np.ndarray, speaking) -> list[Turn]:
         from pyannote.audio.pipelines.utils.diarization import SpeakerDiarizationMixin
         from pyannote.core import SlidingWindowFeature
 
@@ -221,11 +221,9 @@ class SegmentationBackend:
         annotation = SpeakerDiarizationMixin.to_annotation(
             discrete, min_duration_on=0.0, min_duration_off=MIN_GAP_SECONDS
         )
-        order: dict[int, int] = {}
         raw = sorted((seg.start, seg.end, int(label)) for seg, _, label in annotation.itertracks(yield_label=True))
-        for _, _, label in raw:
-            order.setdefault(label, len(order))
-        return [Turn(start, end, f"SPEAKER_{order[label]:02d}") for start, end, label in raw]
+        labels = by_first_appearance(np.array([label for _, _, label in raw], dtype=int))
+        return [Turn(start, end, f"SPEAKER_{j:02d}") for (start, end, _), j in zip(raw, labels)]
 
 
 def _partials(frames: np.ndarray) -> list[np.ndarray]:
