@@ -1,7 +1,7 @@
 """Question: do Whisper's cross-attention word times stay on speech (issue 12)?
 
 Before vs after in one run: every chunk's words are recorded as the DTW path placed them
-(before: what `pipeline.word_times.ENABLED = False` returns) and as `bound_words` keeps them
+(before: as `bound_words` receives them) and as `bound_words` keeps them
 on the chunk's VAD speech (after). Texts are the same by construction (only times change);
 the script checks the words match one for one.
 

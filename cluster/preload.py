@@ -9,7 +9,7 @@ The models are the ones the service would load: a Serve config's application `ar
 `pipeline.settings.PipelineSettings` as the service's do (profile defaults included), and any of
 `--asr-model`, `--align-model`, `--diarize-model` overrides them (`none` leaves one out). Each is fetched with
 the pipeline's own resolvers and loaders (pipeline/models.py, pipeline/align.py,
-pipeline/diarize.py) with downloads allowed, so what lands in the caches is exactly what a
+pipeline/diarize/) with downloads allowed, so what lands in the caches is exactly what a
 replica later finds with downloads off:
 
 - ASR (faster-whisper / CTranslate2): the Hugging Face cache (`HF_HOME`, default ~/.cache/huggingface);
@@ -171,7 +171,7 @@ def fetch_asr(name: str, check_only: bool) -> str:
 
 def fetch_align(language: str, name: str, check_only: bool) -> str:
     from pipeline.align import DEFAULT, _load_align_model, _torchaudio_weights_cached
-    from pipeline.diarize import _in_hf_cache
+    from pipeline.diarize.pyannote import in_hf_cache as _in_hf_cache
     from pipeline.errors import ModelNotFound
 
     if check_only:
@@ -197,7 +197,8 @@ def fetch_align(language: str, name: str, check_only: bool) -> str:
 
 
 def fetch_diarize(name: str, check_only: bool) -> str:
-    from pipeline.diarize import _in_hf_cache, _PyannoteBackend
+    from pipeline.diarize.pyannote import PyannoteBackend as _PyannoteBackend
+    from pipeline.diarize.pyannote import in_hf_cache as _in_hf_cache
     from pipeline.errors import ModelNotFound
 
     local = Path(name).expanduser()

@@ -6,27 +6,12 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+from pipeline.intervals import OverlapIndex
 from pipeline.schema import Segment, Turn, Word
 
 # The label of the one speaker of a file in which diarization found no turn (both backends
 # number their speakers SPEAKER_00, SPEAKER_01, ...).
 SOLE_SPEAKER = "SPEAKER_00"
-
-
-def speaker_of(start: float, end: float, turns: list[Turn]) -> str | None:
-    """The turn overlapping [start, end] the most; with no overlap, the nearest turn."""
-    if not turns:
-        return None
-    best, best_overlap = None, 0.0
-    for turn in turns:
-        overlap = min(end, turn.end) - max(start, turn.start)
-        if overlap > best_overlap:
-            best, best_overlap = turn.speaker, overlap
-    if best is not None:
-        return best
-    middle = (start + end) / 2
-    nearest = min(turns, key=lambda t: max(t.start - middle, middle - t.end, 0.0))
-    return nearest.speaker
 
 
 def assign_speakers(segments: list[Segment], turns: list[Turn], separator: str = " ") -> list[Segment]:
@@ -37,12 +22,20 @@ def assign_speakers(segments: list[Segment], turns: list[Turn], separator: str =
         # regions (ASR chunks are merged with other thresholds). A 0.1 s clip came back as
         # words without speakers; with no evidence of several speakers, there is one.
         turns = [Turn(0.0, math.inf, SOLE_SPEAKER)]
+    index = OverlapIndex([(t.start, t.end) for t in turns])
+
+    def speaker_of(start: float, end: float) -> str:
+        """The turn overlapping [start, end] the most; with no overlap, the turn nearest its
+        middle (ties: the first turn given)."""
+        i = index.most_overlapping(start, end)
+        return turns[index.nearest((start + end) / 2) if i is None else i].speaker
+
     out: list[Segment] = []
     for seg in segments:
         if not seg.words:
-            out.append(replace(seg, speaker=speaker_of(seg.start, seg.end, turns)))
+            out.append(replace(seg, speaker=speaker_of(seg.start, seg.end)))
             continue
-        words = [replace(w, speaker=speaker_of(w.start, w.end, turns)) for w in seg.words]
+        words = [replace(w, speaker=speaker_of(w.start, w.end)) for w in seg.words]
         if all(w.speaker == words[0].speaker for w in words):
             out.append(replace(seg, words=words, speaker=words[0].speaker))
             continue

@@ -46,7 +46,7 @@ from pipeline.errors import InvalidOption
 from pipeline.formats import FORMATS, Format, lookup, render
 from pipeline.merge import assign_speakers
 from pipeline.models import AsrCard
-from pipeline.schema import ChunkResult, Segment, Transcript, Turn
+from pipeline.schema import ChunkResult, Segment, Transcript, Turn, normalized_turns
 from pipeline.vad import VAD_MODEL_ID
 
 T = TypeVar("T")
@@ -215,10 +215,7 @@ class Plan:
         speaker_turns = None
         if self.diarize and turns is not None:
             segments = assign_speakers(segments, turns, word_separator(language))
-            speaker_turns = sorted(
-                (Turn(round(t.start, 3), round(t.end, 3), t.speaker) for t in turns),
-                key=lambda t: (t.start, t.end, t.speaker),
-            )
+            speaker_turns = normalized_turns(turns)
         return Transcript(
             segments=segments,
             language=language,

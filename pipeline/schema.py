@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 SAMPLE_RATE = 16_000
+
+
+def ms(seconds: float) -> float:
+    """A time as reported: to the millisecond."""
+    return round(seconds, 3)
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,11 @@ class Turn:
     speaker: str
 
 
+def normalized_turns(turns: Iterable[Turn]) -> list[Turn]:
+    """Turns as reported: to the millisecond, sorted by (start, end, speaker)."""
+    return sorted((Turn(ms(t.start), ms(t.end), t.speaker) for t in turns), key=lambda t: (t.start, t.end, t.speaker))
+
+
 @dataclass
 class ChunkResult:
     """What ASR returns for one chunk: its text split into segments with word times."""
@@ -111,16 +122,14 @@ class Transcript:
             seg["words"] = [_drop_none(w) for w in seg["words"]]
         body = {
             "language": self.language,
-            "duration": round(self.duration, 3),
+            "duration": ms(self.duration),
             "text": self.text,
             "segments": segments,
             "word_segments": [w for seg in segments for w in seg["words"]],
             "models": dict(self.models),
         }
         if self.speaker_turns is not None:
-            body["speaker_turns"] = [
-                {"start": round(t.start, 3), "end": round(t.end, 3), "speaker": t.speaker} for t in self.speaker_turns
-            ]
+            body["speaker_turns"] = [asdict(t) for t in normalized_turns(self.speaker_turns)]
         return body
 
     @classmethod

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.batching import ForwardBatcher
+from pipeline.intervals import EPSILON, Regions
 from pipeline.models import whisperx_vad_weights
 from pipeline.placement import Placement
-from pipeline.schema import SAMPLE_RATE, Audio, Chunk
+from pipeline.schema import SAMPLE_RATE, Audio, Chunk, ms
 from pipeline.torch_runtime import TorchRuntime
-from pipeline.word_times import speech_within
 
 
 @dataclass(frozen=True)
@@ -117,6 +117,7 @@ def cut(
 ) -> list[Chunk]:
     """Chunks that view (not copy) the audio's samples. `speech`: the VAD's speech regions
     (`SpeechMap.speech`); each chunk keeps those inside it, so word times stay on speech."""
+    speech_regions = Regions.of(speech or ())
     return [
         Chunk(
             audio_id=audio_id,
@@ -124,16 +125,11 @@ def cut(
             start=start,
             end=end,
             samples=audio.samples[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)],
-            speech=speech_within(speech, start, end) if speech is not None else (),
+            speech=speech_regions.within(start, end),
         )
         for i, (start, end) in enumerate(regions)
     ]
 
 
 def _clip(regions: list[tuple[float, float]], duration: float) -> list[tuple[float, float]]:
-    out = []
-    for start, end in regions:
-        start, end = max(0.0, start), min(duration, end)
-        if end - start > 0.02:
-            out.append((round(start, 3), round(end, 3)))
-    return out
+    return [(ms(s), ms(e)) for s, e in Regions.of(regions).clip(0.0, duration, EPSILON)]

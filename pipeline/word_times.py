@@ -19,10 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pipeline.schema import Word
-
-# Benchmarks switch this off to measure the unbounded times in the same run.
-ENABLED = True
+from pipeline.intervals import Region, Regions, overlap
+from pipeline.schema import Word, ms
 
 # A word's longest duration: min(MAX_S, BASE_S + PER_LETTER_S per letter) (letters and
 # digits; a CJK character counts as one). The upper envelope of the cross-attention durations
@@ -37,16 +35,6 @@ PER_LETTER_S = 0.08
 MAX_S = 2.0
 
 
-def speech_within(speech: Sequence[Sequence[float]], start: float, end: float) -> tuple[tuple[float, float], ...]:
-    """The speech regions inside [start, end], clipped to it, in time order."""
-    out = []
-    for s, e in sorted((float(s), float(e)) for s, e in speech):
-        s, e = max(s, start), min(e, end)
-        if e > s:
-            out.append((round(s, 3), round(e, 3)))
-    return tuple(out)
-
-
 def letters(word: str) -> int:
     return sum(1 for c in word if c.isalnum())
 
@@ -58,12 +46,12 @@ def max_word_seconds(word: str) -> float:
 def bound_words(words: list[Word], speech: Sequence[tuple[float, float]]) -> list[Word]:
     """Clip, cap and re-time `words` (in time order, one chunk's, audio time) in place;
     `speech`: the chunk's speech regions (empty: unknown, only the cap applies)."""
-    if not ENABLED or not words:
+    if not words:
         return words
-    regions = sorted((float(s), float(e)) for s, e in speech if e > s)
+    regions = Regions.of(speech)
     off_speech = []
     for k, w in enumerate(words):
-        if regions:
+        if regions.spans:
             region = _region_of(w.start, w.end, regions)
             if region is None:
                 off_speech.append(k)
@@ -77,31 +65,27 @@ def bound_words(words: list[Word], speech: Sequence[tuple[float, float]]) -> lis
     for k in off_speech:
         _retime(words, k, regions, set(off_speech))
     for w in words:
-        w.start, w.end = round(w.start, 3), round(w.end, 3)
+        w.start, w.end = ms(w.start), ms(w.end)
     return words
 
 
-def _region_of(start: float, end: float, regions: list[tuple[float, float]]) -> tuple[float, float] | None:
+def _region_of(start: float, end: float, regions: Regions) -> Region | None:
     """The speech region a word belongs to, or None when it touches no speech."""
-    for s, e in regions:
-        if s <= start < e or (start == end and s <= start <= e):
-            return (s, e)
-    best, most = None, 0.0
-    for s, e in regions:
-        overlap = min(end, e) - max(start, s)
-        if overlap > most:
-            best, most = (s, e), overlap
-    return best
+    held = regions.holding(start, closed=start == end)
+    if held is not None:
+        return regions.spans[held]
+    shared = regions.overlapping(start, end)
+    return max((regions.spans[i] for i in shared), key=lambda r: overlap(r, (start, end)), default=None)
 
 
-def _retime(words: list[Word], k: int, regions: list[tuple[float, float]], off: set[int]) -> None:
+def _retime(words: list[Word], k: int, regions: Regions, off: set[int]) -> None:
     """Move word k (in no speech region) onto the speech between its neighbours."""
     w = words[k]
     lo = words[k - 1].end if k > 0 else float("-inf")
     nxt = next((j for j in range(k + 1, len(words)) if j not in off), None)
     hi = words[nxt].start if nxt is not None else float("inf")
     middle = (w.start + w.end) / 2
-    candidates = [(max(s, lo), min(e, hi)) for s, e in regions if min(e, hi) > max(s, lo)]
+    candidates = regions.clip(lo, hi)
     cap = max_word_seconds(w.word)
     if not candidates:  # no speech between the neighbours: a point at the nearer one
         if lo == float("-inf") and hi == float("inf"):

@@ -67,7 +67,7 @@ class ChunkJob:
     start: float
     end: float
     options: DecodeOptions
-    # The VAD's speech regions inside [start, end] (pipeline.word_times.speech_within): word
+    # The VAD's speech regions inside [start, end] (pipeline.intervals.Regions.within): word
     # times are kept on them. Empty: not known, and words are bounded by their length only.
     speech: tuple[tuple[float, float], ...] = ()
 

@@ -20,10 +20,10 @@ import ray
 from pipeline.audio import AudioLimits, open_audio
 from pipeline.cache_entries import AsrEntry, Reused, encode_asr, encode_segments, encode_turns, reuse
 from pipeline.cache_keys import StageKeys, audio_digest, stage_keys
+from pipeline.intervals import Regions
 from pipeline.plan import Plan, Planner, Request
 from pipeline.schema import ChunkResult, Transcript
 from pipeline.vad import SpeechDetector, SpeechMap
-from pipeline.word_times import speech_within
 from serve import retry
 from serve.admission import Admission, Ticket
 from serve.cache_client import CacheClient
@@ -211,6 +211,7 @@ class GraphExecutor:
     ) -> list:
         """The chunks fan out to the Transcriber, batched there with other requests' chunks."""
         ticket.submit("Transcriber", sum(e - s for s, e in speech.chunks))
+        regions = Regions.of(speech.speech)  # each chunk carries the speech inside it
         calls = [
             start(
                 self._done_after(
@@ -219,7 +220,7 @@ class GraphExecutor:
                     "Transcriber",
                     e - s,
                     self.graph.transcriber.transcribe,
-                    ChunkJob(stats.request_id, audio_ref, i, s, e, plan.decode, speech_within(speech.speech, s, e)),
+                    ChunkJob(stats.request_id, audio_ref, i, s, e, plan.decode, regions.within(s, e)),
                 )
             )
             for i, (s, e) in enumerate(speech.chunks)

@@ -8,7 +8,8 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
-from pipeline.diarize import FRAME_SECONDS, MAX_SPEAKERS, WINDOW_FRAMES, SpeakerCount, _turns, _windows, cluster
+from pipeline.diarize import FRAME_SECONDS, MAX_SPEAKERS, WINDOW_FRAMES, SpeakerCount, cluster
+from pipeline.diarize.windows import embedding_windows, smoothed_turns
 from pipeline.errors import InvalidOption
 from pipeline.schema import Turn
 
@@ -102,11 +103,11 @@ def test_unnormalised_embeddings_cluster_the_same():
     assert same_partition(cluster(x * scale, 1, 8), truth)
 
 
-# --- _windows ----------------------------------------------------------------------------------
+# --- embedding_windows ------------------------------------------------------------------------
 
 
 def test_windows_tile_a_long_region():
-    windows = _windows([(0.0, 10.0)], 10.0, 0.2)
+    windows = embedding_windows([(0.0, 10.0)], 10.0, 0.2)
     assert len(windows) > 10
     for start, end, own_from, own_to in windows:
         assert end - start == pytest.approx(WIDTH)
@@ -119,7 +120,7 @@ def test_windows_tile_a_long_region():
 
 
 def test_short_region_gets_one_centred_window():
-    windows = _windows([(4.0, 5.0)], 20.0, 0.2)
+    windows = embedding_windows([(4.0, 5.0)], 20.0, 0.2)
     assert len(windows) == 1
     start, end, own_from, own_to = windows[0]
     assert (own_from, own_to) == (4.0, 5.0)
@@ -128,20 +129,20 @@ def test_short_region_gets_one_centred_window():
 
 
 def test_short_region_window_stays_inside_the_audio():
-    (w,) = _windows([(9.5, 10.0)], 10.0, 0.2)
+    (w,) = embedding_windows([(9.5, 10.0)], 10.0, 0.2)
     assert w[1] <= 10.0 + 1e-9 and w[0] >= 0.0
-    (w,) = _windows([(0.0, 0.4)], 10.0, 0.2)
+    (w,) = embedding_windows([(0.0, 0.4)], 10.0, 0.2)
     assert w[0] == 0.0
 
 
 def test_windows_of_several_regions_are_in_time_order():
-    windows = _windows([(0.0, 3.0), (5.0, 5.5), (8.0, 12.0)], 12.0, 0.5)
+    windows = embedding_windows([(0.0, 3.0), (5.0, 5.5), (8.0, 12.0)], 12.0, 0.5)
     owned = [(w[2], w[3]) for w in windows]
     assert owned == sorted(owned)
     assert not any(3.0 < a < 5.0 or 5.5 < a < 8.0 for a, _ in owned), "no window owns silence"
 
 
-# --- _turns ------------------------------------------------------------------------------------
+# --- smoothed_turns ---------------------------------------------------------------------------
 
 
 def spans(*parts: tuple[float, float, int]):
@@ -152,15 +153,15 @@ def spans(*parts: tuple[float, float, int]):
 
 def test_same_speaker_windows_merge_into_turns_in_time_order():
     windows, labels = spans(*[(i * 1.0, i + 1.0, 0) for i in range(4)], *[(i * 1.0, i + 1.0, 1) for i in range(4, 8)])
-    turns = _turns([(0.0, 8.0)], windows, labels)
+    turns = smoothed_turns(windows, labels)
     assert turns == [Turn(0.0, 4.0, "SPEAKER_00"), Turn(4.0, 8.0, "SPEAKER_01")]
 
 
 def test_small_gap_is_bridged_large_gap_is_not():
     bridged = spans((0, 1, 0), (1, 2, 0), (2, 3, 0), (3.5, 4.5, 0), (4.5, 5.5, 0), (5.5, 6.5, 0))
-    assert _turns([], *bridged) == [Turn(0.0, 6.5, "SPEAKER_00")]
+    assert smoothed_turns(*bridged) == [Turn(0.0, 6.5, "SPEAKER_00")]
     apart = spans((0, 1, 0), (1, 2, 0), (2, 3, 0), (5, 6, 0), (6, 7, 0), (7, 8, 0))
-    assert _turns([], *apart) == [Turn(0.0, 3.0, "SPEAKER_00"), Turn(5.0, 8.0, "SPEAKER_00")]
+    assert smoothed_turns(*apart) == [Turn(0.0, 3.0, "SPEAKER_00"), Turn(5.0, 8.0, "SPEAKER_00")]
 
 
 def test_short_turn_goes_to_the_longer_neighbour():
@@ -169,7 +170,7 @@ def test_short_turn_goes_to_the_longer_neighbour():
     windows, labels = spans(
         (0, 1, 0), (1, 2, 0), (2, 3, 0), (3, 4, 0), (4.0, 4.3, 2), (4.3, 5.3, 1), (5.3, 6.3, 1), (6.3, 7.3, 1)
     )
-    turns = _turns([], windows, labels)
+    turns = smoothed_turns(windows, labels)
     assert turns == [Turn(0.0, 4.3, "SPEAKER_00"), Turn(4.3, 7.3, "SPEAKER_01")]
 
 
@@ -177,35 +178,35 @@ def test_short_turn_joins_the_other_side_when_it_is_longer():
     windows, labels = spans(
         (0, 1, 0), (1, 2, 0), (2, 3, 0), (3.0, 3.3, 2), (3.3, 4.3, 1), (4.3, 5.3, 1), (5.3, 6.3, 1), (6.3, 7.3, 1)
     )
-    turns = _turns([], windows, labels)
+    turns = smoothed_turns(windows, labels)
     assert turns == [Turn(0.0, 3.0, "SPEAKER_00"), Turn(3.0, 7.3, "SPEAKER_01")]
 
 
 def test_isolated_outlier_window_is_smoothed_away():
     labels = [0] * 5 + [1] + [0] * 5
     windows, labels = spans(*[(i * 0.5, i * 0.5 + 0.5, label) for i, label in enumerate(labels)])
-    assert _turns([], windows, labels) == [Turn(0.0, 5.5, "SPEAKER_00")]
+    assert smoothed_turns(windows, labels) == [Turn(0.0, 5.5, "SPEAKER_00")]
 
 
 def test_turns_respect_min_turn_argument():
     windows, labels = spans((0, 1, 0), (1, 2, 0), (2, 3, 0), (3, 3.8, 2), (3.8, 5, 1), (5, 6, 1), (6, 7, 1))
-    kept = _turns([], windows, labels, min_turn=0.5)
+    kept = smoothed_turns(windows, labels, min_turn=0.5)
     assert [t.speaker for t in kept] == ["SPEAKER_00", "SPEAKER_02", "SPEAKER_01"]
-    dropped = _turns([], windows, labels, min_turn=1.0)
+    dropped = smoothed_turns(windows, labels, min_turn=1.0)
     assert [t.speaker for t in dropped] == ["SPEAKER_00", "SPEAKER_01"]
     assert all(t.end - t.start >= 1.0 for t in dropped)
 
 
 def test_single_short_turn_is_kept():
     windows, labels = spans((0.0, 0.3, 0))
-    assert _turns([], windows, labels) == [Turn(0.0, 0.3, "SPEAKER_00")]
+    assert smoothed_turns(windows, labels) == [Turn(0.0, 0.3, "SPEAKER_00")]
 
 
 def test_turns_over_real_windows_are_ordered_and_disjoint():
     speech = [(0.0, 6.0), (6.5, 12.0)]
-    windows = _windows(speech, 12.0, 0.2)
+    windows = embedding_windows(speech, 12.0, 0.2)
     labels = np.array([0 if w[2] < 6.0 else 1 for w in windows])
-    turns = _turns(speech, windows, labels)
+    turns = smoothed_turns(windows, labels)
     assert [t.speaker for t in turns] == ["SPEAKER_00", "SPEAKER_01"]
     assert turns[0].start == 0.0 and turns[-1].end == 12.0
     assert turns[0].end <= turns[1].start

@@ -8,7 +8,7 @@ import pytest
 from pipeline import word_times
 from pipeline.schema import Audio, Word
 from pipeline.vad import cut
-from pipeline.word_times import bound_words, max_word_seconds, speech_within
+from pipeline.word_times import bound_words, max_word_seconds
 
 
 def words(*spans: tuple[str, float, float]) -> list[Word]:
@@ -17,12 +17,6 @@ def words(*spans: tuple[str, float, float]) -> list[Word]:
 
 def times(ws: list[Word]) -> list[tuple[float, float]]:
     return [(w.start, w.end) for w in ws]
-
-
-def test_speech_within_clips_and_sorts():
-    speech = [(12.0, 14.0), (0.5, 2.0), (3.0, 5.0), (20.0, 21.0)]
-    assert speech_within(speech, 1.0, 13.0) == ((1.0, 2.0), (3.0, 5.0), (12.0, 13.0))
-    assert speech_within(speech, 5.0, 12.0) == ()
 
 
 def test_cut_gives_each_chunk_its_speech():
@@ -86,10 +80,3 @@ def test_random_words_stay_on_speech_ordered_and_capped(speech):
         assert w.start <= w.end and w.end - w.start <= max_word_seconds(w.word) + 1e-9
         if speech and w.end > w.start:
             assert any(s <= w.start and w.end <= e for s, e in speech), (w, speech)
-
-
-def test_disabled_leaves_times_alone(monkeypatch):
-    monkeypatch.setattr(word_times, "ENABLED", False)
-    ws = words((" Okay.", 4.49, 17.67))
-    bound_words(ws, [(4.3, 5.0)])
-    assert times(ws) == [(4.49, 17.67)]

@@ -10,7 +10,7 @@ in PyPI packages.
    spectrogram is computed once per file; every embedding's 1.6 s partials go through one
    `ForwardBatcher`, so concurrent requests share the encoder's forwards.
 3. Clustering: spectral clustering of the well-supported embeddings, the count from the
-   eigengap (`pipeline.diarize.cluster`), then every local speaker is assigned to a centroid,
+   eigengap (`pipeline.diarize.clustering`), then every local speaker is assigned to a centroid,
    two speakers of one chunk never to the same one; clusters left with almost no speech are
    folded into their nearest neighbour (a count given by the user is kept).
 4. Reconstruction (pyannote's): per frame, the `count` most active clusters, where `count` is
@@ -25,16 +25,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.batching import ForwardBatcher
-from pipeline.diarize import EMBED_ROWS, DiarizeConfig, SpeakerCount, clip_to_speech, cluster, load_speaker_encoder
+from pipeline.diarize.clustering import by_first_appearance, cluster, unit_rows
+from pipeline.diarize.config import DiarizeConfig, SpeakerCount
+from pipeline.diarize.encoder import EMBED_ROWS, EMBEDDING_SIZE, FRAME_SECONDS, WINDOW_FRAMES, SpeakerEncoder
+from pipeline.intervals import Regions, clip_turns
 from pipeline.models import whisperx_vad_weights
 from pipeline.placement import Placement
 from pipeline.schema import SAMPLE_RATE, Audio, Turn
 
 log = logging.getLogger(__name__)
 
-MEL_STEP = 0.01  # resemblyzer's mel frames: 10 ms
-PARTIAL_FRAMES = 160  # the encoder's partial utterance: 1.6 s
-EMBEDDING_SIZE = 256  # resemblyzer's speaker embedding
 # Activity threshold of the multilabel segmentation (pyannote's speaker-diarization 2.1
 # setting for these weights was 0.44).
 ONSET = 0.45
@@ -48,7 +48,7 @@ CLUSTER_SECONDS = 1.0
 MIN_SPEAKER_SHARE = 0.05
 MIN_SPEAKER_SECONDS = 2.0
 MIN_GAP_SECONDS = 0.1  # same-speaker turns closer than this join (never across VAD silence)
-# Affinity pruning for the eigengap (see `pipeline.diarize.cluster`). These embeddings each
+# Affinity pruning for the eigengap (see `pipeline.diarize.clustering`). These embeddings each
 # cover up to 5 s, and chunks overlap, so neighbours are near-duplicates: a sparser graph than
 # the windows method's 0.5 keeps speakers apart. 0.2 and 0.3 gave the same counts on every
 # dev and held-out file (benchmarks/BENCHMARKS.md section 11); 0.5 merged speakers.
@@ -84,7 +84,7 @@ class SegmentationBackend:
         )
         self.segmentation_batcher = ForwardBatcher(self._inference.infer, max_rows=64)
         self._inference.infer = self.segmentation_batcher
-        self.encoder = load_speaker_encoder(config, placement)
+        self.encoder = SpeakerEncoder(config, placement)
         self.batchers = {"segmentation": self.segmentation_batcher, "encoder": self.encoder.batcher}
 
     # --- the recipe ------------------------------------------------------------------------
@@ -95,10 +95,8 @@ class SegmentationBackend:
         from pyannote.core import SlidingWindowFeature
 
         low, high = count.bounds()
-        if speech is None:
-            speech = [(0.0, audio.duration)]
-        speech = sorted((float(s), float(e)) for s, e in speech if e > s)
-        if not speech or audio.duration < 0.1:
+        speech = Regions.of([(0.0, audio.duration)] if speech is None else speech)
+        if not speech.spans or audio.duration < 0.1:
             return []
         if self.placement.device == "cpu" and torch.get_num_threads() != self.placement.cpu_threads:
             torch.set_num_threads(self.placement.cpu_threads)
@@ -107,7 +105,7 @@ class SegmentationBackend:
         chunks = scores.sliding_window  # (an unbounded SlidingWindow: never iterate it)
         chunk_starts = chunks.start + chunks.step * np.arange(len(scores.data))
         centres = chunk_starts[:, None] + self._frame_middles(scores.data.shape[1])[None, :]
-        in_speech = _inside(centres, speech)
+        in_speech = speech.inside(centres)
         active = binarize(scores, onset=ONSET, initial_state=False).data.astype(bool) & in_speech[:, :, None]
         if not active.any():
             return []
@@ -121,8 +119,8 @@ class SegmentationBackend:
         speaking = self._speaker_count(
             SlidingWindowFeature((active & (clusters >= 0)[:, None, :]).astype(np.float32), scores.sliding_window)
         )
-        turns = self._reconstruct(scores, clusters, speaking, low)
-        return clip_to_speech(turns, speech)
+        turns = self._reconstruct(scores, clusters, speaking)
+        return clip_turns(turns, speech)
 
     def _frame_middles(self, num_frames: int) -> np.ndarray:
         frames = self.frames
@@ -142,20 +140,20 @@ class SegmentationBackend:
         locals_: list[_LocalSpeaker] = []
         for c in range(num_chunks):
             # Each mel frame of the chunk -> the segmentation frame whose middle is nearest.
-            first = int(round(chunk_starts[c] / MEL_STEP))
-            mel_frames = np.arange(first, min(len(mel), first + int(round(self.chunk_seconds / MEL_STEP))))
+            first = int(round(chunk_starts[c] / FRAME_SECONDS))
+            mel_frames = np.arange(first, min(len(mel), first + int(round(self.chunk_seconds / FRAME_SECONDS))))
             if len(mel_frames) == 0:
                 continue
-            offsets = (mel_frames * MEL_STEP + MEL_STEP / 2) - chunk_starts[c]
+            offsets = (mel_frames * FRAME_SECONDS + FRAME_SECONDS / 2) - chunk_starts[c]
             nearest = np.clip(
                 np.rint((offsets - self._frame_middles(1)[0]) / frame_step).astype(int), 0, num_frames - 1
             )
             for k in range(slots):
                 clean = alone[c, nearest, k]
-                chosen = clean if clean.sum() * MEL_STEP >= 2 * MIN_EMBED_SECONDS else active[c, nearest, k]
-                if chosen.sum() * MEL_STEP < MIN_EMBED_SECONDS:
+                chosen = clean if clean.sum() * FRAME_SECONDS >= 2 * MIN_EMBED_SECONDS else active[c, nearest, k]
+                if chosen.sum() * FRAME_SECONDS < MIN_EMBED_SECONDS:
                     continue
-                locals_.append(_LocalSpeaker(c, k, float(clean.sum() * MEL_STEP), mel_frames[chosen]))
+                locals_.append(_LocalSpeaker(c, k, float(clean.sum() * FRAME_SECONDS), mel_frames[chosen]))
         if not locals_:
             return [], np.zeros((0, EMBEDDING_SIZE), dtype=np.float32)
         # Encoder inputs are built and encoded EMBED_ROWS at a time: a long file's windows are
@@ -170,7 +168,7 @@ class SegmentationBackend:
             if len(partials) >= EMBED_ROWS or i == len(locals_) - 1:
                 np.add.at(sums, np.array(owner), self.encoder(np.stack(partials).astype(np.float32)))
                 partials, owner = [], []
-        return locals_, sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-10)
+        return locals_, unit_rows(sums)
 
     def _cluster(self, locals_, embeddings: np.ndarray, active: np.ndarray, low: int, high: int) -> np.ndarray:
         """(chunks, slots) cluster per local speaker; -2 where it has none."""
@@ -187,7 +185,7 @@ class SegmentationBackend:
             well_supported[chosen[np.linspace(0, len(chosen) - 1, MAX_CLUSTERED).astype(int)]] = True
         labels = cluster(embeddings[well_supported], low, high, KEEP_FRACTION)
         k = int(labels.max()) + 1
-        centroids = _normalised(np.stack([embeddings[well_supported][labels == j].mean(axis=0) for j in range(k)]))
+        centroids = unit_rows(np.stack([embeddings[well_supported][labels == j].mean(axis=0) for j in range(k)]))
         hard = _assign(locals_, embeddings, centroids, (active.shape[0], active.shape[2]), linear_sum_assignment)
         redundancy = self.chunk_seconds / min(self.config.segmentation_step, self.chunk_seconds)
         # Fold clusters with almost no speech into their nearest neighbour, down to the lower bound.
@@ -202,7 +200,7 @@ class SegmentationBackend:
             hard = _assign(locals_, embeddings, centroids, (active.shape[0], active.shape[2]), linear_sum_assignment)
         return hard
 
-    def _reconstruct(self, scores, hard: np.ndarray, speaking, low: int) -> list[Turn]:
+    def _reconstruct(self, scores, hard: np.ndarray, speaking) -> list[Turn]:
         from pyannote.audio.pipelines.utils.diarization import SpeakerDiarizationMixin
         from pyannote.core import SlidingWindowFeature
 
@@ -223,22 +221,20 @@ class SegmentationBackend:
         annotation = SpeakerDiarizationMixin.to_annotation(
             discrete, min_duration_on=0.0, min_duration_off=MIN_GAP_SECONDS
         )
-        order: dict[int, int] = {}
         raw = sorted((seg.start, seg.end, int(label)) for seg, _, label in annotation.itertracks(yield_label=True))
-        for _, _, label in raw:
-            order.setdefault(label, len(order))
-        return [Turn(start, end, f"SPEAKER_{order[label]:02d}") for start, end, label in raw]
+        labels = by_first_appearance(np.array([label for _, _, label in raw], dtype=int))
+        return [Turn(start, end, f"SPEAKER_{j:02d}") for (start, end, _), j in zip(raw, labels)]
 
 
 def _partials(frames: np.ndarray) -> list[np.ndarray]:
     """1.6 s encoder inputs covering `frames` (mel frames of one local speaker): short ones
     are repeated to length, long ones cut into windows that tile it end to end."""
-    if len(frames) < PARTIAL_FRAMES:
-        reps = -(-PARTIAL_FRAMES // len(frames))
-        return [np.tile(frames, (reps, 1))[:PARTIAL_FRAMES]]
-    n = -(-(len(frames) - PARTIAL_FRAMES) // PARTIAL_FRAMES) + 1
-    starts = np.linspace(0, len(frames) - PARTIAL_FRAMES, n).round().astype(int)
-    return [frames[s : s + PARTIAL_FRAMES] for s in starts]
+    if len(frames) < WINDOW_FRAMES:
+        reps = -(-WINDOW_FRAMES // len(frames))
+        return [np.tile(frames, (reps, 1))[:WINDOW_FRAMES]]
+    n = -(-(len(frames) - WINDOW_FRAMES) // WINDOW_FRAMES) + 1
+    starts = np.linspace(0, len(frames) - WINDOW_FRAMES, n).round().astype(int)
+    return [frames[s : s + WINDOW_FRAMES] for s in starts]
 
 
 def _assign(locals_, embeddings, centroids, shape, linear_sum_assignment) -> np.ndarray:
@@ -260,15 +256,3 @@ def _assign(locals_, embeddings, centroids, shape, linear_sum_assignment) -> np.
 def _cluster_seconds(hard: np.ndarray, active: np.ndarray, j: int, frame_step: float) -> float:
     chunks, slots = np.nonzero(hard == j)
     return float(active[chunks, :, slots].sum() * frame_step)
-
-
-def _normalised(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-10)
-
-
-def _inside(times: np.ndarray, regions) -> np.ndarray:
-    """Which of `times` fall inside any (start, end) region."""
-    starts = np.array([s for s, _ in regions])
-    ends = np.array([e for _, e in regions])
-    k = np.searchsorted(starts, times, side="right") - 1
-    return (k >= 0) & (times < ends[np.clip(k, 0, None)])

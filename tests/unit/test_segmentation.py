@@ -1,20 +1,19 @@
-"""pipeline.local_speakers' pure helpers: encoder partials, constrained assignment, speech
-clipping. No model is loaded."""
+"""pipeline.diarize.segmentation's pure helpers: encoder partials, constrained assignment.
+No model is loaded."""
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from pipeline.diarize import clip_to_speech
-from pipeline.local_speakers import PARTIAL_FRAMES, _assign, _inside, _LocalSpeaker, _partials
-from pipeline.schema import Turn
+from pipeline.diarize.encoder import WINDOW_FRAMES
+from pipeline.diarize.segmentation import _assign, _LocalSpeaker, _partials
 
 
 def test_short_speech_is_repeated_to_one_partial():
     frames = np.arange(50 * 40, dtype=np.float32).reshape(50, 40)
     (only,) = _partials(frames)
-    assert only.shape == (PARTIAL_FRAMES, 40)
+    assert only.shape == (WINDOW_FRAMES, 40)
     assert np.array_equal(only[50:100], frames)
 
 
@@ -23,7 +22,7 @@ def test_long_speech_is_tiled_end_to_end():
     parts = _partials(frames)
     assert len(parts) == 4  # ceil((500 - 160) / 160) + 1 windows of 160 frames
     assert parts[0][0, 0] == 0 and parts[-1][-1, 0] == 499
-    assert all(p.shape == (PARTIAL_FRAMES, 40) for p in parts)
+    assert all(p.shape == (WINDOW_FRAMES, 40) for p in parts)
 
 
 def test_two_speakers_of_one_chunk_never_share_a_cluster():
@@ -41,18 +40,6 @@ def test_more_local_speakers_than_clusters_take_their_best():
     embeddings = np.array([[1.0, 0.0], [0.9, 0.1], [0.8, 0.2]])
     hard = _assign([_local(0, k) for k in range(3)], embeddings, np.array([[1.0, 0.0]]), (1, 3), linear_sum_assignment)
     assert hard.tolist() == [[0, 0, 0]]
-
-
-def test_inside_regions():
-    regions = [(1.0, 2.0), (3.0, 4.5)]
-    times = np.array([0.5, 1.0, 1.5, 2.0, 2.5, 3.2, 4.6])
-    assert _inside(times, regions).tolist() == [False, True, True, False, False, True, False]
-
-
-def test_turns_are_cut_to_speech():
-    turns = [Turn(0.5, 6.0, "SPEAKER_00"), Turn(5.0, 5.5, "SPEAKER_01")]
-    clipped = clip_to_speech(turns, [(1.0, 2.0), (4.0, 5.2)])
-    assert clipped == [Turn(1.0, 2.0, "SPEAKER_00"), Turn(4.0, 5.2, "SPEAKER_00"), Turn(5.0, 5.2, "SPEAKER_01")]
 
 
 def _local(chunk: int, slot: int) -> _LocalSpeaker:

@@ -1,0 +1,69 @@
+"""Who spoke when: audio -> speaker turns. Needs only the audio (and optionally the VAD's
+speech regions), so it runs independently of, and in parallel with, ASR.
+
+Backends, one module each:
+- offline default (`method="segmentation"`, segmentation.py): pyannote's recipe with the
+  segmentation weights inside whisperx (up to three local speakers per 5 s chunk, overlap
+  included) and the speaker encoder whose weights ship in `resemblyzer` (encoder.py);
+- offline `method="windows"` (windows.py): the encoder on 1.6 s windows over the speech,
+  clustered spectrally (clustering.py), one speaker at a time;
+- pyannote's pipelines when a model is configured (pyannote.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from pipeline.batching import BatchStats, ForwardBatcher
+from pipeline.diarize.clustering import cluster
+from pipeline.diarize.config import MAX_SPEAKERS, DiarizeConfig, SpeakerCount
+from pipeline.diarize.encoder import FRAME_SECONDS, WINDOW_FRAMES
+from pipeline.diarize.pyannote import PyannoteBackend, share_pyannote_forwards
+from pipeline.diarize.segmentation import SegmentationBackend
+from pipeline.diarize.windows import WindowsBackend
+from pipeline.placement import Placement
+from pipeline.schema import Audio, Turn
+from pipeline.torch_runtime import TorchRuntime
+
+# What callers import from here; the rest lives in the modules.
+__all__ = [
+    "FRAME_SECONDS", "MAX_SPEAKERS", "WINDOW_FRAMES",
+    "DiarizeConfig", "Diarizer", "SpeakerCount", "cluster", "share_pyannote_forwards",
+]  # fmt: skip
+
+log = logging.getLogger(__name__)
+
+
+class Backend(Protocol):
+    batchers: dict[str, ForwardBatcher]  # the model forwards concurrent calls share, by name
+
+    def diarize(self, audio: Audio, speech: list[tuple[float, float]] | None, count: SpeakerCount) -> list[Turn]: ...
+
+
+class Diarizer:
+    def __init__(self, config: DiarizeConfig = DiarizeConfig(), placement: Placement = Placement()):
+        self.config = config
+        self.model_id = config.model_id
+        config.runtime.check(placement, "diarize")
+        config.check()
+        self._backend: Backend
+        if config.model:
+            if config.runtime != TorchRuntime():
+                log.warning("torch dtype / compile apply to the offline speaker encoder, not to pyannote pipelines")
+            self._backend = PyannoteBackend(config.model, placement.torch_device)
+        elif config.method == "segmentation":
+            self._backend = SegmentationBackend(config, placement)
+        else:
+            self._backend = WindowsBackend(config, placement)
+
+    def diarize(
+        self, audio: Audio, speech: list[tuple[float, float]] | None = None, count: SpeakerCount = SpeakerCount()
+    ) -> list[Turn]:
+        """Speaker turns in time order. `speech`: the VAD's regions (computed if omitted by
+        the offline backend's caller; pyannote finds its own)."""
+        return self._backend.diarize(audio, speech, count)
+
+    def batch_stats(self) -> dict[str, BatchStats]:
+        """How concurrent calls shared each model's forwards (pipeline/batching.py)."""
+        return {name: batcher.stats for name, batcher in self._backend.batchers.items()}
