@@ -127,8 +127,8 @@ def run_batch(
     started = time.perf_counter()
     fs, paths = list_inputs(input_uri)
     summary.files_listed = len(paths)
-    deduplicate(output)  # what a killed run's surviving workers wrote after it died
-    done = done_keys(output, run.retry_failed)
+    # what a killed run's surviving workers wrote after it died, then what is done
+    done = done_keys(deduplicate(output).parts, run.retry_failed)
 
     if not ray.is_initialized():
         ray.init(logging_level="WARNING", log_to_driver=False, include_dashboard=False)

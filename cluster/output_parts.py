@@ -5,7 +5,8 @@ and may still rename a finished batch into place after the rerun has listed what
 rerun then does those files too); Ray Data retries a task whose node died after it wrote; and
 `--retry-failed` writes a new row beside the error row it replaces. `deduplicate` keeps one
 copy per key (a success over an error, then the latest written) and runs at the start and at
-the end of every job, so a finished job's OUTPUT holds each file exactly once.
+the end of every job: a finished job's OUTPUT holds each file once, unless a killed earlier
+run's worker lands a batch after that job's end (the next run's start removes it).
 """
 
 from __future__ import annotations
@@ -55,14 +56,19 @@ def _parts(output: str) -> tuple[object, list[Part]]:
     return fs, parts
 
 
-def done_keys(output: str, retry_failed: bool) -> set[str]:
-    """Keys of the files OUTPUT already holds (with retry_failed, only those that succeeded)."""
-    _, parts = _parts(output)
+def done_keys(parts: list[Part], retry_failed: bool) -> set[str]:
+    """Keys of the files the parts hold (with retry_failed, only those that succeeded)."""
     return {key for part in parts for key, (ok, _) in part.keys.items() if ok or not retry_failed}
 
 
-def deduplicate(output: str) -> int:
-    """Leaves one part holding each key; returns how many parts it removed or rewrote."""
+@dataclass
+class Holdings:
+    parts: list[Part]  # as they are after deduplicating
+    changed: int  # parts removed or rewritten
+
+
+def deduplicate(output: str) -> Holdings:
+    """Leaves one part holding each key."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -78,8 +84,11 @@ def deduplicate(output: str) -> int:
             for part in held:
                 if part is not keep:
                     drop[part.path].add(key)
+    kept_parts = []
     for part in parts:
-        gone = drop.get(part.path)
+        gone = drop.get(part.path, set())
+        if gone != set(part.keys):
+            kept_parts.append(Part(part.path, {k: v for k, v in part.keys.items() if k not in gone}))
         if not gone:
             continue
         if gone == set(part.keys):
@@ -94,7 +103,7 @@ def deduplicate(output: str) -> int:
                 pq.write_table(kept, stream)
             fs.move(temporary, part.path)
         log.warning("%s: removed %d row set(s) another part also holds", part.path, len(gone))
-    return len(drop)
+    return Holdings(kept_parts, len(drop))
 
 
 def _strings(values: set[str]):

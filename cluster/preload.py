@@ -171,7 +171,7 @@ def fetch_asr(name: str, check_only: bool) -> str:
 
 def fetch_align(language: str, name: str, check_only: bool) -> str:
     from pipeline.align import DEFAULT, _load_align_model, _torchaudio_weights_cached
-    from pipeline.diarize.pyannote import in_hf_cache as _in_hf_cache
+    from pipeline.diarize.pyannote import in_hf_cache
     from pipeline.errors import ModelNotFound
 
     if check_only:
@@ -187,7 +187,7 @@ def fetch_align(language: str, name: str, check_only: bool) -> str:
         if resolved in torchaudio.pipelines.__all__:  # torchaudio fetches these into TORCH_HOME
             if _torchaudio_weights_cached(resolved):
                 return f"{resolved} (torch hub cache)"
-        elif _in_hf_cache(resolved):
+        elif in_hf_cache(resolved):
             return f"{resolved} (HF cache)"
         raise ModelNotFound(f"alignment model {resolved} for {language!r} is not cached")
     model, _metadata = _load_align_model(language, name, "cpu")  # downloads, then loads once to prove it
@@ -197,12 +197,11 @@ def fetch_align(language: str, name: str, check_only: bool) -> str:
 
 
 def fetch_diarize(name: str, check_only: bool) -> str:
-    from pipeline.diarize.pyannote import PyannoteBackend as _PyannoteBackend
-    from pipeline.diarize.pyannote import in_hf_cache as _in_hf_cache
+    from pipeline.diarize.pyannote import PyannoteBackend, in_hf_cache
     from pipeline.errors import ModelNotFound
 
     local = Path(name).expanduser()
-    if local.is_dir() or _in_hf_cache(name):
+    if local.is_dir() or in_hf_cache(name):
         return str(local) if local.is_dir() else f"{name} (HF cache)"
     if check_only:
         raise ModelNotFound(f"diarization model {name!r} is not cached")
@@ -210,7 +209,7 @@ def fetch_diarize(name: str, check_only: bool) -> str:
         raise ModelNotFound(
             f"{name!r} is gated on Hugging Face: set HF_TOKEN to a token whose account accepted its conditions"
         )
-    backend = _PyannoteBackend(name, "cpu")
+    backend = PyannoteBackend(name, "cpu")
     del backend
     gc.collect()
     return name

@@ -13,7 +13,7 @@ import os
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from functools import partial
+from functools import cached_property, partial
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from cluster.schema import SCHEMA_VERSION
 from pipeline.align import Aligner
 from pipeline.asr import Transcriber
 from pipeline.audio import load_audio
-from pipeline.cache_keys import batch_options, row_key
+from pipeline.cache_keys import batch_options, options_digest, row_key
 from pipeline.config import PipelineConfig
 from pipeline.diarize import Diarizer
 from pipeline.errors import PipelineError
@@ -44,11 +44,17 @@ class BatchJob:
         return self.plan.config
 
     def options_json(self) -> str:
-        return batch_options(self.plan, self.per_segment, SCHEMA_VERSION)
+        return self._identity[0]
+
+    @cached_property
+    def _identity(self) -> tuple[str, str]:
+        """(options_json, its digest): constant for the job, so worked out once, not per row."""
+        options = batch_options(self.plan, self.per_segment, SCHEMA_VERSION)
+        return options, options_digest(json.loads(options))
 
 
 def file_key(content_sha256: str, job: BatchJob) -> str:
-    return row_key(content_sha256, job.options_json())
+    return row_key(content_sha256, job._identity[1])
 
 
 def hash_row(row: dict, job: BatchJob) -> dict:
@@ -119,7 +125,7 @@ class Transcribe:
             audio = Audio(np.asarray(batch["samples"][i], dtype=np.float32))
             spans = [tuple(c) for c in json.loads(batch["chunks_json"][i])]
             file_chunks = cut(audio, str(i), spans, json.loads(batch["speech_json"][i]))
-            plan = run_sync(self.job.plan.detect_language(spans, self._detector(file_chunks)))
+            plan = run_sync(self.job.plan.detect_language(file_chunks, self._detect))
             plans[str(i)] = (i, audio, plan)
             chunks += file_chunks
             options += [plan.decode] * len(file_chunks)
@@ -142,9 +148,9 @@ class Transcribe:
             out.pop("samples")
         return _columns(out)
 
-    def _detector(self, chunks: list):
-        """The language step's means: the vote over the sampled chunks."""
-        return lambda sample: self.transcriber.detect_language([chunks[k] for k in sample])[0]
+    def _detect(self, sample: list) -> str:
+        """The language step's means: the vote over the chunks the plan sampled."""
+        return self.transcriber.detect_language(sample)[0]
 
 
 class Diarize:

@@ -103,8 +103,9 @@ def batch_options(plan: Plan, per_segment: bool, schema_version: int) -> str:
     return json.dumps(options, sort_keys=True)
 
 
-def row_key(content_sha256: str, options_json: str) -> str:
-    return f"{content_sha256}-{options_digest(json.loads(options_json))}"
+def row_key(content_sha256: str, digest: str) -> str:
+    """A batch row's key: the file's sha256 and the digest of the job's `batch_options`."""
+    return f"{content_sha256}-{digest}"
 
 
 def options_digest(options: dict) -> str:

@@ -75,11 +75,6 @@ class Regions:
         return (k >= 0) & (times < np.array(self.ends)[np.clip(k, 0, None)])
 
 
-def within(pairs: Iterable[Sequence[float]], start: float, end: float) -> tuple[Region, ...]:
-    """The regions inside [start, end], clipped to it, in time order, to the millisecond."""
-    return Regions.of(pairs).within(start, end)
-
-
 def clip_turns(turns: Iterable[Turn], speech: Regions) -> list[Turn]:
     """Each turn cut to the speech (a turn never covers a silence the VAD rejected)."""
     pieces = [Turn(s, e, t.speaker) for t in turns for s, e in speech.clip(t.start, t.end, EPSILON)]

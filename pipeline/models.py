@@ -69,7 +69,7 @@ class AsrCard:
 MULTILINGUAL_VOCABULARY = 51865
 
 
-def describe_asr_model(name: str | None, compute_type: str | None = None, device: str = "cpu") -> AsrCard:
+def describe_asr_model(name: str | None, compute_type: str | None, device: str) -> AsrCard:
     """The card of a CTranslate2 Whisper model without loading its weights, as it would run
     on `device` with the configured `compute_type` (None: the device's default)."""
     import json

@@ -183,12 +183,15 @@ class Plan:
 
     # --- the steps an executor runs with its own means -------------------------------------
 
-    async def detect_language(self, spans: Sequence[tuple[float, float]], detect: Callable[[list[int]], Any]) -> Plan:
-        """The language step: when the plan detects, `detect(indices of the chunks to vote
-        over) -> language` (the executor's model call) decides it; a cached ASR already did."""
+    async def detect_language(self, chunks: Sequence[Any], detect: Callable[[list[Any]], Any]) -> Plan:
+        """The language step: when the plan detects, `detect(the chunks to vote over) ->
+        language` (the executor's model call) decides it. `chunks`: (start, end) spans or
+        objects with `start` and `end` (pipeline.schema.Chunk)."""
         if not self.detects_language:
             return self
-        return self.with_language(await _settled(detect(self.language_sample(spans))))
+        spans = [(c.start, c.end) if hasattr(c, "start") else tuple(c) for c in chunks]
+        sample = [chunks[i] for i in self.language_sample(spans)]
+        return self.with_language(await _settled(detect(sample)))
 
     def asr_results(self, results: list[ChunkResult] | None = None) -> list[ChunkResult]:
         """The chunks' ASR results: the cached ones, or those just computed."""

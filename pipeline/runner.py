@@ -88,7 +88,7 @@ class LocalPipeline:
                     audio = decoded.result()
                     speech = self.vad.analyze(audio)
                     chunks = cut(audio, item.audio_id, speech.chunks, speech.speech)
-                    item.plan = run_sync(plan.detect_language(speech.chunks, self._detector(chunks)))
+                    item.plan = run_sync(plan.detect_language(chunks, self._detect))
                 except PipelineError as exc:
                     item.error = exc
                 else:
@@ -100,9 +100,9 @@ class LocalPipeline:
             flush(up_to_full_batches=False)
             yield from self._completed(pending)
 
-    def _detector(self, chunks: list[Chunk]):
-        """The language step's means: the vote over the sampled chunks."""
-        return lambda sample: self.transcriber.detect_language([chunks[i] for i in sample])[0]
+    def _detect(self, sample: list[Chunk]) -> str:
+        """The language step's means: the vote over the chunks the plan sampled."""
+        return self.transcriber.detect_language(sample)[0]
 
     def _completed(self, pending: deque[_Pending]) -> Iterator[FileResult]:
         while pending and pending[0].done:

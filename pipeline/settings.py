@@ -25,7 +25,6 @@ class ModelProfile:
     asr: str
     align: str | None = None  # None: Whisper's word times
     diarize: str | None = None  # None: the offline diarizer
-    compute_type: str | None = None  # None: CTranslate2's default for the device (int8 CPU, float16 GPU)
 
 
 MODEL_PROFILES: dict[str, ModelProfile] = {
@@ -71,7 +70,7 @@ class PipelineSettings:
             asr=replace(
                 defaults.asr,
                 model=self.asr_model or models.asr,
-                compute_type=self.compute_type or models.compute_type,
+                compute_type=self.compute_type,  # None: the device's default (pipeline.models.compute_type_for)
                 num_workers=self.asr_workers,
                 batch_size=self.asr_batch_size,
             ),

@@ -92,7 +92,7 @@ class SpeechDetector:
             onset=self.options.onset,
             offset=self.options.offset,
         )
-        chunks = _clip([(float(m["start"]), float(m["end"])) for m in merged], audio.duration)
+        chunks = _clip_chunks([(float(m["start"]), float(m["end"])) for m in merged], audio.duration)
         binarize = Binarize(
             onset=self.options.onset, offset=self.options.offset, min_duration_on=0.1, min_duration_off=0.1
         )
@@ -133,3 +133,9 @@ def cut(
 
 def _clip(regions: list[tuple[float, float]], duration: float) -> list[tuple[float, float]]:
     return [(ms(s), ms(e)) for s, e in Regions.of(regions).clip(0.0, duration, EPSILON)]
+
+
+def _clip_chunks(chunks: list[tuple[float, float]], duration: float) -> list[tuple[float, float]]:
+    """The ASR chunks inside the audio, each kept whole (never joined: a chunk stays <= 30 s)."""
+    clipped = [(max(0.0, s), min(duration, e)) for s, e in chunks]
+    return [(ms(s), ms(e)) for s, e in clipped if e - s >= EPSILON]

@@ -285,7 +285,7 @@ class ServiceArgs(BaseModel):
             devices[stage] = "cuda" if gpus else "cpu"
             where[stage] = f"the {deployment} deployment reserves none (ray_actor_options.num_gpus)"
         try:
-            self.pipeline_config().check_torch_devices(devices, where)
+            PipelineConfig().with_torch(dict(self.torch_dtype)).check_torch_devices(devices, where)
         except PipelineError as exc:
             raise ValueError(f"torch_dtype: {exc}") from exc
         return self

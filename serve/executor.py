@@ -121,9 +121,10 @@ class GraphExecutor:
         with self.admission.admit() as ticket:  # chunk cap: 503 before anything is read
             with open_audio(data, self.limits) as upload:  # size checks only
                 await asyncio.to_thread(upload.probe)  # the header: too long -> 413, no decoding
-                # the audio seconds each planned stage with a speed prior will queue (admission's wait)
-                work = {STAGE_DEPLOYMENT[s]: upload.expected_seconds() for s in runs}
-                ticket.expect({d: seconds for d, seconds in work.items() if d in self.admission.stages})
+                # the audio seconds each planned stage that admission tracks will queue
+                seconds = upload.expected_seconds()
+                tracked = [STAGE_DEPLOYMENT[s] for s in runs if STAGE_DEPLOYMENT[s] in self.admission.stages]
+                ticket.expect({deployment: seconds for deployment in tracked})
                 audio = await asyncio.to_thread(upload.decode, ticket)  # every array reserved first
             ticket.settle(audio.samples.nbytes)
             clock.lap("decode")
@@ -167,9 +168,8 @@ class GraphExecutor:
                 results = None
                 if "asr" in runs:
 
-                    def detect(sample: list[int]):
-                        chunks = [speech.chunks[i] for i in sample]
-                        return start(self._call(stats, self.graph.transcriber.detect_language, audio_ref, chunks))
+                    def detect(sample: list[tuple[float, float]]):
+                        return start(self._call(stats, self.graph.transcriber.detect_language, audio_ref, sample))
 
                     plan = await plan.detect_language(speech.chunks, detect)
                     if plan.language_detected:
@@ -181,17 +181,15 @@ class GraphExecutor:
                         self.cache.store(keys.asr, encode_asr(entry))
                 stats.stages = list(plan.stages())
 
-                aligned = []  # whether the plan called for wav2vec2
-
-                def align(chunk_results: list[ChunkResult]):
-                    aligned.append(True)
-                    return start(self._call(stats, self.graph.aligner.align, audio_ref, chunk_results, plan.language))
-
-                segments = await plan.timed_segments(plan.asr_results(results), align)
-                if aligned:
+                async def align(chunk_results: list[ChunkResult]):  # when the plan aligns
+                    call = self._call(stats, self.graph.aligner.align, audio_ref, chunk_results, plan.language)
+                    segments = await start(call)
                     clock.lap("align")
                     if keys and keys.align:
                         self.cache.store(keys.align, encode_segments(segments))
+                    return segments
+
+                segments = await plan.timed_segments(plan.asr_results(results), align)
                 turns = plan.cached.turns
                 if diarized is not None:
                     turns = await diarized

@@ -21,7 +21,7 @@ def cluster(embeddings: np.ndarray, low: int, high: int, keep_fraction: float = 
     low = min(low, high)
     if high <= 1:
         return np.zeros(n, dtype=int)
-    x = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    x = unit_rows(embeddings)
     affinity = _pruned_affinity(x @ x.T, keep_fraction)
     degree = affinity.sum(axis=1)
     inv_sqrt = 1.0 / np.sqrt(np.maximum(degree, 1e-10))

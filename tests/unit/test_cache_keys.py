@@ -268,7 +268,11 @@ def test_the_plan_steps_take_synchronous_and_asynchronous_means():
         return "fr"
 
     detected = run_sync(plan.detect_language(spans, detect))
-    assert detected.language == "de" and detected.language_detected and votes == [plan.language_sample(spans)]
+    assert (
+        detected.language == "de"
+        and detected.language_detected
+        and votes == [[spans[i] for i in plan.language_sample(spans)]]
+    )
     assert asyncio.run(plan.detect_language(spans, detect_async)).language == "fr"
     given = Planner(config, MULTI).plan(Request(language="en"))
     assert run_sync(given.detect_language(spans, detect)).language == "en" and len(votes) == 1

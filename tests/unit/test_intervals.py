@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.intervals import EPSILON, OverlapIndex, Regions, clip_turns, overlap, within
+from pipeline.intervals import EPSILON, OverlapIndex, Regions, clip_turns, overlap
 from pipeline.schema import Turn
 
 
@@ -74,9 +74,9 @@ def test_overlapping_regions_are_joined_and_empty_ones_dropped():
 
 def test_within_clips_sorts_and_rounds():
     speech = [(12.0, 14.0), (0.5, 2.0), (3.0, 5.0), (20.0, 21.0)]
-    assert within(speech, 1.0, 13.0) == ((1.0, 2.0), (3.0, 5.0), (12.0, 13.0))
-    assert within(speech, 5.0, 12.0) == ()
-    assert within([(0.12345, 1.0)], 0.0, 0.5) == ((0.123, 0.5),)
+    assert Regions.of(speech).within(1.0, 13.0) == ((1.0, 2.0), (3.0, 5.0), (12.0, 13.0))
+    assert Regions.of(speech).within(5.0, 12.0) == ()
+    assert Regions.of([(0.12345, 1.0)]).within(0.0, 0.5) == ((0.123, 0.5),)
 
 
 def test_inside_regions():
@@ -95,3 +95,14 @@ def test_turns_are_cut_to_speech():
 def test_overlap_length():
     assert overlap((0.0, 2.0), (1.0, 3.0)) == 1.0
     assert overlap((0.0, 1.0), (2.0, 3.0)) == 0.0
+
+
+def test_asr_chunks_are_clipped_to_the_audio_but_never_joined():
+    from pipeline.vad import _clip_chunks
+
+    # Joined, the overlapping pair would be one 40 s chunk: over Whisper's 30 s window.
+    assert _clip_chunks([(0.0, 10.0), (5.0, 40.0), (-1.0, 0.01), (45.0, 60.0)], 50.0) == [
+        (0.0, 10.0),
+        (5.0, 40.0),
+        (45.0, 50.0),
+    ]

@@ -42,12 +42,12 @@ def test_a_killed_runs_late_part_and_a_retried_failure_leave_one_copy(tmp_path):
     write(tmp_path, "first-a", [row("a", "first", 0)])
     write(tmp_path, "first-b", [row("b", "first", 1, error="audio_undecodable")])
     # The killed run's worker renamed `c` into place after the rerun had listed what was done.
-    assert done_keys(str(tmp_path), retry_failed=True) == {"a"}
-    assert done_keys(str(tmp_path), retry_failed=False) == {"a", "b"}
+    assert done_keys(deduplicate(str(tmp_path)).parts, retry_failed=True) == {"a"}
+    assert done_keys(deduplicate(str(tmp_path)).parts, retry_failed=False) == {"a", "b"}
     write(tmp_path, "killed-c", [row("c", "killed", 2)])
     write(tmp_path, "rerun-bc", [row("b", "rerun", 5), row("c", "rerun", 5), row("d", "rerun", 5)])
 
-    assert deduplicate(str(tmp_path)) == 2
+    assert deduplicate(str(tmp_path)).changed == 2
     assert texts(tmp_path) == {
         "a": ["text of a by first"],
         "b": ["text of b by rerun"],  # the success replaces the error row
@@ -55,14 +55,14 @@ def test_a_killed_runs_late_part_and_a_retried_failure_leave_one_copy(tmp_path):
         "d": ["text of d by rerun"],
     }
     assert sorted(p.name for p in tmp_path.iterdir()) == ["part-first-a.parquet", "part-rerun-bc.parquet"]
-    assert deduplicate(str(tmp_path)) == 0  # idempotent
+    assert deduplicate(str(tmp_path)).changed == 0  # idempotent
 
 
 def test_a_part_keeps_its_other_files_and_an_error_never_replaces_a_success(tmp_path):
     write(tmp_path, "old", [row("a", "old", 0), row("b", "old", 0)])
     write(tmp_path, "new", [row("b", "new", 3, error="audio_undecodable"), row("c", "new", 3)])
     write(tmp_path, "late", [row("a", "late", 4)])
-    assert deduplicate(str(tmp_path)) == 2
+    assert deduplicate(str(tmp_path)).changed == 2
     assert texts(tmp_path) == {"a": ["text of a by late"], "b": ["text of b by old"], "c": ["text of c by new"]}
     assert pq.read_table(tmp_path / "part-old.parquet").column("key").to_pylist() == ["b"]  # rewritten in place
     assert pq.read_table(tmp_path / "part-new.parquet").column("key").to_pylist() == ["c"]
@@ -75,9 +75,10 @@ def test_per_segment_parts_move_a_files_rows_together(tmp_path):
 
     write(tmp_path, "one", segments("a", "one", 0) + segments("b", "one", 0), SEGMENT_SCHEMA)
     write(tmp_path, "two", segments("a", "two", 1), SEGMENT_SCHEMA)
-    assert deduplicate(str(tmp_path)) == 1
+    assert deduplicate(str(tmp_path)).changed == 1
     assert texts(tmp_path) == {"a": ["text of a by two"] * 3, "b": ["text of b by one"] * 3}
 
 
 def test_no_output_yet(tmp_path):
-    assert deduplicate(str(tmp_path / "none")) == 0 and done_keys(str(tmp_path / "none"), False) == set()
+    none = deduplicate(str(tmp_path / "none"))
+    assert none.changed == 0 and done_keys(none.parts, False) == set()
