@@ -10,6 +10,16 @@ WhisperX sequential, and single-request latency vs the library call.
 Baselines run before the service starts, so they have the machine to themselves.
 
     .venv/bin/python -m benchmarks.bench_service [--clients 8 16] [--latency-files 12]
+
+`--quick` (a few minutes; the regression check after any change to the serving path) runs what
+a client of `serve run config.yaml` sees, through the official `openai` SDK:
+1. plain WhisperX over the dev set, then the service with 8 concurrent clients asking for
+   `verbose_json` (OpenAI's default granularity: segments), as throughput vs plain WhisperX;
+2. a 30-minute upload (dev-set files laid end to end) sent 1 s after a 106 s request: admitted
+   or refused; then an 11 s request (jfk.flac) sent 10 s after the long one started: its time
+   behind the long one vs alone (median of 3), and the long one's own time.
+
+    .venv/bin/python -m benchmarks.bench_service --quick
 """
 
 from __future__ import annotations
@@ -40,7 +50,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--latency-files", type=int, default=12)
     parser.add_argument("--vad-step", type=float, default=2.5)
+    parser.add_argument("--quick", action="store_true", help="the regression check: see the module's doc")
     args = parser.parse_args()
+    if args.quick:
+        return quick()
 
     import httpx
 
@@ -124,6 +137,120 @@ def main() -> None:
         f"\nsingle request, {len(latency_paths)} longest files one at a time: library median {lib:.3f} s, "
         f"service median {svc:.3f} s (HTTP + Ray), ratio {svc / lib:.2f}x; "
         f"means {statistics.mean(library_latency):.3f} / {statistics.mean(service_latency):.3f} s"
+    )
+
+
+def config_yaml() -> tuple[dict, dict[str, dict]]:
+    """config.yaml's application args and deployments, as `serve run config.yaml` serves them."""
+    import yaml
+
+    from benchmarks.common import REPO
+
+    app = yaml.safe_load((REPO / "config.yaml").read_text())["applications"][0]
+    deployments = {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in app.get("deployments", [])}
+    return dict(app["args"]), deployments
+
+
+def long_recording(paths, seconds: float, out) -> float:
+    """`seconds` of dev-set speech laid end to end (0.5 s apart) as one 16 kHz WAV at `out`."""
+    import numpy as np
+    import soundfile
+
+    from pipeline.audio import load_audio
+    from pipeline.schema import SAMPLE_RATE
+
+    clips = [load_audio(p).samples for p in paths]
+    gap = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
+    pieces, total, i = [], 0, 0
+    while total < seconds * SAMPLE_RATE:
+        pieces += [clips[i % len(clips)], gap]
+        total += len(clips[i % len(clips)]) + len(gap)
+        i += 1
+    samples = np.concatenate(pieces)[: int(seconds * SAMPLE_RATE)]
+    soundfile.write(out, samples, SAMPLE_RATE, subtype="PCM_16")
+    return len(samples) / SAMPLE_RATE
+
+
+def quick(clients: int = 8) -> None:
+    import tempfile
+    import threading
+    from pathlib import Path
+
+    import openai
+
+    from benchmarks import launcher
+    from benchmarks.common import SPEECH_DIR
+
+    refs = english_dev_set()
+    paths = [r.path for r in refs]
+    audio_seconds = sum(r.duration for r in refs)
+    short, medium = SPEECH_DIR / "jfk.flac", SPEECH_DIR / "diarization" / "librispeech_3spk_turns.flac"
+    long_path = Path(tempfile.mkdtemp()) / "long.wav"
+    long_seconds = long_recording(paths, 1800.0, long_path)
+
+    baseline = PlainWhisperX()
+    baseline.transcribe(paths[0])
+    plain = baseline.run(paths, audio_seconds)
+    del baseline
+
+    service_args, deployments = config_yaml()
+    service_args["cache"] = {"enabled": False}  # models, not the cache
+    started = time.perf_counter()
+    base = launcher.start(service_args, port=PORT, deployments=deployments)
+    ready_s = time.perf_counter() - started
+    try:
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", timeout=900, max_retries=0)
+
+        def transcribe(path: Path) -> float:
+            start = time.perf_counter()
+            with open(path, "rb") as f:
+                client.audio.transcriptions.create(model="whisper-1", file=f, response_format="verbose_json")
+            return time.perf_counter() - start
+
+        transcribe(paths[0])  # warm-up
+        start = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=clients) as pool:
+            list(pool.map(transcribe, paths))
+        wall = time.perf_counter() - start
+        alone = statistics.median(transcribe(short) for _ in range(3))
+
+        outcome: dict[str, object] = {}
+
+        def send_long() -> None:
+            try:
+                outcome["long_s"] = transcribe(long_path)
+            except openai.APIStatusError as exc:
+                outcome["long_s"] = f"HTTP {exc.status_code} (Retry-After {exc.response.headers.get('retry-after')})"
+
+        medium_call = threading.Thread(target=lambda: outcome.setdefault("medium_s", transcribe(medium)))
+        medium_call.start()
+        time.sleep(1.0)
+        long_call = threading.Thread(target=send_long)
+        long_call.start()
+        time.sleep(10.0)
+        behind = transcribe(short) if long_call.is_alive() else None
+        long_call.join()
+        medium_call.join()
+    finally:
+        launcher.stop()
+        long_path.unlink(missing_ok=True)
+
+    speed = audio_seconds / wall
+    print(f"machine: {os.cpu_count()} cores; {len(paths)} files, {audio_seconds:.1f} s of audio; config.yaml")
+    print(f"service healthy {ready_s:.1f} s after the deploy began (Ray started before)\n")
+    print("| run | wall s | x real time | vs plain WhisperX |")
+    print("|---|---|---|---|")
+    print(f"| plain WhisperX, sequential | {plain.wall_seconds:.1f} | {plain.speed:.1f} | 1.00x |")
+    print(
+        f"| service, {clients} clients, openai SDK, verbose_json | {wall:.1f} | {speed:.1f} | "
+        f"{speed / plain.speed:.2f}x |"
+    )
+    long_s = outcome.get("long_s")
+    long_text = f"{long_s:.1f} s" if isinstance(long_s, float) else str(long_s)
+    behind_text = f"{behind:.2f} s ({behind / alone:.2f}x alone)" if behind is not None else "not sent (long one done)"
+    print(
+        f"\n{long_seconds / 60:.0f}-minute upload sent 1 s after a {medium.name} request: {long_text}; "
+        f"11 s request ({short.name}) alone {alone:.2f} s (median of 3), sent 10 s into the long one: {behind_text}"
     )
 
 
