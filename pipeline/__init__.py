@@ -20,20 +20,7 @@ from pipeline.errors import (  # noqa: E402
 from pipeline.schema import Audio, Chunk, ChunkResult, Segment, Transcript, Turn, Word  # noqa: E402
 
 __all__ = [
-    "Audio",
-    "Chunk",
-    "ChunkResult",
-    "Segment",
-    "Transcript",
-    "Turn",
-    "Word",
-    "PipelineError",
-    "AudioDecodeError",
-    "AudioEmpty",
-    "AudioTooLarge",
-    "AudioTooLong",
-    "AudioTruncated",
-    "InvalidOption",
-    "ModelNotFound",
-    "UnsupportedLanguage",
-]
+    "Audio", "Chunk", "ChunkResult", "Segment", "Transcript", "Turn", "Word",
+    "PipelineError", "AudioDecodeError", "AudioEmpty", "AudioTooLarge", "AudioTooLong", "AudioTruncated",
+    "InvalidOption", "ModelNotFound", "UnsupportedLanguage",
+]  # fmt: skip

@@ -1,22 +1,9 @@
-"""A result's identity, from the plan: the result cache's keys per stage, and the batch job's
-row key. Both digest the same per-stage options (`_vad`, `_align`, `_diarize`).
+"""A result's identity, from the plan: the result cache's keys per stage (`stage_keys`) and the
+batch job's row key (`batch_options`); both digest the same per-stage options.
 
-A key is the sha256 of the audio bytes, the options that change that stage's result and the
-identity of its models (name, and the ASR weights' revision or checksum). The output format
-never enters a key: a transcript cached for `srt` serves `vtt`, `verbose_json` or `text`.
-
-- `asr`: the ASR chunks (with the language vote, and Whisper's word times when the plan times
-  words) and the VAD's speech regions. Whether words are timed is part of the key: with word
-  times, segments are cut at sentence ends, which changes how `text` joins them in languages
-  written without spaces, so a timed entry never serves an untimed request.
-- `align`: wav2vec2 word times for those chunks (when the plan aligns).
-- `diarize`: speaker turns, which depend on the audio, the VAD and the diarizer only.
-- `result`: all the stages a request runs: identical requests in flight compute once.
-
-Sampling (temperature > 0) is not cached: a repeat asks for another sample.
-
-The batch job's row key is the file's sha256 and a digest of `batch_options`: everything that
-can change the file's result (`result_options`) plus the row shape and versions.
+A key is the sha256 of the audio bytes, the options that change that stage's result and its
+models' identity. Never the output format (a transcript cached for `srt` serves `vtt`), and
+never a sample (temperature > 0: a repeat asks for another one).
 """
 
 from __future__ import annotations
@@ -47,28 +34,20 @@ def audio_digest(data: bytes) -> str:
 
 
 def stage_keys(plan: Plan, audio_sha256: str, asr_identity: str = "") -> StageKeys | None:
-    """The plan's keys for this audio, or None when its result must not be cached.
-    `asr_identity`: what the executor knows of the loaded ASR model beyond its name (its
-    weights' fingerprint and the compute type it really runs)."""
+    """The plan's keys for this audio (None: not cached). `asr_identity`: what the executor knows of
+    the loaded ASR model beyond its name (its weights' fingerprint, the compute type it runs)."""
     if plan.decode.temperature > 0:
         return None
-    asr = _asr_key(plan, audio_sha256, asr_identity)
+    # asr: the chunks (with the language vote and Whisper's word times) and the VAD's speech.
+    # `decode` holds word_timestamps: timed segments are cut at sentence ends, which changes how
+    # `text` joins them in languages written without spaces, so timed never serves untimed.
+    model = {"model": plan.asr_model, "identity": asr_identity, "compute_type": plan.config.asr.compute_type}
+    asr = _digest("asr", audio_sha256, model, asdict(plan.decode), plan.detection_chunks, _vad(plan))
     align = _digest("align", asr, _align(plan)) if plan.align_requested else None
+    # diarize: the turns depend on the audio, the VAD and the diarizer only.
     diarize = _digest("diarize", audio_sha256, _vad(plan), *_diarize(plan)) if plan.diarize else None
+    # result: every stage the request runs (identical requests in flight compute once).
     return StageKeys(asr, align, diarize, _digest("result", asr, align, diarize))
-
-
-def _asr_key(plan: Plan, audio_sha256: str, identity: str) -> str:
-    config = plan.config
-    decode = asdict(plan.decode)  # word_timestamps included: the plan's word timing
-    return _digest(
-        "asr",
-        audio_sha256,
-        {"model": plan.asr_model, "identity": identity, "compute_type": config.asr.compute_type},
-        decode,
-        plan.detection_chunks,
-        _vad(plan),
-    )
 
 
 def _digest(stage: str, *parts) -> str:
@@ -94,13 +73,8 @@ def result_options(plan: Plan) -> dict:
 def batch_options(plan: Plan, per_segment: bool, schema_version: int) -> str:
     """The batch job's `options_json`: the result's options, the row shape and the versions of
     results and rows (a rerun into a folder an older build wrote redoes its files)."""
-    options = {
-        **result_options(plan),
-        "per_segment": per_segment,
-        "key_version": KEY_VERSION,
-        "schema_version": schema_version,
-    }
-    return json.dumps(options, sort_keys=True)
+    shape = {"per_segment": per_segment, "key_version": KEY_VERSION, "schema_version": schema_version}
+    return json.dumps({**result_options(plan), **shape}, sort_keys=True)
 
 
 def row_key(content_sha256: str, digest: str) -> str:
@@ -113,20 +87,18 @@ def options_digest(options: dict) -> str:
 
 
 def _vad(plan: Plan) -> dict:
-    return _without_runtime(asdict(plan.config.vad))
+    return _options(plan.config.vad)
 
 
 def _align(plan: Plan) -> dict:
-    return _without_runtime(asdict(plan.config.align))
+    return _options(plan.config.align)
 
 
 def _diarize(plan: Plan) -> tuple[dict, dict]:
-    return _without_runtime(asdict(plan.config.diarize)), asdict(plan.speakers)
+    return _options(plan.config.diarize), asdict(plan.speakers)
 
 
-def _without_runtime(options: dict) -> dict:
-    """A torch stage's precision and compile change its outputs only within the tolerances its
-    tests hold them to, not the result: they stay out of the key, and keys from before they
-    existed still match."""
-    options.pop("runtime", None)
-    return options
+def _options(stage_config) -> dict:
+    # A torch stage's precision and compile (`runtime`) change its outputs only within the
+    # tolerances its tests hold them to: they stay out of the key (older keys still match).
+    return {k: v for k, v in asdict(stage_config).items() if k != "runtime"}

@@ -1,6 +1,5 @@
-"""The pipeline's configuration: which models and how each stage works, one typed value with
-one set of defaults. The CLI's flags, the service's `config.yaml` args and the batch job's
-flags all fill this same object; where a stage runs is a separate `Placement`."""
+"""The pipeline's configuration: models and stage settings, one typed value, one set of defaults
+(every entry point fills it; where a stage runs is a separate `Placement`)."""
 
 from __future__ import annotations
 
@@ -23,8 +22,7 @@ class PipelineConfig:
     diarize: DiarizeConfig = field(default_factory=DiarizeConfig)
 
     def with_torch(self, dtypes: dict[str, str] | None = None, compile: bool = False) -> PipelineConfig:
-        """The torch stages' precision (per stage: vad, align, diarize; float32 where not
-        named) and torch.compile (all of them or none), as every entry point sets them."""
+        """The torch stages' precision (per stage; float32 where not named) and torch.compile (all or none)."""
         dtypes = dict(dtypes or {})
         unknown = set(dtypes) - set(TORCH_STAGES)
         if unknown:
@@ -32,23 +30,14 @@ class PipelineConfig:
 
             raise InvalidOption(f"torch stages are {', '.join(TORCH_STAGES)}; not {', '.join(sorted(unknown))}")
 
-        def runtime(stage: str) -> TorchRuntime:
-            return TorchRuntime(dtype=dtypes.get(stage, "float32"), compile=compile)
-
-        return replace(
-            self,
-            vad=replace(self.vad, runtime=runtime("vad")),
-            align=replace(self.align, runtime=runtime("align")),
-            diarize=replace(self.diarize, runtime=runtime("diarize")),
-        )
+        runtimes = {s: TorchRuntime(dtype=dtypes.get(s, "float32"), compile=compile) for s in TORCH_STAGES}
+        return replace(self, **{s: replace(getattr(self, s), runtime=runtimes[s]) for s in TORCH_STAGES})
 
     def check_torch_devices(self, devices: dict[str, str], where: dict[str, str] | None = None) -> None:
-        """Fail before anything starts when a torch stage's precision needs a GPU that the
-        executor will not give it. `devices`: stage -> "cpu" / "cuda"; `where` names each
-        stage's executor in the message."""
+        """Fail before anything starts when a torch stage's precision needs a GPU its executor lacks.
+        `devices`: stage -> "cpu" / "cuda"; `where` names each stage's executor in the message."""
         from pipeline.placement import Placement
 
-        runtimes = {"vad": self.vad.runtime, "align": self.align.runtime, "diarize": self.diarize.runtime}
         for stage, device in devices.items():
             named = f": {where[stage]}" if where and stage in where else ""
-            runtimes[stage].check(Placement(device=device), stage, named)
+            getattr(self, stage).runtime.check(Placement(device=device), stage, named)

@@ -1,7 +1,5 @@
-"""The output formats, one registry: name -> content type, file extension, renderer, and what
-the format needs from the pipeline (word times, speaker turns). WhisperX's JSON, OpenAI's
-response formats, srt, vtt, tsv and rttm (the speaker turns, in NIST's Rich Transcription Time
-Marked format). A new format is one `Format` entry and its renderer."""
+"""The output formats, one registry (`FORMATS`): name -> content type, extension, renderer and what it
+needs (word times, speaker turns). A new format is one `Format` entry and its renderer."""
 
 from __future__ import annotations
 
@@ -53,9 +51,8 @@ def lookup(name: str, openai: bool = False) -> Format:
 
 
 def file_id(source: str | None) -> str:
-    """rttm's file id for an input: its name's stem (any folders, from either kind of slash,
-    and the last extension dropped), with every run of characters other than letters, digits,
-    `.`, `_` and `-` made one `_` (RTTM is space-separated); "audio" when nothing is left."""
+    """rttm's file id: the name's stem (folders and last extension dropped), runs of characters other
+    than letters, digits, `.`, `_`, `-` made one `_` (RTTM is space-separated); "audio" if empty."""
     name = re.split(r"[/\\]", source or "")[-1]
     stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
     cleaned = re.sub(r"[^\w.-]+", "_", stem).strip("._")

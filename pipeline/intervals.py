@@ -1,9 +1,5 @@
-"""Time regions, (start, end) in seconds: clipping, lookup and overlap by bisection.
-
-`Regions` holds regions none of which overlaps another (speech): each query bisects their
-starts and ends. `OverlapIndex` holds regions that may overlap (speaker turns): it splits them
-into layers of disjoint ones and bisects each layer.
-"""
+"""Time regions, (start, end) in seconds, queried by bisection: `Regions` (disjoint: speech) and
+`OverlapIndex` (may overlap: speaker turns, split into layers of disjoint ones)."""
 
 from __future__ import annotations
 

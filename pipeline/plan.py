@@ -1,33 +1,8 @@
 """The request plan: every decision about how a request is processed, made once, here.
 
-A `Request` (the options a user can give, the same for the CLI, the HTTP API and the batch
-job) becomes a `Plan`: which stages run, with which models and options. The library runner,
-the Serve ingress and the Ray Data stages each execute a plan with their own means
-(in-process calls, deployment handles, Data actors) and decide nothing themselves.
-
-    decode -> VAD -> language -> ASR over chunks -> word timing -> diarization -> merge -> render
-
-The rules, one each:
-- Language: the one given; else English for an English-only model; else a vote of the
-  model's language detection over the `asr.language_detection_chunks` longest chunks (most
-  speech per encoder pass), in every entry point.
-- Diarization runs when asked (`diarize`), when any speaker count is given, or when the format
-  is made of speaker turns (`rttm`); `diarize` explicitly false together with either of those
-  is an invalid request.
-- Word timing runs only when the output needs it: formats with times (whisperx,
-  verbose_json, srt, vtt, tsv; their segments are cut at word boundaries) or diarization
-  (speakers are assigned per word). OpenAI's `json` and `text` skip it.
-- Alignment (wav2vec2) refines word times when word timing runs, `align` is on and a model is
-  configured for the language; otherwise words keep Whisper's cross-attention times.
-- Models reported: ids from the configuration and the ASR model's card, read once at start.
-- Merge: words and segments get speakers from the turns; the turns themselves are kept too
-  (`speaker_turns`, sorted by (start, end), overlaps kept), so turns without words survive.
-- Reuse: stages whose output the result cache holds (`with_cached`) do not run again; the
-  plan says which model stages are left (`to_run`) and what X-Cache reports.
-
-The steps an executor runs through its own means (`detect_language`, `timed_segments`) take
-its callables, synchronous (the library, the batch job: `run_sync`) or asynchronous (the
-service's deployment handles).
+A `Request` (what a user asks, in any entry point) becomes a `Plan` (which stages run, with
+which models and options); the runner, the Serve executor and the Ray Data stages execute it
+with their own means and decide nothing. The rules: docs/ARCHITECTURE.md, "The rules".
 """
 
 from __future__ import annotations
@@ -110,8 +85,7 @@ class Plan:
         return self.language is None or self.config.align.model_name(self.language) is not None
 
     def stages(self) -> tuple[str, ...]:
-        """The stages that run, in order (for logs, docs and tests); "cache" last when the
-        result cache answered some."""
+        """The stages that run, in order (logs, docs, tests); "cache" last when the cache answered some."""
         out = ["decode", "vad"]
         if self.detects_language or self.language_detected:
             out.append("language")
@@ -131,8 +105,7 @@ class Plan:
         return tuple([s for s in out if s not in skipped] + (["cache"] if skipped else []))
 
     def with_cached(self, cached: Reused) -> Plan:
-        """The plan given what the result cache holds: those stages do not run again, and
-        a cached ASR brings its language (a detected one counts as detected)."""
+        """Those stages do not run again; a cached ASR brings its language (a detected one counts as detected)."""
         plan = replace(self, cached=cached)
         if cached.asr is not None and plan.detects_language:
             plan = plan.with_language(cached.asr.language)
@@ -161,6 +134,7 @@ class Plan:
 
     def language_sample(self, chunks: Sequence[tuple[float, float]]) -> list[int]:
         """Indices of the chunks the language vote runs over: the longest, in time order."""
+        # The longest: the most speech per encoder pass.
         ranked = sorted(range(len(chunks)), key=lambda i: (-(chunks[i][1] - chunks[i][0]), i))
         return sorted(ranked[: self.detection_chunks])
 
@@ -184,9 +158,8 @@ class Plan:
     # --- the steps an executor runs with its own means -------------------------------------
 
     async def detect_language(self, chunks: Sequence[Any], detect: Callable[[list[Any]], Any]) -> Plan:
-        """The language step: when the plan detects, `detect(the chunks to vote over) ->
-        language` (the executor's model call) decides it. `chunks`: (start, end) spans or
-        objects with `start` and `end` (pipeline.schema.Chunk)."""
+        """When the plan detects, the executor's `detect(sampled chunks) -> language` decides.
+        `chunks`: (start, end) spans or objects with `start` and `end` (pipeline.schema.Chunk)."""
         if not self.detects_language:
             return self
         spans = [(c.start, c.end) if hasattr(c, "start") else tuple(c) for c in chunks]
@@ -203,8 +176,8 @@ class Plan:
     async def timed_segments(
         self, results: list[ChunkResult], align: Callable[[list[ChunkResult]], Any]
     ) -> list[Segment]:
-        """The word-timing step: the cached alignment; else `align(results)` (wav2vec2, the
-        executor's call) when the plan aligns and there is speech; else ASR's own segments."""
+        """The cached alignment; else the executor's `align(results)` when the plan aligns and there is
+        speech; else ASR's own segments."""
         if self.cached.aligned is not None:
             return self.cached.aligned
         if self.aligns and results:
@@ -212,32 +185,18 @@ class Plan:
         return self.chunk_segments(results)
 
     def assemble(self, duration: float, segments: list[Segment], turns: list[Turn] | None) -> Transcript:
-        """Timed segments (+ speaker turns) -> the transcript: the merge stage. The turns are
-        kept as they are, only rounded to ms and sorted by (start, end): never merged or clipped."""
+        """The merge stage; turns are kept, only rounded to ms and sorted (never merged or clipped)."""
         language = self.language or "en"
         speaker_turns = None
         if self.diarize and turns is not None:
             segments = assign_speakers(segments, turns, word_separator(language))
             speaker_turns = normalized_turns(turns)
-        return Transcript(
-            segments=segments,
-            language=language,
-            duration=duration,
-            models=self.models(),
-            speaker_turns=speaker_turns,
-        )
+        return Transcript(segments, language, duration, self.models(), speaker_turns)
 
     def render(self, transcript: Transcript, source: str | None = None, service: dict | None = None) -> bytes:
-        """`source`: the input's name (path or upload filename), which rttm uses as its file id;
-        `service`: the service's account of the request, in WhisperX's JSON."""
-        return render(
-            transcript,
-            self.request.response_format,
-            task=self.decode.task,
-            word_granularity=self.request.word_timestamps,
-            source=source,
-            service=service,
-        )
+        """`source`: the input's name (rttm's file id); `service`: the service's account, in WhisperX's JSON."""
+        fmt, task, words = self.request.response_format, self.decode.task, self.request.word_timestamps
+        return render(transcript, fmt, task=task, word_granularity=words, source=source, service=service)
 
 
 class Planner:
@@ -248,25 +207,18 @@ class Planner:
         self.asr = asr
 
     def plan(self, request: Request) -> Plan:
-        """Validate the request against the models and decide every stage. Raises the
-        pipeline's typed errors (InvalidOption, UnsupportedLanguage) before any work."""
+        """Validate and decide every stage; typed errors (InvalidOption, ...) before any work."""
         fmt = lookup(request.response_format, openai=request.openai)
         language = (request.language or "").strip().lower() or None
         choices = {f.name: getattr(request, f.name) for f in fields(DecodingChoices)}
         decode = DecodeOptions(**{**choices, "language": language, "initial_prompt": request.initial_prompt or None})
         check_decode_options(decode, self.asr)
         request.speakers.bounds()
-        if request.diarize is False:  # turned off explicitly: nothing may imply it
+        if request.diarize is False and (fmt.needs_speakers or request.speakers.given):  # nothing may imply it
+            why = "a speaker count (num_speakers, min_speakers, max_speakers) needs diarization"
             if fmt.needs_speakers:
-                raise InvalidOption(
-                    f"response_format {request.response_format} lists speaker turns: it needs diarization, "
-                    "but diarize is false (leave diarize out, or set it true)"
-                )
-            if request.speakers.given:
-                raise InvalidOption(
-                    "a speaker count (num_speakers, min_speakers, max_speakers) needs diarization, "
-                    "but diarize is false (leave diarize out, or set it true)"
-                )
+                why = f"response_format {request.response_format} lists speaker turns: it needs diarization"
+            raise InvalidOption(f"{why}, but diarize is false (leave diarize out, or set it true)")
         if decode.language is None and not self.asr.multilingual:
             decode = replace(decode, language="en")
         diarize = diarizes(request)
@@ -284,8 +236,7 @@ class Planner:
 
 
 def diarizes(request: Request) -> bool:
-    """Diarization runs when asked, when any speaker count is given, or for a format made of
-    speaker turns (`Planner.plan` refuses that format with diarization turned off)."""
+    """When asked, when any speaker count is given, or for a format made of speaker turns."""
     return bool(request.diarize) or request.speakers.given or FORMATS[request.response_format].needs_speakers
 
 

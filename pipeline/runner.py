@@ -1,9 +1,5 @@
-"""The library executor: a plan run in one process, for one or many files. It is the CLI's
-engine and the twin of the benchmark baseline; what runs is decided by `pipeline.plan`.
-
-Chunks from consecutive files share ASR batches (the same seam the service batches across
-requests on), and the next file is decoded by ffmpeg while the current batch decodes.
-"""
+"""The library executor (the CLI's engine, the benchmark baseline): a plan run in one process.
+Consecutive files' chunks share ASR batches; the next file decodes while the current batch runs."""
 
 from __future__ import annotations
 
@@ -127,11 +123,9 @@ _SHARED: dict[str, LocalPipeline] = {}
 
 
 def shared_pipeline(config: PipelineConfig = PipelineConfig(), placement: Placement | None = None) -> LocalPipeline:
-    """One LocalPipeline per (config, placement) in this process, so its models load once
-    however often the CLI's `main` (or a test, or a notebook) asks for it. Keyed by value:
-    the config's repr names every field (it holds a dict, so it has no hash)."""
+    """One LocalPipeline per (config, placement) in this process: its models load once."""
     placement = placement or Placement.local_cpu()
-    key = repr((config, placement))
+    key = repr((config, placement))  # by value: the config holds a dict, so it has no hash
     if key not in _SHARED:
         _SHARED[key] = LocalPipeline(config, placement)
     return _SHARED[key]

@@ -1,6 +1,5 @@
-"""The one way a PipelineConfig is built from flat settings: the CLI's and the batch job's flags,
-a Serve config's args (serve/config.py) and the model pre-load (cluster/preload.py) all fill a
-`PipelineSettings`, so a model named nowhere comes from the same profile everywhere."""
+"""The one way a PipelineConfig is built from flat settings (CLI and batch flags, a Serve config's
+args, the model pre-load): a model named nowhere comes from the same profile everywhere."""
 
 from __future__ import annotations
 

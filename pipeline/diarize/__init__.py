@@ -1,13 +1,5 @@
-"""Who spoke when: audio -> speaker turns. Needs only the audio (and optionally the VAD's
-speech regions), so it runs independently of, and in parallel with, ASR.
-
-Backends, one module each:
-- offline default (`method="segmentation"`, segmentation.py): pyannote's recipe with the
-  segmentation weights inside whisperx (up to three local speakers per 5 s chunk, overlap
-  included) and the speaker encoder whose weights ship in `resemblyzer` (encoder.py);
-- offline `method="windows"` (windows.py): the encoder on 1.6 s windows over the speech,
-  clustered spectrally (clustering.py), one speaker at a time;
-- pyannote's pipelines when a model is configured (pyannote.py).
+"""Who spoke when: audio (and optionally the VAD's speech) -> speaker turns, in parallel with ASR.
+Backends: segmentation.py (offline default), windows.py (offline, cheaper), pyannote.py (a model configured).
 """
 
 from __future__ import annotations

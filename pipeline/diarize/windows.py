@@ -70,10 +70,9 @@ def embedding_windows(speech, duration: float, hop: float) -> list[Window]:
 def smoothed_turns(
     windows: list[Window], labels: np.ndarray, min_turn: float = 0.5, bridge: float = 1.0, min_speakers: int = 1
 ) -> list[Turn]:
-    """Windows' owned spans -> turns: majority-smoothed within each region, merged, and turns
-    shorter than `min_turn` given to the longer neighbour. Neither step takes the number of
-    speakers below `min_speakers` (the lower bound given, capped at the clusters found): a
-    speaker that would vanish keeps its windows through smoothing and its longest turn."""
+    """Windows' owned spans -> turns: majority-smoothed per region, merged, turns under `min_turn`
+    given to the longer neighbour; never below `min_speakers` (capped at the clusters found)."""
+    # A speaker that would vanish keeps its windows through smoothing and its longest turn.
     floor = min(min_speakers, len(np.unique(labels)))
     labels = _smooth(labels, windows, floor=floor)
     spans = [(w[2], w[3], int(label)) for w, label in zip(windows, labels)]
