@@ -205,14 +205,8 @@ def _segment(raw: dict, duration: float, avg_logprob: float | None) -> Segment:
     words = _fill_times(raw.get("words", []), float(raw["start"]), float(raw["end"]))
     start = min([w.start for w in words], default=float(raw["start"]))
     end = max([w.end for w in words], default=float(raw["end"]))
-    text = raw["text"].strip()
-    return Segment(
-        start=round(max(0.0, start), 3),
-        end=round(min(duration, end), 3),
-        text=text,
-        words=words,
-        avg_logprob=avg_logprob,
-    )
+    start, end = round(max(0.0, start), 3), round(min(duration, end), 3)
+    return Segment(start=start, end=end, text=raw["text"].strip(), words=words, avg_logprob=avg_logprob)
 
 
 def _fill_times(raw_words: list[dict], seg_start: float, seg_end: float) -> list[Word]:

@@ -189,12 +189,8 @@ class Transcriber:
     def _tokenizer(self, options: DecodeOptions):
         from faster_whisper.tokenizer import Tokenizer
 
-        return Tokenizer(
-            self._model.hf_tokenizer,
-            bool(self._model.model.is_multilingual),
-            task=options.task,
-            language=options.language,
-        )
+        multilingual = bool(self._model.model.is_multilingual)
+        return Tokenizer(self._model.hf_tokenizer, multilingual, task=options.task, language=options.language)
 
     def _decode_batch(self, chunks: Sequence[Chunk], options: DecodeOptions) -> list[ChunkResult]:
         tokenizer = self._tokenizer(options)

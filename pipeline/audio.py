@@ -1,11 +1,9 @@
 """Decode uploads and files to 16 kHz mono float32 with the ffmpeg CLI, without temp files.
 
-An input is opened once (`open_audio`), its duration read from the container header
-(`probe`, no decoding: a 4-hour FLAC of silence is refused in milliseconds), then decoded as a
-stream (`decode`) straight into one float32 array that stops at the limit whatever the header
-said, and that asks an optional `DecodeBudget` before every allocation, so decoded bytes in
-flight can be bounded by the caller. Bytes reach ffmpeg through an in-memory file (memfd), so
-formats that need to seek (m4a with its index at the end) decode as well as streamable ones.
+`open_audio` checks the size, `probe` reads the duration from the header only (a 4-hour FLAC of
+silence is refused in milliseconds), `decode` streams into one array that stops at the limit
+whatever the header said, asking an optional `DecodeBudget` before every allocation. Bytes reach
+ffmpeg through a memfd, so formats that seek (m4a with its index at the end) decode too.
 """
 
 from __future__ import annotations
@@ -24,7 +22,6 @@ import numpy as np
 from pipeline.errors import AudioDecodeError, AudioEmpty, AudioTooLarge, AudioTooLong, AudioTruncated
 from pipeline.schema import SAMPLE_RATE, Audio
 
-BYTES_PER_SECOND = SAMPLE_RATE * 4  # decoded: float32 mono
 _READ_BYTES = 4 * SAMPLE_RATE * 2  # ffmpeg's s16le output is read 4 s at a time
 _EXACT_HEADERS = ("WAV", "WAVEX", "RF64", "W64", "AIFF", "CAF", "FLAC", "OGG")  # frame counts, not guesses
 _SF_UNKNOWN = 2**62  # libsndfile's frame count for "not in the header" is SF_COUNT_MAX
@@ -81,21 +78,18 @@ def load_audio(
 def open_audio(source: str | os.PathLike | bytes, limits: AudioLimits = AudioLimits()) -> AudioInput:
     """Check the input's size (no decoding yet) and hold it open for `probe` and `decode`."""
     if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-        if not data:
-            raise AudioEmpty("the audio is empty (0 bytes)")
-        if len(data) > limits.max_bytes:
-            raise AudioTooLarge(f"the audio is {len(data)} bytes; the limit is {limits.max_bytes}")
-        return AudioInput(limits, "<bytes>", data=data)
-    path = Path(source)
-    if not path.is_file():
-        raise AudioDecodeError(f"no such audio file: {path}")
-    size = path.stat().st_size
+        data, path, label = bytes(source), None, "the audio"
+        size = len(data)
+    else:
+        data, path = None, Path(source)
+        if not path.is_file():
+            raise AudioDecodeError(f"no such audio file: {path}")
+        size, label = path.stat().st_size, str(path)
     if size == 0:
-        raise AudioEmpty(f"{path} is empty (0 bytes)")
+        raise AudioEmpty(f"{label} is empty (0 bytes)")
     if size > limits.max_bytes:
-        raise AudioTooLarge(f"{path} is {size} bytes; the limit is {limits.max_bytes}")
-    return AudioInput(limits, str(path), path=path)
+        raise AudioTooLarge(f"{label} is {size} bytes; the limit is {limits.max_bytes}")
+    return AudioInput(limits, "<bytes>" if path is None else label, data=data, path=path)
 
 
 class AudioInput:
@@ -187,17 +181,15 @@ class AudioInput:
         try:
             seconds = float(json.loads(proc.stdout or b"{}").get("format", {}).get("duration"))
         except (TypeError, ValueError):
-            seconds = None
-        if seconds is not None and not np.isfinite(seconds):
-            seconds = None
+            seconds = float("nan")
+        seconds = seconds if np.isfinite(seconds) else None
         return Probe(seconds, estimated="estimating duration" in log.lower())
 
     # --- decoding -----------------------------------------------------------------------------
 
     def decode(self, budget: DecodeBudget | None = None) -> Audio:
-        probe = self.probe()
-        fast = self._read_pcm16k(budget)
-        if fast is not None:
+        probe = self.probe()  # refuses a header over the limit before anything is decoded
+        if (fast := self._read_pcm16k(budget)) is not None:
             return fast
         return self._ffmpeg_stream(probe, budget)
 
@@ -235,40 +227,17 @@ class AudioInput:
     def _ffmpeg_stream(self, probe: Probe, budget: DecodeBudget | None) -> Audio:
         limits = self.limits
         cap = limits.max_samples
-        cmd = [
-            ffmpeg_path(),
-            "-nostdin",
-            "-hide_banner",
-            "-nostats",
-            "-loglevel",
-            "error",
-            "-threads",
-            "0",
-            "-i",
-            self._arg,
-            "-t",  # one second past the limit: enough to know it is too long
-            f"{limits.max_seconds + 1.0:.3f}",
-            "-f",
-            "s16le",
-            "-ac",
-            "1",
-            "-acodec",
-            "pcm_s16le",
-            "-ar",
-            str(SAMPLE_RATE),
-            "-",
-        ]
+        cmd = [ffmpeg_path(), *"-nostdin -hide_banner -nostats -loglevel error -threads 0 -i".split(), self._arg]
+        # -t: one second past the limit, enough to know it is too long
+        cmd += f"-t {limits.max_seconds + 1.0:.3f} -f s16le -ac 1 -acodec pcm_s16le -ar {SAMPLE_RATE} -".split()
         # The first allocation trusts the header (plus a second); a header that lies or is
         # missing makes the array grow by half as samples keep coming, never past the limit.
         guess = probe.seconds if probe.seconds is not None else 60.0
         out = self._allocate(min(cap + 1, int((guess + 1.0) * SAMPLE_RATE)), budget)
         errors = _StderrLog()
+        stdin = subprocess.PIPE if self._stdin is not None else subprocess.DEVNULL
         with subprocess.Popen(
-            cmd,
-            stdin=subprocess.PIPE if self._stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            pass_fds=self._fds,
+            cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=self._fds
         ) as proc:
             errors.drain(proc.stderr)
             if self._stdin is not None:
@@ -282,8 +251,10 @@ class AudioInput:
                     pcm = np.frombuffer(block, np.int16, len(block) // 2)
                     if count + len(pcm) > cap:
                         raise AudioTooLong(f"{self.name} is longer than the limit of {limits.max_seconds:.0f} s")
-                    if count + len(pcm) > len(out):
-                        out = self._grow(out, count, min(cap + 1, max(count + len(pcm), len(out) * 3 // 2)), budget)
+                    if count + len(pcm) > len(out):  # grow by half, never past the limit
+                        bigger = self._allocate(min(cap + 1, max(count + len(pcm), len(out) * 3 // 2)), budget)
+                        bigger[:count] = out[:count]
+                        out = bigger
                     np.multiply(pcm, np.float32(1 / 32768), out=out[count : count + len(pcm)], casting="unsafe")
                     count += len(pcm)
                 returncode = proc.wait()
@@ -318,11 +289,6 @@ class AudioInput:
         if budget is not None:
             budget.reserve(samples * 4)
         return np.empty(samples, np.float32)
-
-    def _grow(self, out: np.ndarray, used: int, samples: int, budget: DecodeBudget | None) -> np.ndarray:
-        bigger = self._allocate(samples, budget)
-        bigger[:used] = out[:used]
-        return bigger
 
 
 class _StderrLog:

@@ -1,18 +1,11 @@
-"""Cross-request batching of a torch stage's forward passes.
+"""Cross-request batching of a torch stage's forward passes (VAD windows of 5 s, speaker-encoder
+windows of 1.6 s): rows of every waiting call with the same per-row shape are concatenated, run
+as one model call and split back, so on a GPU many short requests fill a batch as a long one does.
 
-Several requests run a stage at once (threads in one replica), each slicing its own audio
-into fixed-shape windows: VAD windows of 5 s, speaker-encoder windows of 1.6 s. A
-`ForwardBatcher` lets their forward calls share one model call: rows of every waiting call
-with the same per-row shape are concatenated, run together, and split back. On a GPU many
-short requests then fill a batch as one long request does, the way the Transcriber's
-`@serve.batch` fills ASR batches across requests.
-
-No call waits for company: whichever caller finds the model free runs everything queued
-behind it, so a lone request is never delayed and batches grow only under load. The models
-batched here score each row on its own (no padding, no cross-row state), so a row's output
-does not depend on its batch-mates (up to the float rounding of a different batch size).
-A combined call that fails (CUDA out of memory, say) is retried caller by caller, so one
-request's failure stays its own.
+No call waits for company: whichever caller finds the model free runs everything queued behind
+it, so a lone request is never delayed. The models batched here score each row on its own, so a
+row's output does not depend on its batch-mates (up to float rounding). A combined call that
+fails (CUDA out of memory, say) is retried caller by caller, so one request's failure stays its own.
 """
 
 from __future__ import annotations

