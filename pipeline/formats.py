@@ -7,6 +7,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from pipeline.errors import InvalidOption
 from pipeline.schema import Segment, Transcript
@@ -24,13 +25,19 @@ class RenderContext:
     service: dict | None = None  # the service's account of the request (whisperx JSON's `service`)
 
 
+WordTimes = Literal["always", "asked", "never"]
+
+
 @dataclass(frozen=True)
 class Format:
     name: str
     content_type: str
     extension: str
     renderer: Callable[[Transcript, RenderContext], str]
-    needs_word_times: bool  # times finer than the 30 s chunk: the plan runs word timing
+    # Times finer than Whisper's segments: the plan runs word timing "always", "never", or when
+    # the request asks for words ("asked": OpenAI's timestamp_granularities[]=word; native and
+    # CLI requests ask by default). Otherwise segments keep Whisper's own timestamps.
+    word_times: WordTimes
     needs_speakers: bool = False  # made of speaker turns: the plan runs diarization
     openai: bool = False  # one of OpenAI's response formats (/v1/audio/transcriptions)
 
@@ -160,14 +167,14 @@ def _rttm(t: Transcript, context: RenderContext) -> str:
 FORMATS: dict[str, Format] = {
     f.name: f
     for f in (
-        Format("whisperx", "application/json", "json", _whisperx, needs_word_times=True),
-        Format("json", "application/json", "json", _json, needs_word_times=False, openai=True),
-        Format("verbose_json", "application/json", "json", _verbose_json, needs_word_times=True, openai=True),
-        Format("text", "text/plain; charset=utf-8", "txt", _text, needs_word_times=False, openai=True),
-        Format("srt", "application/x-subrip; charset=utf-8", "srt", _srt, needs_word_times=True, openai=True),
-        Format("vtt", "text/vtt; charset=utf-8", "vtt", _vtt, needs_word_times=True, openai=True),
-        Format("tsv", "text/tab-separated-values; charset=utf-8", "tsv", _tsv, needs_word_times=True),
-        Format("rttm", "text/plain; charset=utf-8", "rttm", _rttm, needs_word_times=False, needs_speakers=True),
+        Format("whisperx", "application/json", "json", _whisperx, word_times="always"),
+        Format("json", "application/json", "json", _json, word_times="never", openai=True),
+        Format("verbose_json", "application/json", "json", _verbose_json, word_times="asked", openai=True),
+        Format("text", "text/plain; charset=utf-8", "txt", _text, word_times="never", openai=True),
+        Format("srt", "application/x-subrip; charset=utf-8", "srt", _srt, word_times="asked", openai=True),
+        Format("vtt", "text/vtt; charset=utf-8", "vtt", _vtt, word_times="asked", openai=True),
+        Format("tsv", "text/tab-separated-values; charset=utf-8", "tsv", _tsv, word_times="asked"),
+        Format("rttm", "text/plain; charset=utf-8", "rttm", _rttm, word_times="never", needs_speakers=True),
     )
 }
 

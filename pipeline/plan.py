@@ -36,7 +36,9 @@ class Request(DecodingChoices):
     diarize: bool | None = None  # None: not said (a speaker count or rttm implies it); False: off
     speakers: SpeakerCount = field(default_factory=SpeakerCount)
     response_format: str = "whisperx"
-    word_timestamps: bool = True  # verbose_json: include `words` (OpenAI's granularities)
+    # Words asked for (OpenAI: timestamp_granularities[]=word): verbose_json lists them, and it,
+    # srt, vtt and tsv cut segments at word times; without, they keep Whisper's segment times.
+    word_timestamps: bool = True
     openai: bool = False  # asked through OpenAI's protocol: only its response formats
 
 
@@ -242,7 +244,8 @@ def diarizes(request: Request) -> bool:
 
 def needs_word_timing(request: Request) -> bool:
     """Word times are computed only when the output shows them or speakers are assigned per word."""
-    return diarizes(request) or FORMATS[request.response_format].needs_word_times
+    needed = FORMATS[request.response_format].word_times
+    return diarizes(request) or needed == "always" or (needed == "asked" and request.word_timestamps)
 
 
 async def _settled(value: T | Awaitable[T]) -> T:

@@ -24,7 +24,7 @@ def _words_csv(t: Transcript, context: RenderContext) -> str:
     return "".join(f"{w.word},{w.start:.2f},{w.end:.2f}\n" for w in t.words)
 
 
-WORDS_CSV = Format("words_csv", "text/csv; charset=utf-8", "csv", _words_csv, needs_word_times=True)
+WORDS_CSV = Format("words_csv", "text/csv; charset=utf-8", "csv", _words_csv, word_times="always")
 
 
 @pytest.fixture
@@ -49,8 +49,11 @@ def test_the_registry_holds_what_each_surface_offers():
     assert [f.name for f in FORMATS.values() if f.needs_speakers] == ["rttm"]
     planner = Planner(PipelineConfig(), EN)
     for name, fmt in FORMATS.items():
-        plan = planner.plan(Request(response_format=name))
-        assert plan.word_timing == (fmt.needs_word_times or fmt.needs_speakers) and plan.diarize == fmt.needs_speakers
+        plan = planner.plan(Request(response_format=name))  # words asked for (the native default)
+        assert plan.word_timing == (fmt.word_times != "never" or fmt.needs_speakers)
+        assert plan.diarize == fmt.needs_speakers
+        unasked = planner.plan(Request(response_format=name, word_timestamps=False))
+        assert unasked.word_timing == (fmt.word_times == "always" or fmt.needs_speakers)
     with pytest.raises(InvalidOption, match="'docx'"):
         planner.plan(Request(response_format="docx"))
     with pytest.raises(SystemExit):

@@ -19,7 +19,7 @@ from pipeline.schema import Segment, Turn, Word
 from pipeline.vad import VAD_MODEL_ID, VadOptions
 
 SPEAKER_FORMATS = [f for f in FORMATS if FORMATS[f].needs_speakers]
-TIMED_FORMATS = [f for f in FORMATS if FORMATS[f].needs_word_times]
+TIMED_FORMATS = [f for f in FORMATS if FORMATS[f].word_times != "never"]
 
 
 def align_model(p) -> str | None:
