@@ -3,13 +3,15 @@
 Three bounds, each per ingress replica, each answered with 503 and a Retry-After:
 - **chunks in flight** (`max_chunks_in_flight`): a hard cap on the Transcriber queue this
   ingress feeds; checked first, before even the header is read.
-- **expected wait** (`max_queue_wait_s`): each stage (Transcriber, Diarizer) has a queue of
+- **wait to start** (`max_queue_wait_s`): each stage (Transcriber, Diarizer) has a queue of
   audio seconds this ingress submitted and not yet got back, and a measured speed (audio
   seconds per second per replica, over the last minute of busy time; a prior from the profile
-  until then) times the replicas that exist now. A request whose expected completion,
-  queue ahead plus its own audio over that speed, exceeds the bound is refused, with
-  Retry-After the time until it would fit. A request with nothing queued ahead is always
-  admitted: it cannot finish sooner by waiting.
+  until then) times the replicas that exist now. A request is refused when the queue ahead of
+  it would take longer than the bound to clear, with Retry-After the time until it would fit.
+  Its own length does not count (`max_audio_seconds` caps that, with 413): a long file is
+  admitted whenever the queue ahead is short, and one with nothing queued ahead always is.
+  The estimate is first come, first served; the Transcriber's fair turns (serve/fair_queue.py)
+  start a newcomer sooner than that, never later.
 - **decoded bytes in flight** (`max_decoded_bytes`): the decoder reserves every array it
   allocates, so a lying header cannot push the replica past its budget; the request holds
   its bytes until it ends. A request alone in the ingress is never refused for bytes.
@@ -113,10 +115,10 @@ class StageLoad:
             return self.prior_speed
         return max((done1 - done0) / (busy1 - busy0), 1e-3)
 
-    def expected_s(self, own_seconds: float, deferred: float = 0.0) -> float:
-        """Seconds until `own_seconds` more would be done, behind everything queued now (and
-        `deferred` seconds that refused requests were told to bring back before it)."""
-        return (self.queued + deferred + own_seconds) / (self.speed_per_replica() * self.replicas)
+    def start_wait_s(self, deferred: float = 0.0) -> float:
+        """Seconds until everything queued now is done (and `deferred` seconds that refused
+        requests were told to bring back first): when a request admitted now would start."""
+        return (self.queued + deferred) / (self.speed_per_replica() * self.replicas)
 
 
 class Admission:
@@ -137,10 +139,10 @@ class Admission:
         self.preparing += 1
         return Ticket(self)
 
-    def expected_wait(self, work: dict[str, float]) -> float:
-        return max((self.stages[name].expected_s(seconds) for name, seconds in work.items()), default=0.0)
+    def start_wait(self, stages) -> float:
+        return max((self.stages[name].start_wait_s() for name in stages), default=0.0)
 
-    def refuse(self, work: dict[str, float], expected: float, now: float | None = None) -> Overloaded:
+    def refuse(self, work: dict[str, float], wait: float, now: float | None = None) -> Overloaded:
         """The 503 for a request past the wait bound: Retry-After is when it would fit behind
         the queue and every request refused before it and still to come back."""
         now = time.monotonic() if now is None else now
@@ -149,11 +151,11 @@ class Admission:
         for _, name, seconds in self._deferred:
             deferred[name] = deferred.get(name, 0.0) + seconds
         bound = self.limits.max_queue_wait_s
-        fits_in = max(self.stages[name].expected_s(s, deferred.get(name, 0.0)) for name, s in work.items()) - bound
+        fits_in = max(self.stages[name].start_wait_s(deferred.get(name, 0.0)) for name in work) - bound
         retry_after = max(1, math.ceil(fits_in))
         for name, seconds in work.items():
             self._deferred.append((now + retry_after, name, seconds))
-        return Overloaded(f"expected wait {expected:.0f} s is over {bound:.0f} s", retry_after)
+        return Overloaded(f"expected wait to start {wait:.0f} s is over {bound:.0f} s", retry_after)
 
     def status(self) -> dict:
         return {
@@ -165,7 +167,7 @@ class Admission:
                     "queued_audio_s": round(load.queued, 2),
                     "speed_per_replica": round(load.speed_per_replica(), 2),
                     "replicas": load.replicas,
-                    "expected_wait_s": round(load.expected_s(0.0), 2),
+                    "expected_wait_s": round(load.start_wait_s(), 2),
                 }
                 for name, load in self.stages.items()
             },
@@ -185,13 +187,11 @@ class Ticket:
 
     def expect(self, work: dict[str, float]) -> None:
         """Admit the request's expected work per stage, or refuse it (Overloaded with the
-        seconds until it would fit) when its expected completion is past the bound."""
+        seconds until it would fit) when the work queued ahead of it takes longer than the bound."""
         admission = self._admission
-        ahead = any(admission.stages[name].queued > 1e-9 for name in work)
-        expected = admission.expected_wait(work)
-        bound = admission.limits.max_queue_wait_s
-        if ahead and expected > bound:
-            raise admission.refuse(work, expected)
+        wait = admission.start_wait(work)
+        if wait > admission.limits.max_queue_wait_s:
+            raise admission.refuse(work, wait)
         for name, seconds in work.items():
             admission.stages[name].add(seconds)
             self._pending[name] = self._pending.get(name, 0.0) + seconds

@@ -240,7 +240,7 @@ class ServiceArgs(BaseModel):
     max_audio_seconds: float = Field(AudioLimits().max_seconds, gt=0)
     # admission, per ingress replica (serve/admission.py); beyond any bound, 503 + Retry-After
     max_chunks_in_flight: int = Field(256, ge=1)
-    max_queue_wait_s: float = Field(120.0, gt=0)  # expected completion of a request, queue ahead included
+    max_queue_wait_s: float = Field(120.0, gt=0)  # expected wait before a request's work starts
     max_decoded_bytes_in_flight: int = Field(2 << 30, gt=0)  # float32 samples of admitted requests
     speed_prior: dict[SpeedStage, float] = Field(default_factory=dict)  # over the profile's; >0
     retry_after_s: int = Field(5, ge=1)

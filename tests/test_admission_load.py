@@ -1,9 +1,9 @@
-"""Admission by expected wait on a real local Ray cluster over real HTTP on 127.0.0.1.
+"""Admission by the wait to start, on a real local Ray cluster over real HTTP on 127.0.0.1.
 
-A burst of concurrent requests (10 clients with 60 s each) larger than the service can finish within `max_queue_wait_s`:
-the excess is refused at once with 503 and a Retry-After from the estimate; clients that wait
-that long and try again are served; admitted requests finish within the bound (tolerance
-below); nothing is left queued afterwards.
+A burst of concurrent requests (10 clients with 60 s each) whose queue the service cannot start
+within `max_queue_wait_s`: the excess is refused at once with 503 and a Retry-After from the
+estimate; clients that wait that long and try again are served; admitted requests finish within
+the bound plus their own work (tolerance below); nothing is left queued afterwards.
 """
 
 from __future__ import annotations
@@ -20,6 +20,9 @@ BOUND_S = 15.0
 # Admitted latency may exceed the bound by what the estimate leaves out: decode and VAD in the
 # ingress (serial there), the last batch's wait, and a speed that drifts as load changes.
 TOLERANCE_S = 0.5 * BOUND_S + 5.0
+# The bound is on the wait to start: a request's own 60 s then take up to this long (at the cpu
+# profile's Transcriber speed prior, 15 audio seconds per second).
+OWN_WORK_S = 60.0 / 15.0
 COMPUTE = {"Cache-Control": "no-cache"}  # identical requests must each reach the models
 pytestmark = pytest.mark.slow  # a burst of 10 minutes of audio: a minute and a half
 
@@ -65,7 +68,7 @@ def test_burst_is_shed_with_honest_retry_after(service, long_audio):
     assert refused, "a burst this size should have been shed"
     assert all(retry is not None and retry >= 1 for _, retry in refused)
     assert max(seconds for seconds, _ in refused) < 5.0, "a refusal must be prompt"
-    assert served[-1] <= BOUND_S + TOLERANCE_S, served
+    assert served[-1] <= BOUND_S + OWN_WORK_S + TOLERANCE_S, served
     health = service.health()
     assert health["chunks_in_flight"] == 0
     assert health["stages"]["Transcriber"]["queued_audio_s"] == 0.0

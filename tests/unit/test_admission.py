@@ -1,4 +1,4 @@
-"""serve.admission: the expected-wait estimate, the byte budget and the chunk cap (no Ray)."""
+"""serve.admission: the wait-to-start estimate, the byte budget and the chunk cap (no Ray)."""
 
 from __future__ import annotations
 
@@ -38,9 +38,9 @@ def test_speed_is_per_replica_and_the_wait_uses_replicas_now():
     load.submit(1000.0, 1000.0, now=0.0)
     load.done(200.0, now=10.0)  # 2 replicas, 20 s/s together -> 10 s/s each
     assert load.speed_per_replica() == pytest.approx(10.0)
-    assert load.expected_s(200.0) == pytest.approx((800.0 + 200.0) / 20.0)
+    assert load.start_wait_s() == pytest.approx(800.0 / 20.0)
     load.set_replicas(4, now=10.0)  # autoscaled up: the same queue drains twice as fast
-    assert load.expected_s(200.0) == pytest.approx((800.0 + 200.0) / 40.0)
+    assert load.start_wait_s() == pytest.approx(800.0 / 40.0)
 
 
 def test_window_forgets_old_speed():
@@ -58,20 +58,32 @@ def _admission(**limits) -> Admission:
     return Admission(AdmissionLimits(**limits), {"Transcriber": StageLoad(prior_speed=10.0)})
 
 
-def test_expected_wait_refuses_with_an_honest_retry_after():
-    admission = _admission(max_queue_wait_s=30.0)
+def test_wait_to_start_refuses_with_an_honest_retry_after():
+    admission = _admission(max_queue_wait_s=20.0)
     first = admission.admit()
     first.expect({"Transcriber": 250.0})  # nothing ahead: admitted even though 25 s alone
     second = admission.admit()
     with pytest.raises(Overloaded) as refused:
-        second.expect({"Transcriber": 100.0})  # (250 + 100) / 10 = 35 s > 30 s
-    assert refused.value.retry_after_s == 5  # after 5 s the queue ahead is 200 s: 30 s, fits
+        second.expect({"Transcriber": 10.0})  # 250 s ahead / 10 s/s = 25 s > 20 s
+    assert refused.value.retry_after_s == 5  # after 5 s the queue ahead is 200 s: 20 s, fits
+    assert "to start" in str(refused.value)
     second.release()
     first.submit("Transcriber", 100.0)  # VAD found 100 s of speech, not 250 s
     third = admission.admit()
-    third.expect({"Transcriber": 100.0})  # (100 + 100) / 10 = 20 s: admitted
+    third.expect({"Transcriber": 100.0})  # 100 s ahead: 10 s: admitted
     first.release()
     third.release()
+    assert admission.stages["Transcriber"].queued == 0.0
+
+
+def test_a_file_longer_than_the_bound_is_admitted_behind_a_short_queue():
+    admission = _admission(max_queue_wait_s=30.0)
+    with admission.admit() as short, admission.admit() as long:
+        short.expect({"Transcriber": 50.0})
+        long.expect({"Transcriber": 1800.0})  # 5 s ahead: admitted, though it takes 180 s itself
+        with admission.admit() as late, pytest.raises(Overloaded) as refused:
+            late.expect({"Transcriber": 10.0})  # 1850 s ahead: 185 s
+        assert refused.value.retry_after_s == 155  # when 300 s are left ahead
     assert admission.stages["Transcriber"].queued == 0.0
 
 
@@ -127,7 +139,7 @@ def test_time_in_the_ingress_is_not_the_stages_speed():
     """Admitted but still decoding: counts ahead of new requests, not as the stage's busy time."""
     load = StageLoad(prior_speed=10.0, min_busy_s=1.0, saturated_s=0.0)
     load.add(500.0, now=0.0)  # a long decode: nothing sent yet
-    assert load.expected_s(0.0) == 50.0
+    assert load.start_wait_s() == 50.0
     load.submit(500.0, 400.0, now=100.0)
     load.done(400.0, now=110.0)  # 400 s in the 10 s since it was sent, not in 110 s
     assert load.speed_per_replica() == pytest.approx(40.0)
@@ -149,7 +161,7 @@ def test_refused_requests_are_told_staggered_times():
     would be refused again): each is told when it fits behind the queue and those before it."""
     admission = _admission(max_queue_wait_s=30.0)
     first = admission.admit()
-    first.expect({"Transcriber": 300.0})  # 30 s of work at 10 s/s: the queue is full
+    first.expect({"Transcriber": 400.0})  # 40 s of work at 10 s/s ahead: over the 30 s bound
     retry_after = []
     for _ in range(10):
         with pytest.raises(Overloaded) as refused, admission.admit() as ticket:
