@@ -17,7 +17,7 @@ import argparse
 import logging
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 
 from cluster.output_parts import deduplicate, done_keys
 from cluster.stages import BatchJob, Diarize, ParquetSink, Preprocess, Transcribe, hash_row, new_run_id
@@ -144,55 +144,32 @@ def run_batch(
     # A Ray Data task emits its rows as one block when it ends, so a block is the unit that
     # reaches Parquet: one file per read block (up to MAX_READ_BLOCKS) and decode batches no
     # larger than a write batch keep what a killed job loses to the batches in flight.
+    blocks = max(1, min(len(paths), MAX_READ_BLOCKS))
     ds = ray.data.read_binary_files(
-        paths,
-        include_paths=True,
-        filesystem=fs,
-        num_cpus=light,
-        override_num_blocks=max(1, min(len(paths), MAX_READ_BLOCKS)),
+        paths, include_paths=True, filesystem=fs, override_num_blocks=blocks, num_cpus=light
     )
     ds = ds.map(hash_row, fn_kwargs={"job": job}, num_cpus=light)
     ds = ds.filter(lambda row: row["key"] not in done, num_cpus=light)
     if run.max_files is not None:
         ds = ds.limit(run.max_files)
-    ds = ds.map_batches(
-        Preprocess,
-        fn_constructor_kwargs={"job": job},
-        batch_size=min(PREPROCESS_BATCH, run.files_per_batch),
-        compute=ray.data.ActorPoolStrategy(size=run.preprocess_actors),
-        num_cpus=light,
-        batch_format="numpy",
-    )
-    ds = ds.map_batches(
-        Transcribe,
-        fn_constructor_kwargs={"job": job},
-        batch_size=run.files_per_batch,
-        compute=ray.data.ActorPoolStrategy(size=run.asr_actors),
-        num_cpus=run.asr_num_cpus,
-        num_gpus=run.asr_num_gpus,
-        batch_format="numpy",
-    )
-    if job.plan.diarize:
-        ds = ds.map_batches(
-            Diarize,
-            fn_constructor_kwargs={"job": job},
-            batch_size=run.files_per_batch,
-            compute=ray.data.ActorPoolStrategy(size=1),
-            num_cpus=light,
-            num_gpus=run.diarize_num_gpus,
-            batch_format="numpy",
+
+    def actors(ds, stage, size: int, batch: int = run.files_per_batch, **resources):
+        pool = ray.data.ActorPoolStrategy(size=size)
+        return ds.map_batches(
+            stage, fn_constructor_kwargs={"job": job}, batch_size=batch, compute=pool, batch_format="numpy", **resources
         )
+
+    preprocess_batch = min(PREPROCESS_BATCH, run.files_per_batch)
+    ds = actors(ds, Preprocess, run.preprocess_actors, preprocess_batch, num_cpus=light)
+    ds = actors(ds, Transcribe, run.asr_actors, num_cpus=run.asr_num_cpus, num_gpus=run.asr_num_gpus)
+    if job.plan.diarize:
+        ds = actors(ds, Diarize, 1, num_cpus=light, num_gpus=run.diarize_num_gpus)
     ds = ds.map_batches(
         ParquetSink(output, job, summary.run_id), batch_size=run.files_per_batch, num_cpus=light, batch_format="numpy"
     )
 
-    progress = tqdm(
-        total=min(len(paths), run.max_files or len(paths)),
-        unit="file",
-        disable=not run.progress,
-        file=sys.stderr,
-        desc="transcribing",
-    )
+    total = min(len(paths), run.max_files or len(paths))
+    progress = tqdm(total=total, unit="file", desc="transcribing", disable=not run.progress, file=sys.stderr)
     for row in ds.iter_rows():
         summary.files_done += 1
         summary.audio_seconds += float(row["duration_s"] or 0.0)
@@ -213,20 +190,20 @@ def run_batch(
     return summary
 
 
+# RunOptions' fields whose flags have shorter names (--num-gpus, --asr-cpus, --diarize-gpus)
+FLAGS = {"asr_num_gpus": "num_gpus", "asr_num_cpus": "asr_cpus", "diarize_num_gpus": "diarize_gpus"}
+COMMAND = {"description": __doc__, "formatter_class": argparse.RawDescriptionHelpFormatter}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m cluster.batch", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(prog="python -m cluster.batch", **COMMAND)
     add_arguments(parser)
     return parser
 
 
 def add_batch_command(commands) -> None:
     parser = commands.add_parser(
-        "batch",
-        help="transcribe a folder, glob or manifest with Ray Data into Parquet",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "batch", help="transcribe a folder, glob or manifest with Ray Data into Parquet", **COMMAND
     )
     add_arguments(parser)
     parser.set_defaults(run=lambda args: main(args=args))
@@ -240,18 +217,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_request_arguments(parser)
     add_model_arguments(parser)
     parser.add_argument("--per-segment", action="store_true", help="one row per segment instead of per file")
-    parser.add_argument("--asr-actors", type=int, default=1, help="ASR actors (one per GPU on a cluster)")
-    parser.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per ASR actor (fractions allowed)")
-    parser.add_argument(
-        "--asr-cpus", type=float, default=1.25, help="CPUs per ASR actor; its threads follow (1.25 -> 2 threads)"
-    )
-    parser.add_argument("--diarize-gpus", type=float, default=0.0, help="GPUs for the diarization actor")
-    parser.add_argument("--preprocess-actors", type=int, default=1, help="decode + VAD actors (CPU)")
-    parser.add_argument("--files-per-batch", type=int, default=8)
-    parser.add_argument("--max-files", type=int, default=None, help="stop after this many new files")
+    # RunOptions' fields (its defaults, below)
+    parser.add_argument("--asr-actors", type=int, help="ASR actors (one per GPU on a cluster)")
+    parser.add_argument("--num-gpus", type=float, help="GPUs per ASR actor (fractions allowed)")
+    parser.add_argument("--asr-cpus", type=float, help="CPUs per ASR actor; its threads follow (1.25 -> 2 threads)")
+    parser.add_argument("--diarize-gpus", type=float, help="GPUs for the diarization actor")
+    parser.add_argument("--preprocess-actors", type=int, help="decode + VAD actors (CPU)")
+    parser.add_argument("--files-per-batch", type=int)
+    parser.add_argument("--max-files", type=int, help="stop after this many new files")
     parser.add_argument("--retry-failed", action="store_true", help="redo files recorded as errors")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_false", dest="progress")
     parser.add_argument("--stats", action="store_true", help="print Ray Data's per-stage timings at the end")
+    parser.set_defaults(**{FLAGS.get(k, k): v for k, v in asdict(RunOptions()).items()})
 
 
 def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) -> int:
@@ -259,18 +236,7 @@ def main(argv: list[str] | None = None, args: argparse.Namespace | None = None) 
     from pipeline.errors import PipelineError
 
     args = args or build_parser().parse_args(argv)
-    run = RunOptions(
-        asr_actors=args.asr_actors,
-        asr_num_gpus=args.num_gpus,
-        asr_num_cpus=args.asr_cpus,
-        diarize_num_gpus=args.diarize_gpus,
-        preprocess_actors=args.preprocess_actors,
-        files_per_batch=args.files_per_batch,
-        max_files=args.max_files,
-        retry_failed=args.retry_failed,
-        progress=not args.no_progress,
-        stats=args.stats,
-    )
+    run = RunOptions(**{f.name: getattr(args, FLAGS.get(f.name, f.name)) for f in fields(RunOptions)})
     try:
         summary = run_batch(
             args.input, args.output, config_from_args(args), request_from_args(args), run, per_segment=args.per_segment

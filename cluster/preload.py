@@ -5,23 +5,13 @@
     python -m cluster.preload --asr-model large-v3-turbo --align-model default --languages all \\
         --diarize-model pyannote/speaker-diarization-community-1
 
-The models are the ones the service would load: a Serve config's application `args` go through
-`pipeline.settings.PipelineSettings` as the service's do (profile defaults included), and any of
-`--asr-model`, `--align-model`, `--diarize-model` overrides them (`none` leaves one out). Each is fetched with
-the pipeline's own resolvers and loaders (pipeline/models.py, pipeline/align.py,
-pipeline/diarize/) with downloads allowed, so what lands in the caches is exactly what a
-replica later finds with downloads off:
-
-- ASR (faster-whisper / CTranslate2): the Hugging Face cache (`HF_HOME`, default ~/.cache/huggingface);
-- wav2vec2 alignment, one model per language of `--languages` (`all`: every language whisperx has
-  a default model for; a language without one keeps Whisper's word times and is skipped):
-  torchaudio's under `TORCH_HOME` (en, fr, de, es, it), the others in the HF cache;
-- pyannote diarization: the HF cache; the model is gated, so the first download needs `HF_TOKEN`
-  (a token whose account accepted the model's conditions on huggingface.co).
-
-`--check` downloads and loads nothing: it only looks in the caches, the way the service decides
-whether a model is there, and exits 1 naming what is missing (a pod's initContainer uses it to
-wait for the pre-load Job; cluster/deploy/README.md). Exit codes: 0 all present, 1 something
+The models are those the service would load (a Serve config's application `args` through
+`PipelineSettings`, profile defaults included; `--asr-model`/`--align-model`/`--diarize-model` override them,
+`none` leaves one out), fetched with the pipeline's own loaders, so a replica with downloads off finds them:
+ASR and most wav2vec2 models in the HF cache (`HF_HOME`), torchaudio's (en, fr, de, es, it) under `TORCH_HOME`,
+pyannote's (gated: the first download needs `HF_TOKEN`) in the HF cache. A language whisperx has no default
+alignment model for is skipped (Whisper's word times). `--check` downloads nothing and only looks, the way the
+service does (a pod's initContainer waits on it; cluster/deploy/README.md). Exit: 0 all present, 1 something
 missing or failed, 2 bad arguments.
 """
 
@@ -120,16 +110,12 @@ def settings_from_config(path: Path, app: str | None) -> PipelineSettings:
     apps = document.get("applications") or []
     if not apps:
         raise ValueError("has no applications")
-    if app is None:
-        named = [a for a in apps if a.get("name") == DEFAULT_APP]
-        if not named and len(apps) > 1:
-            raise ValueError(f"has {len(apps)} applications: pick one with --app")
-        chosen = (named or apps)[0]
-    else:
-        matches = [a for a in apps if a.get("name") == app]
-        if not matches:
-            raise ValueError(f"has no application {app!r} (it has: {', '.join(str(a.get('name')) for a in apps)})")
-        chosen = matches[0]
+    named = [a for a in apps if a.get("name") == (DEFAULT_APP if app is None else app)]
+    if app is not None and not named:
+        raise ValueError(f"has no application {app!r} (it has: {', '.join(str(a.get('name')) for a in apps)})")
+    if not named and len(apps) > 1:
+        raise ValueError(f"has {len(apps)} applications: pick one with --app")
+    chosen = (named or apps)[0]
     args = chosen.get("args") or {}
     # The service's own fields are the service's to check (cluster/ does not import serve/), but a
     # misspelt model setting would silently pre-load the profile's model instead: refuse it here.
@@ -177,9 +163,8 @@ def fetch_align(language: str, name: str, check_only: bool) -> str:
     if check_only:
         from whisperx.alignment import DEFAULT_ALIGN_MODELS_HF, DEFAULT_ALIGN_MODELS_TORCH
 
-        resolved = (
-            (DEFAULT_ALIGN_MODELS_TORCH.get(language) or DEFAULT_ALIGN_MODELS_HF[language]) if name == DEFAULT else name
-        )
+        defaults = {**DEFAULT_ALIGN_MODELS_HF, **DEFAULT_ALIGN_MODELS_TORCH}  # torchaudio's where both have one
+        resolved = defaults[language] if name == DEFAULT else name
         import torchaudio
 
         if Path(resolved).expanduser().is_dir():
@@ -215,23 +200,6 @@ def fetch_diarize(name: str, check_only: bool) -> str:
     return name
 
 
-def steps(plan: Plan) -> list[tuple[str, object]]:
-    """(label, thunk) per model, in the order they are fetched."""
-    out: list[tuple[str, object]] = []
-    if plan.asr:
-        out.append((f"asr {plan.asr}", lambda: fetch_asr(plan.asr, plan.check_only)))
-    for language, name in plan.align_models():
-        if name is None:
-            out.append((f"align {language}", None))  # no default model: Whisper's word times
-        else:
-            out.append(
-                (f"align {language} {name}", lambda lang=language, n=name: fetch_align(lang, n, plan.check_only))
-            )
-    if plan.diarize:
-        out.append((f"diarize {plan.diarize}", lambda: fetch_diarize(plan.diarize, plan.check_only)))
-    return out
-
-
 def run(plan: Plan, out=sys.stdout) -> int:
     from pipeline.models import ALLOW_DOWNLOAD_ENV
 
@@ -239,13 +207,18 @@ def run(plan: Plan, out=sys.stdout) -> int:
         os.environ.pop(ALLOW_DOWNLOAD_ENV, None)
     else:
         os.environ[ALLOW_DOWNLOAD_ENV] = "1"
+    # (stage, fetch, its arguments); an alignment model None: `default` has none for that language
+    models = [("asr", fetch_asr, (plan.asr,))] if plan.asr else []
+    models += [("align", fetch_align, (language, name)) for language, name in plan.align_models()]
+    models += [("diarize", fetch_diarize, (plan.diarize,))] if plan.diarize else []
     failed = 0
-    for label, thunk in steps(plan):
-        if thunk is None:
+    for stage, fetch, names in models:
+        label = " ".join([stage, *filter(None, names)])
+        if None in names:
             print(f"skip    {label}: whisperx has no default model (words keep Whisper's times)", file=out, flush=True)
             continue
         try:
-            where = thunk()
+            where = fetch(*names, plan.check_only)
         except Exception as exc:  # report every model, not just the first that fails
             failed += 1
             word = "missing" if plan.check_only else "failed"

@@ -18,7 +18,7 @@ from functools import cached_property, partial
 import numpy as np
 
 from cluster.placement import from_ray
-from cluster.schema import SCHEMA_VERSION
+from cluster.schema import FILE_SCHEMA, SCHEMA_VERSION, SEGMENT_SCHEMA
 from pipeline.align import Aligner
 from pipeline.asr import Transcriber
 from pipeline.audio import load_audio
@@ -63,6 +63,9 @@ def hash_row(row: dict, job: BatchJob) -> dict:
     return {**row, "content_sha256": digest, "key": file_key(digest, job)}
 
 
+PREPROCESS_COLUMNS = "path content_sha256 key samples duration_s speech_json chunks_json error_code error".split()
+
+
 class Preprocess:
     """Decode + VAD: audio bytes -> samples, speech regions and ASR chunk spans."""
 
@@ -71,36 +74,20 @@ class Preprocess:
         self.vad = SpeechDetector(job.config.vad, from_ray())
 
     def __call__(self, batch: dict) -> dict:
-        out = {
-            k: []
-            for k in (
-                "path",
-                "content_sha256",
-                "key",
-                "samples",
-                "duration_s",
-                "speech_json",
-                "chunks_json",
-                "error_code",
-                "error",
-            )
-        }
+        rows = []
         for i in range(len(batch["path"])):
-            for k in ("path", "content_sha256", "key"):
-                out[k].append(batch[k][i])
+            row = {k: batch[k][i] for k in ("path", "content_sha256", "key")}
             try:
                 audio = load_audio(bytes(batch["bytes"][i]), self.limits)
                 speech = self.vad.analyze(audio)
             except PipelineError as exc:
-                _append_error(out, exc)
-                continue
-            out["samples"].append(audio.samples)
-            out["duration_s"].append(float(audio.duration))
-            out["speech_json"].append(json.dumps(speech.speech))
-            out["chunks_json"].append(json.dumps(speech.chunks))
-            out["error_code"].append(None)
-            out["error"].append(None)
-        return _columns(out)
+                row.update(samples=np.zeros(0, dtype=np.float32), duration_s=None, speech_json="[]", chunks_json="[]")
+                row.update(error_code=exc.code, error=str(exc))
+            else:
+                row.update(samples=audio.samples, duration_s=float(audio.duration), error_code=None, error=None)
+                row.update(speech_json=json.dumps(speech.speech), chunks_json=json.dumps(speech.chunks))
+            rows.append(row)
+        return _columns({k: [row[k] for row in rows] for k in PREPROCESS_COLUMNS})
 
 
 class Transcribe:
@@ -195,7 +182,6 @@ class ParquetSink:
         import pyarrow.parquet as pq
 
         from cluster.inputs import filesystem_of
-        from cluster.schema import FILE_SCHEMA, SCHEMA_VERSION, SEGMENT_SCHEMA
 
         now = datetime.now(UTC)
         files = [_file_row(batch, i, self.job, self.run_id, now, SCHEMA_VERSION) for i in range(len(batch["path"]))]
@@ -238,48 +224,22 @@ def _file_row(batch: dict, i: int, job: BatchJob, run_id: str, now, version: int
         "speakers": speakers if diarized else None,
         "speaker_turns": turns if diarized else None,
         "segments_json": None if error else json.dumps(transcript.to_dict()["segments"], ensure_ascii=False),
-        "asr_model": _get(batch, "asr_model", i),
-        "align_model": _get(batch, "align_model", i),
-        "diarize_model": _get(batch, "diarize_model", i),
+        **{k: _get(batch, k, i) for k in ("asr_model", "align_model", "diarize_model", "error_code", "error")},
         "options_json": job.options_json(),
-        "error_code": _get(batch, "error_code", i),
-        "error": _get(batch, "error", i),
         "run_id": run_id,
         "processed_at": now,
         "schema_version": version,
     }
 
 
+SEGMENT_FIELDS = ("segment_index", "start_s", "end_s", "text", "speaker", "words_json")  # the rest: the file's
+
+
 def _segment_rows(f: dict) -> list[dict]:
-    common = {
-        k: f[k]
-        for k in (
-            "path",
-            "content_sha256",
-            "key",
-            "language",
-            "duration_s",
-            "asr_model",
-            "error_code",
-            "error",
-            "run_id",
-            "processed_at",
-            "schema_version",
-        )
-    }
+    common = {k: f[k] for k in SEGMENT_SCHEMA.names if k not in SEGMENT_FIELDS}
     # An error row, or a file without speech, is still one row, so a rerun finds its key.
     if f["error_code"] is not None or not json.loads(f["segments_json"] or "[]"):
-        return [
-            {
-                **common,
-                "segment_index": None,
-                "start_s": None,
-                "end_s": None,
-                "text": None,
-                "speaker": None,
-                "words_json": None,
-            }
-        ]
+        return [{**common, **dict.fromkeys(SEGMENT_FIELDS)}]
     return [
         {
             **common,
@@ -324,25 +284,12 @@ def _failed(batch: dict, i: int) -> bool:
     return _get(batch, "error_code", i) is not None
 
 
-def _append_error(out: dict, exc: PipelineError) -> None:
-    out["samples"].append(np.zeros(0, dtype=np.float32))
-    out["duration_s"].append(None)
-    out["speech_json"].append("[]")
-    out["chunks_json"].append("[]")
-    out["error_code"].append(exc.code)
-    out["error"].append(str(exc))
-
-
 def _columns(out: dict) -> dict:
-    """Lists -> numpy columns; ragged sample arrays as an object column."""
+    """Lists -> object columns, one cell per value (sample arrays, ragged or not, stay one cell each)."""
     columns = {}
     for k, values in out.items():
-        if k == "samples":
-            column = np.empty(len(values), dtype=object)
-            column[:] = values
-            columns[k] = column
-        else:
-            columns[k] = np.array(values, dtype=object)
+        columns[k] = np.empty(len(values), dtype=object)
+        columns[k][:] = values
     return columns
 
 
