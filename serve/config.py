@@ -66,6 +66,8 @@ BATCHED_TORCH_DEPLOYMENTS = ("Ingress", "Vad", "Diarizer")
 # each still holds only one request's features (an offline diarization call holds its mel
 # spectrogram: about 1 MB per audio minute).
 CONCURRENT_CALLS_ON_GPU = 4
+# Without a GPU two: their forwards alternate, so a long request holds at most half the model.
+CONCURRENT_CALLS_ON_CPU = 2
 
 
 def _autoscale(low: int, high: int, target: int, up_s: float, down_s: float) -> dict:
@@ -183,8 +185,9 @@ class DeploymentArgs(BaseModel):
     threads: int | None = Field(None, ge=1)  # CPU threads of its compute (default: from num_cpus)
     # Model calls one replica runs at once: the Ingress's VAD, the Diarizer, the Aligner. The
     # VAD's and Diarizer's torch forwards share batches (pipeline/batching.py), which fills a
-    # GPU from many short requests. Default: 1 without a GPU (a CPU gains nothing and each call
-    # holds its audio's features), CONCURRENT_CALLS_ON_GPU with one; the Aligner 1 (several
+    # GPU from many short requests and takes concurrent calls' forwards in turn. Default:
+    # CONCURRENT_CALLS_ON_CPU without a GPU (so a short request's VAD or diarization runs beside
+    # a long one's, not after it), CONCURRENT_CALLS_ON_GPU with one; the Aligner 1 (several
     # calls overlap CPU and GPU work but may hold more than align.max_loaded_models models).
     # The Transcriber batches with @serve.batch instead and refuses it.
     concurrent_calls: int | None = Field(None, ge=1, le=64)
@@ -367,4 +370,6 @@ class ServiceArgs(BaseModel):
         if override and override.concurrent_calls:
             return override.concurrent_calls
         gpus = (self.deployment_options(name).get("ray_actor_options") or {}).get("num_gpus", 0)
-        return CONCURRENT_CALLS_ON_GPU if gpus and name in BATCHED_TORCH_DEPLOYMENTS else 1
+        if name not in BATCHED_TORCH_DEPLOYMENTS:
+            return 1
+        return CONCURRENT_CALLS_ON_GPU if gpus else CONCURRENT_CALLS_ON_CPU

@@ -31,6 +31,7 @@ from pipeline.models import AsrCard
 from pipeline.schema import SAMPLE_RATE, Audio, Chunk, ChunkResult, Segment, Turn
 from pipeline.vad import VAD_MODEL_ID, SpeechDetector, SpeechMap
 from serve.config import DEFAULT_BATCHING
+from serve.fair_queue import FairQueue
 
 log = logging.getLogger("whisperx_serve")
 
@@ -80,7 +81,15 @@ class ChunkOutcome:
     decode_seconds: float
 
 
-@serve.deployment(name="Transcriber", max_ongoing_requests=64)
+# Concurrent batches per replica: with two CTranslate2 workers they decode in parallel (on CPU,
+# one core each); with one worker the second waits in CTranslate2's queue, already formed.
+CONCURRENT_BATCHES = 2
+
+
+# Every chunk call waits inside the replica, in its request's fair queue (a chunk is a small
+# job holding an object ref): a cap here would queue the rest first come, first served in the
+# callers' routers, behind a long request's chunks.
+@serve.deployment(name="Transcriber", max_ongoing_requests=100_000)
 class TranscriberDeployment:
     def __init__(self, config: PipelineConfig, threads: int | None = None):
         placement = from_ray(threads)
@@ -99,6 +108,8 @@ class TranscriberDeployment:
         self._oom_counter = Counter("whisperx_asr_oom_splits", description="ASR batches halved after out of memory")
         self._batching = dict(DEFAULT_BATCHING)
         self._heap = _HeapTrimmer()
+        # Turns into the batch queue, fair across requests: at most what the batches hold at once.
+        self._turns = FairQueue(CONCURRENT_BATCHES * self._batching["max_batch_size"])
         # The configured max_batch_size stays the ceiling; on a GPU the memory the share leaves
         # for batches (probe batches, measured once here) caps it too. None: CPU, or not readable.
         self._memory = None
@@ -116,7 +127,8 @@ class TranscriberDeployment:
     def _apply_limit(self) -> None:
         size = self._limit.size
         self._batching["max_batch_size"] = size
-        self.transcribe.set_max_batch_size(size)
+        self._decode_batch.set_max_batch_size(size)
+        self._turns.resize(CONCURRENT_BATCHES * size)
         self._max_batch.set(size)
 
     def reconfigure(self, user_config: dict) -> None:
@@ -127,7 +139,7 @@ class TranscriberDeployment:
             self._apply_limit()
         if "batch_wait_timeout_s" in user_config:
             self._batching["batch_wait_timeout_s"] = float(user_config["batch_wait_timeout_s"])
-            self.transcribe.set_batch_wait_timeout_s(self._batching["batch_wait_timeout_s"])
+            self._decode_batch.set_batch_wait_timeout_s(self._batching["batch_wait_timeout_s"])
 
     def card(self) -> AsrCard:
         return self.engine.card
@@ -150,6 +162,7 @@ class TranscriberDeployment:
             "gpu_memory": {**asdict(self._memory), "max_batch_size": self._limit.memory} if self._memory else None,
             "oom_splits": self._oom_splits,
             "batches_decoding": self._heap.busy,  # batches this replica decodes now
+            "chunks_waiting": self._turns.waiting,  # for a turn in the batch queue
         }
 
     async def detect_language(self, audio: AudioRef, regions: list[tuple[float, float]]) -> str:
@@ -159,14 +172,21 @@ class TranscriberDeployment:
         language, _ = await asyncio.to_thread(self.engine.detect_language, chunks)
         return language
 
-    # Two batches at once: with two CTranslate2 workers they decode in parallel (on CPU, one
-    # core each); with one worker the second waits in CTranslate2's queue, already formed.
+    async def transcribe(self, job: ChunkJob) -> ChunkOutcome:
+        """One chunk, decoded in a batch with other requests' chunks once its request's turn
+        comes (the request served least so far goes first: serve/fair_queue.py)."""
+        try:
+            async with self._turns.turn(job.request_id, job.end - job.start):
+                return await self._decode_batch(job)
+        finally:
+            job.audio.release()  # read or not, this replica's copy of the ref is done
+
     @serve.batch(
         max_batch_size=DEFAULT_BATCHING["max_batch_size"],
         batch_wait_timeout_s=DEFAULT_BATCHING["batch_wait_timeout_s"],
-        max_concurrent_batches=2,
+        max_concurrent_batches=CONCURRENT_BATCHES,
     )
-    async def transcribe(self, jobs: list[ChunkJob]) -> list[ChunkOutcome]:
+    async def _decode_batch(self, jobs: list[ChunkJob]) -> list[ChunkOutcome]:
         arrays = {}
         for job in jobs:
             if job.request_id not in arrays:

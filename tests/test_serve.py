@@ -126,9 +126,9 @@ def test_diarize_runs_with_asr(client, pyannote_sample):
     from ray import serve
 
     info = serve.get_deployment_handle("Diarizer", app_name="whisperx").info.remote().result(timeout_s=30)
-    # No GPU reserved: one call at a time, every encoder forward its own request's.
-    assert info["concurrent_calls"] == 1 and info["batches"]["encoder"]["forwards"] >= 2
-    assert info["batches"]["encoder"]["shared"] == 0
+    # No GPU reserved: two calls at a time, whose encoder forwards take turns (or are shared).
+    assert info["concurrent_calls"] == 2 and info["batches"]["encoder"]["forwards"] >= 2
+    assert info["batches"]["encoder"]["shared"] <= info["batches"]["encoder"]["forwards"]
 
 
 def error_of(response, status, code):

@@ -1,0 +1,92 @@
+"""Fair turns at a batched model: who goes next is the request served least so far.
+
+The Transcriber's `@serve.batch` queue is first come, first served by chunk, so a short request
+sent during a long one would wait behind every chunk of it. `FairQueue` sits in front of that
+queue: at most `slots` calls (what the concurrent batches can hold) are inside at once, and a
+freed slot goes to the waiting request that has received the least audio so far, the oldest
+first among equals. A request that arrives during a 30-minute one therefore waits only for a
+batch to finish, batches still fill from whichever requests are waiting, and concurrent long
+requests share the model evenly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+
+@dataclass
+class _Request:
+    arrival: int  # order of first arrival: the tie-break between equally served requests
+    served: float = 0.0  # cost granted so far (audio seconds)
+    holding: int = 0  # turns granted and not yet ended
+    waiting: deque[tuple[asyncio.Future, float]] = field(default_factory=deque)
+
+
+class FairQueue:
+    def __init__(self, slots: int):
+        self.slots = max(1, slots)
+        self.inside = 0
+        self._requests: dict[str, _Request] = {}
+        self._arrivals = itertools.count()
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(r.waiting) for r in self._requests.values())
+
+    def resize(self, slots: int) -> None:
+        self.slots = max(1, slots)
+        self._grant()
+
+    @asynccontextmanager
+    async def turn(self, key: str, cost: float) -> AsyncIterator[None]:
+        """Wait for a turn for one call of request `key` costing `cost`, and hold it inside."""
+        request = self._requests.get(key)
+        if request is None:
+            request = self._requests[key] = _Request(next(self._arrivals))
+        granted = asyncio.get_running_loop().create_future()
+        request.waiting.append((granted, cost))
+        self._grant()
+        try:
+            await granted
+        except BaseException:
+            if granted.done() and not granted.cancelled():  # granted as it was cancelled: give it back
+                self._end(key)
+            else:
+                request.waiting = deque(w for w in request.waiting if w[0] is not granted)
+                self._forget_if_idle(key)
+            raise
+        try:
+            yield
+        finally:
+            self._end(key)
+
+    def _grant(self) -> None:
+        while self.inside < self.slots:
+            candidates = [(r.served, r.arrival, key) for key, r in self._requests.items() if r.waiting]
+            if not candidates:
+                return
+            _, _, key = min(candidates)
+            request = self._requests[key]
+            granted, cost = request.waiting.popleft()
+            if granted.done():  # cancelled while waiting: its turn goes to the next
+                continue
+            request.served += cost
+            request.holding += 1
+            self.inside += 1
+            granted.set_result(None)
+
+    def _end(self, key: str) -> None:
+        self.inside -= 1
+        self._requests[key].holding -= 1
+        self._forget_if_idle(key)
+        self._grant()
+
+    def _forget_if_idle(self, key: str) -> None:
+        request = self._requests.get(key)
+        if request is not None and not request.waiting and not request.holding:
+            del self._requests[key]

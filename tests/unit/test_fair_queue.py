@@ -1,0 +1,99 @@
+"""serve/fair_queue.py: turns go to the request served least, the queue never loses a slot."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from serve.fair_queue import FairQueue
+
+
+async def _run(queue: FairQueue, key: str, cost: float, order: list[str], release: asyncio.Event) -> None:
+    async with queue.turn(key, cost):
+        order.append(key)
+        await release.wait()
+
+
+async def _settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def test_a_short_request_overtakes_the_queue_of_a_long_one():
+    async def scenario() -> list[str]:
+        queue, order = FairQueue(slots=2), []
+        gates = [asyncio.Event() for _ in range(12)]
+        long_calls = [asyncio.create_task(_run(queue, "long", 30.0, order, gates[i])) for i in range(10)]
+        await _settle()
+        assert order == ["long", "long"] and queue.waiting == 8
+        short = asyncio.create_task(_run(queue, "short", 11.0, order, gates[10]))
+        await _settle()
+        gates[0].set()  # the first batch slot frees: the short request, never served, goes next
+        await _settle()
+        assert order[:3] == ["long", "long", "short"]
+        for gate in gates:
+            gate.set()
+        await asyncio.gather(*long_calls, short)
+        assert queue.inside == 0 and queue.waiting == 0 and not queue._requests
+        return order
+
+    order = asyncio.run(scenario())
+    assert order.count("long") == 10 and order.count("short") == 1
+
+
+def test_two_long_requests_alternate_by_service_received():
+    async def scenario() -> list[str]:
+        queue, order, release = FairQueue(slots=1), [], asyncio.Event()
+        tasks = [asyncio.create_task(_run(queue, "a", 10.0, order, release)) for _ in range(4)]
+        tasks += [asyncio.create_task(_run(queue, "b", 5.0, order, release)) for _ in range(4)]
+        await _settle()
+        release.set()  # from here each call ends at once: the order is the grant order
+        await asyncio.gather(*tasks)
+        return order
+
+    order = asyncio.run(scenario())
+    # a goes first (it arrived first); b, served less, then goes until it has caught up
+    assert order[:4] == ["a", "b", "b", "a"]
+    assert sorted(order) == ["a"] * 4 + ["b"] * 4
+
+
+def test_a_cancelled_waiter_gives_its_turn_to_the_next():
+    async def scenario() -> None:
+        queue, order = FairQueue(slots=1), []
+        first_gate, never, last_gate = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        first = asyncio.create_task(_run(queue, "a", 1.0, order, first_gate))
+        await _settle()
+        cancelled = asyncio.create_task(_run(queue, "b", 1.0, order, never))
+        last = asyncio.create_task(_run(queue, "c", 1.0, order, last_gate))
+        await _settle()
+        cancelled.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        first_gate.set()
+        last_gate.set()
+        await asyncio.gather(first, last)
+        assert order == ["a", "c"]
+        assert queue.inside == 0 and not queue._requests
+
+    asyncio.run(scenario())
+
+
+def test_a_failing_call_frees_its_slot_and_resize_admits_more():
+    async def scenario() -> None:
+        queue = FairQueue(slots=1)
+        with pytest.raises(RuntimeError):
+            async with queue.turn("a", 1.0):
+                raise RuntimeError("decode failed")
+        assert queue.inside == 0
+        order, gate = [], asyncio.Event()
+        tasks = [asyncio.create_task(_run(queue, "a", 1.0, order, gate)) for _ in range(3)]
+        await _settle()
+        assert len(order) == 1
+        queue.resize(3)
+        await _settle()
+        assert len(order) == 3
+        gate.set()
+        await asyncio.gather(*tasks)
+
+    asyncio.run(scenario())
