@@ -37,6 +37,11 @@ class Ingress:
         self.args = args
         self.config = args.pipeline_config()
         self.transcriber, self.vad_deployment = transcriber, vad
+        # The VAD loads while the Transcriber does: start-up waits for the slower, not the sum.
+        vad_model = None
+        if vad is None:
+            placement = from_ray(args.threads("Ingress"))
+            vad_model = asyncio.create_task(asyncio.to_thread(SpeechDetector, self.config.vad, placement))
         # The ASR model's card is read once, from the replica that holds it (this node may not
         # have the model's files); every request is planned against it.
         self.card = await transcriber.card.remote()
@@ -44,8 +49,8 @@ class Ingress:
         if cache:
             await cache.connect()
         graph = Graph(transcriber, diarizer, aligner, vad)
-        if vad is None:
-            graph.vad = SpeechDetector(self.config.vad, from_ray(args.threads("Ingress")))
+        if vad_model is not None:
+            graph.vad = await vad_model
             # Concurrent VAD calls share the segmentation model's forwards (SpeechDetector.batcher).
             graph.vad_pool = ThreadPoolExecutor(max_workers=args.concurrent_calls("Ingress"), thread_name_prefix="vad")
         self.executor = GraphExecutor(
@@ -62,6 +67,7 @@ class Ingress:
         )
         self.admission, self.cache = self.executor.admission, cache
         self.deployed_args = args  # what user_config is laid over (reconfigure)
+        self.replica_states: dict[str, dict[str, int]] = {}  # deployment -> replica state -> count
         self._replica_watch = asyncio.create_task(self._watch_replicas())
         self.routes = {
             ("POST", "/v1/audio/transcriptions"): self.openai_transcriptions,
@@ -141,6 +147,9 @@ class Ingress:
                 **self.admission.status(),
                 "limits": {name: getattr(self.args, name) for name in INGRESS_TUNABLE},
                 "ingress_pid": os.getpid(),
+                # replicas by state, polled every REPLICA_POLL_S; "loading": those not yet running
+                "replicas": self.replica_states,
+                "loading": sorted(n for n, states in self.replica_states.items() if set(states) - {"RUNNING"}),
                 "vad": "deployment" if self.vad_deployment is not None else "ingress",
                 "transcriber": transcriber,
                 "cache": self.cache.status() if self.cache else None,
@@ -178,12 +187,16 @@ class Ingress:
             )
 
     async def _watch_replicas(self) -> None:
-        """Keep each stage's replica count current, so the expected wait follows autoscaling."""
+        """Keep each stage's replica count current, so the expected wait follows autoscaling,
+        and each deployment's replica states for /healthz (which are still starting)."""
         app = serve.get_replica_context().app_name
         while True:
             try:
                 status = await asyncio.to_thread(serve.status)
                 deployments = status.applications[app].deployments
+                self.replica_states = {
+                    n: {getattr(k, "value", k): v for k, v in d.replica_states.items()} for n, d in deployments.items()
+                }
                 for name, load in self.admission.stages.items():
                     running = deployments[name].replica_states.get("RUNNING", 0) if name in deployments else 0
                     load.set_replicas(running)

@@ -39,6 +39,14 @@ def test_health_and_models(client):
     health = client.get("/healthz")
     assert health.status_code == 200 and health.json()["asr"] == "bundled/tiny.en"
     assert health.json()["vad"] == "ingress"  # config.yaml's cpu profile
+    # every replica of the session's app has long been running: none is listed as loading
+    deadline = time.monotonic() + 30
+    while not health.json()["replicas"] and time.monotonic() < deadline:  # first poll: within 5 s
+        time.sleep(0.5)
+        health = client.get("/healthz")
+    replicas = health.json()["replicas"]
+    assert replicas["Transcriber"] == {"RUNNING": 1} and replicas["Ingress"] == {"RUNNING": 1}
+    assert health.json()["loading"] == []
     ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
     assert ids == ["whisper-1", "bundled/tiny.en"]
 
