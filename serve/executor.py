@@ -1,11 +1,5 @@
-"""The service's executor: a plan run over the deployment graph, under one admission ticket.
-
-A request is decoded once, scored by the VAD once (here, or by the Vad deployment), put in the
-object store once; then its chunks fan out to the Transcriber (batched there with other
-requests' chunks) while the Diarizer works on the same audio; alignment follows ASR. What runs
-is the plan's (pipeline.plan): this module supplies only the means, and stores what each stage
-produced in the result cache.
-"""
+"""The service's executor: the plan (pipeline.plan decides what runs) carried out over the
+deployment graph under one admission ticket, each stage's output stored in the result cache."""
 
 from __future__ import annotations
 
@@ -63,10 +57,11 @@ class GraphExecutor:
     graph: Graph
     planner: Planner
     admission: Admission
-    retry_policy: RetryPolicy
-    limits: AudioLimits
     cache: CacheClient | None = None
     asr_identity: str = ""  # the ASR weights' fingerprint and compute type, for cache keys
+    # the Ingress sets these from its args (Ingress.reconfigure)
+    retry_policy: RetryPolicy = RetryPolicy()
+    limits: AudioLimits = AudioLimits()
 
     async def transcribe(
         self, data: bytes, request: Request, use_cache: bool = True
@@ -143,6 +138,9 @@ class GraphExecutor:
                 tasks.append(asyncio.create_task(coroutine))
                 return tasks[-1]
 
+            def tracked(stage: str, seconds: float, method, *args) -> asyncio.Task:
+                return start(self._done_after(stats, ticket, stage, seconds, method, *args))
+
             try:
                 if "asr" in runs and speech is None:
                     speech = await self._call(stats, self.graph.vad_deployment.analyze, audio_ref)
@@ -154,17 +152,9 @@ class GraphExecutor:
                 diarized = None
                 if "diarize" in runs:  # beside ASR: it needs only the audio
                     ticket.submit("Diarizer", duration)
-                    call = self._done_after(
-                        stats,
-                        ticket,
-                        "Diarizer",
-                        duration,
-                        self.graph.diarizer.diarize,
-                        audio_ref,
-                        speech.speech,
-                        plan.speakers,
+                    diarized = tracked(
+                        "Diarizer", duration, self.graph.diarizer.diarize, audio_ref, speech.speech, plan.speakers
                     )
-                    diarized = start(call)
                 results = None
                 if "asr" in runs:
 
@@ -174,7 +164,7 @@ class GraphExecutor:
                     plan = await plan.detect_language(speech.chunks, detect)
                     if plan.language_detected:
                         clock.lap("language")
-                    results = await self._transcribe_chunks(plan, stats, ticket, audio_ref, speech, start)
+                    results = await self._transcribe_chunks(plan, stats, ticket, audio_ref, speech, tracked)
                     clock.lap("asr")
                     if keys:
                         entry = AsrEntry(duration, plan.language, plan.language_detected, speech.speech, results)
@@ -204,25 +194,14 @@ class GraphExecutor:
         clock.total()
         return plan, transcript
 
-    async def _transcribe_chunks(
-        self, plan: Plan, stats: ServiceStats, ticket: Ticket, audio_ref, speech, start
-    ) -> list:
+    async def _transcribe_chunks(self, plan: Plan, stats: ServiceStats, ticket: Ticket, audio_ref, speech, tracked):
         """The chunks fan out to the Transcriber, batched there with other requests' chunks."""
         ticket.submit("Transcriber", sum(e - s for s, e in speech.chunks))
         regions = Regions.of(speech.speech)  # each chunk carries the speech inside it
-        calls = [
-            start(
-                self._done_after(
-                    stats,
-                    ticket,
-                    "Transcriber",
-                    e - s,
-                    self.graph.transcriber.transcribe,
-                    ChunkJob(stats.request_id, audio_ref, i, s, e, plan.decode, regions.within(s, e)),
-                )
-            )
-            for i, (s, e) in enumerate(speech.chunks)
-        ]
+        calls = []
+        for i, (s, e) in enumerate(speech.chunks):
+            job = ChunkJob(stats.request_id, audio_ref, i, s, e, plan.decode, regions.within(s, e))
+            calls.append(tracked("Transcriber", e - s, self.graph.transcriber.transcribe, job))
         outcomes = await asyncio.gather(*calls, return_exceptions=True)
         failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
         if failed is not None:

@@ -9,7 +9,7 @@ import hmac
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, replace
+from dataclasses import asdict
 
 from ray import serve
 from starlette.requests import Request as HttpRequest
@@ -34,17 +34,17 @@ REPLICA_POLL_S = 5.0
 @serve.deployment(name="Ingress", max_ongoing_requests=32, max_queued_requests=64)
 class Ingress:
     async def __init__(self, args: ServiceArgs, transcriber, diarizer, aligner=None, vad=None):
-        self.args = args
-        self.config = args.pipeline_config()
-        self.transcriber, self.vad_deployment = transcriber, vad
+        self.deployed_args = args  # what user_config is laid over (reconfigure)
+        config = args.pipeline_config()
         # The VAD loads while the Transcriber does: start-up waits for the slower, not the sum.
         vad_model = None
         if vad is None:
             placement = from_ray(args.threads("Ingress"))
-            vad_model = asyncio.create_task(asyncio.to_thread(SpeechDetector, self.config.vad, placement))
+            vad_model = asyncio.create_task(asyncio.to_thread(SpeechDetector, config.vad, placement))
         # The ASR model's card is read once, from the replica that holds it (this node may not
         # have the model's files); every request is planned against it.
         self.card = await transcriber.card.remote()
+        self.served = (*OPENAI_MODEL_ALIASES, self.card.model_id, config.asr.model)  # what `model` may name
         cache = CacheClient(args.cache.settings()) if args.cache.enabled else None
         if cache:
             await cache.connect()
@@ -53,20 +53,16 @@ class Ingress:
             graph.vad = await vad_model
             # Concurrent VAD calls share the segmentation model's forwards (SpeechDetector.batcher).
             graph.vad_pool = ThreadPoolExecutor(max_workers=args.concurrent_calls("Ingress"), thread_name_prefix="vad")
+        stages = {name: StageLoad(speed) for name, speed in args.speed_priors().items()}
         self.executor = GraphExecutor(
-            graph=graph,
-            planner=Planner(self.config, self.card),
-            admission=Admission(
-                _admission_limits(args), {name: StageLoad(speed) for name, speed in args.speed_priors().items()}
-            ),
-            retry_policy=RetryPolicy(attempts=args.replica_retries + 1),
-            limits=self.config.limits,
+            graph,
+            Planner(config, self.card),
+            Admission(AdmissionLimits(), stages),
             cache=cache,
             # Cache keys name the exact ASR weights and the compute type the Transcriber runs.
             asr_identity=f"{self.card.weights}|{self.card.compute_type}",
         )
-        self.admission, self.cache = self.executor.admission, cache
-        self.deployed_args = args  # what user_config is laid over (reconfigure)
+        self.reconfigure({})  # the args' own limits, bounds and retries
         self.replica_states: dict[str, dict[str, int]] = {}  # deployment -> replica state -> count
         self._replica_watch = asyncio.create_task(self._watch_replicas())
         self.routes = {
@@ -79,12 +75,12 @@ class Ingress:
     def reconfigure(self, user_config: dict) -> None:
         """Request limits, admission bounds and retries (serve.config.INGRESS_TUNABLE) from
         user_config, changed without a restart; requests already admitted keep theirs."""
-        args = self.deployed_args.with_ingress_config(user_config)
-        self.args = args
-        self.config = replace(self.config, limits=args.pipeline_config().limits)
-        self.executor.limits = self.config.limits
-        self.admission.limits = _admission_limits(args)
+        self.args = args = self.deployed_args.with_ingress_config(user_config)
+        self.executor.limits = args.pipeline_config().limits
         self.executor.retry_policy = RetryPolicy(attempts=args.replica_retries + 1)
+        self.executor.admission.limits = AdmissionLimits(
+            args.max_chunks_in_flight, args.max_queue_wait_s, args.max_decoded_bytes_in_flight, args.retry_after_s
+        )
 
     async def __call__(self, request: HttpRequest) -> Response:
         path = request.url.path.rstrip("/") or "/"
@@ -117,42 +113,29 @@ class Ingress:
     # --- endpoints ----------------------------------------------------------------------------
 
     async def healthz(self, request: HttpRequest) -> Response:
+        graph = self.executor.graph
         try:  # ask the Transcriber (and the Vad, when deployed): ready means replicas with models answer
-            info = await asyncio.wait_for(self.transcriber.info.remote(), timeout=5)
-            if self.vad_deployment is not None:
-                await asyncio.wait_for(self.vad_deployment.info.remote(), timeout=5)
+            info = await asyncio.wait_for(graph.transcriber.info.remote(), timeout=5)
+            if graph.vad_deployment is not None:
+                await asyncio.wait_for(graph.vad_deployment.info.remote(), timeout=5)
         except Exception as exc:  # noqa: BLE001 - not ready, whatever the reason
             return error_response(503, "not_ready", f"models are not ready: {type(exc).__name__}")
-        transcriber = {
-            k: info[k]
-            for k in (
-                "pid",
-                "max_batch_size",
-                "batch_size_source",
-                "batch_wait_timeout_s",
-                "cpu_threads",
-                "workers",
-                "gpu_share",
-                "gpu_ids",
-                "node_id",
-                "gpu_memory",
-                "oom_splits",
-            )
-        }
+        cache = self.executor.cache
         return JSONResponse(
             {
                 "status": "ok",
                 "asr": info["model"],
                 "device": info["device"],
-                **self.admission.status(),
+                **self.executor.admission.status(),
                 "limits": {name: getattr(self.args, name) for name in INGRESS_TUNABLE},
                 "ingress_pid": os.getpid(),
                 # replicas by state, polled every REPLICA_POLL_S; "loading": those not yet running
                 "replicas": self.replica_states,
                 "loading": sorted(n for n, states in self.replica_states.items() if set(states) - {"RUNNING"}),
-                "vad": "deployment" if self.vad_deployment is not None else "ingress",
-                "transcriber": transcriber,
-                "cache": self.cache.status() if self.cache else None,
+                "vad": "deployment" if graph.vad_deployment is not None else "ingress",
+                # the Transcriber's own report (batching, threads, workers, placement, GPU memory)
+                "transcriber": {k: v for k, v in info.items() if k not in ("model", "device")},
+                "cache": cache.status() if cache else None,
             }
         )
 
@@ -180,8 +163,7 @@ class Ingress:
         return Response(body, media_type=plan.format.content_type, headers=_stats_headers(stats))
 
     def _check_model(self, requested: str | None) -> None:
-        served = (*OPENAI_MODEL_ALIASES, self.card.model_id, self.config.asr.model)
-        if requested and requested not in served:
+        if requested and requested not in self.served:
             raise RequestError(
                 400, "model_not_found", f"model {requested!r} is not served here; GET /v1/models lists what is"
             )
@@ -197,21 +179,12 @@ class Ingress:
                 self.replica_states = {
                     n: {getattr(k, "value", k): v for k, v in d.replica_states.items()} for n, d in deployments.items()
                 }
-                for name, load in self.admission.stages.items():
+                for name, load in self.executor.admission.stages.items():
                     running = deployments[name].replica_states.get("RUNNING", 0) if name in deployments else 0
                     load.set_replicas(running)
             except Exception as exc:  # noqa: BLE001 - keep the last counts; never fail requests
                 log.debug("replica count unavailable: %s", exc)
             await asyncio.sleep(REPLICA_POLL_S)
-
-
-def _admission_limits(args: ServiceArgs) -> AdmissionLimits:
-    return AdmissionLimits(
-        max_chunks_in_flight=args.max_chunks_in_flight,
-        max_queue_wait_s=args.max_queue_wait_s,
-        max_decoded_bytes=args.max_decoded_bytes_in_flight,
-        retry_after_s=args.retry_after_s,
-    )
 
 
 def _stats_headers(stats: ServiceStats) -> dict[str, str]:
