@@ -1,8 +1,5 @@
 """Model-holding deployments: Transcriber (batched across requests), Aligner, Diarizer, Vad.
-
-Audio reaches them once per request as an object-store reference put by the ingress; each
-replica reads it zero-copy and slices its chunks out of it.
-"""
+Audio reaches them as the object-store ref the ingress put once; replicas read it zero-copy."""
 
 from __future__ import annotations
 
@@ -28,6 +25,7 @@ from pipeline.batch_size import BatchLimit, Split, decode_in_halves, memory_cap
 from pipeline.config import PipelineConfig
 from pipeline.diarize import Diarizer, SpeakerCount
 from pipeline.models import AsrCard
+from pipeline.placement import Placement
 from pipeline.schema import SAMPLE_RATE, Audio, Chunk, ChunkResult, Segment, Turn
 from pipeline.vad import VAD_MODEL_ID, SpeechDetector, SpeechMap
 from serve.config import DEFAULT_BATCHING
@@ -38,14 +36,9 @@ log = logging.getLogger("whisperx_serve")
 
 @dataclass
 class AudioRef:
-    """A request's decoded samples in the object store (put once by the ingress).
-
-    A replica reads them with `fetch()`, which also drops the replica's copy of the ref (and
-    `release()` drops one it will not read): Serve's batch loop keeps the last batch's
-    arguments alive until the next batch comes, and a ref held there would pin a finished
-    request's samples in the object store. The ingress's own copy is never touched, so a
-    resent call carries a live ref.
-    """
+    """A request's decoded samples in the object store (put once by the ingress). `fetch()` and
+    `release()` drop the replica's copy of the ref (the ingress's stays live for a resent call):
+    Serve's batch loop keeps the last batch's arguments, which would pin finished requests' samples."""
 
     ref: ray.ObjectRef | None
     duration: float
@@ -145,15 +138,8 @@ class TranscriberDeployment:
         return self.engine.card
 
     def info(self) -> dict:
-        placement = self.engine.placement
         return {
-            "model": self.engine.model_id,
-            "pid": os.getpid(),
-            "device": placement.device,
-            "cpu_threads": placement.cpu_threads,
-            "gpu_share": placement.gpu_share,
-            "gpu_ids": list(placement.gpu_ids),  # Ray's ids (logical ones with WXS_LOGICAL_GPUS)
-            "node_id": ray.get_runtime_context().get_node_id(),
+            **_replica_info(self.engine.model_id, self.engine.placement),
             "compute_type": self.engine.compute_type,
             "workers": self.engine.num_workers,
             "threads_per_worker": self.engine.cpu_threads,
@@ -233,15 +219,9 @@ class TranscriberDeployment:
 
 
 class _HeapTrimmer:
-    """Gives freed heap back to the OS when the replica goes idle (glibc `malloc_trim`).
-
-    Batches of every shape allocate and free large buffers on several threads (CTranslate2
-    workers, the to_thread pool); glibc keeps what they freed in per-thread arenas, and the
-    Transcriber's RSS crept 3-9 % over a 10-minute soak without it, the Diarizer's 6 %. At
-    most every 10 s, only when no call runs, and in the background: a request never waits
-    for it. A replica that goes idle within 10 s of the last trim is trimmed once the 10 s
-    are up, so an idle replica always ends trimmed.
-    """
+    """Gives freed heap back to the OS (glibc `malloc_trim`) when the replica is idle, at most
+    every 10 s, in the background; an idle replica always ends trimmed. Without it glibc's
+    per-thread arenas kept freed batch buffers: RSS crept 3-9 % over a 10-minute soak."""
 
     INTERVAL_S = 10.0
 
@@ -279,24 +259,30 @@ class _HeapTrimmer:
 
 
 def _chunk(audio_id: str, index: int, start: float, end: float, samples: np.ndarray, speech: tuple = ()) -> Chunk:
-    return Chunk(
-        audio_id=audio_id,
-        index=index,
-        start=start,
-        end=end,
-        samples=samples[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)],
-        speech=tuple(speech),
-    )
+    piece = samples[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)]
+    return Chunk(audio_id=audio_id, index=index, start=start, end=end, samples=piece, speech=tuple(speech))
+
+
+def _replica_info(model: str, placement: Placement) -> dict:
+    """What every model replica reports of itself: its model, process and placement."""
+    return {
+        "model": model,
+        "pid": os.getpid(),
+        "device": placement.device,
+        "cpu_threads": placement.cpu_threads,
+        "gpu_share": placement.gpu_share,
+        "gpu_ids": list(placement.gpu_ids),  # Ray's ids (logical ones with WXS_LOGICAL_GPUS)
+        "node_id": ray.get_runtime_context().get_node_id(),
+    }
 
 
 class _ModelCalls:
-    """Runs a replica's model calls off the event loop, at most `limit` at once (bounded
-    memory; with a GPU, several at once so their torch forwards share batches), and counts
-    the calls it holds, running or waiting (`info()`; the tests kill busy replicas). Once
-    none is left it trims the heap, as the Transcriber does between batches."""
+    """A replica's model calls, off the event loop, at most `limit` at once (bounded memory;
+    concurrent torch forwards share batches), counted for `info()` (the tests kill busy
+    replicas); the heap is trimmed once none is left."""
 
-    def __init__(self, limit: int = 1):
-        self.limit = limit
+    def __init__(self, limit: int, placement: Placement):
+        self.limit, self.placement = limit, placement  # what Ray gave this replica
         self._slots = threading.Semaphore(limit)
         self.calls = 0
         self._heap = _HeapTrimmer()
@@ -315,25 +301,15 @@ class _ModelCalls:
             self._heap.busy -= 1
             await self._heap.trim_if_idle()
 
-    def info(self, engine_name: str) -> dict:
-        placement = from_ray()  # what Ray gave this replica (its engine was built from the same)
-        return {
-            "model": engine_name,
-            "pid": os.getpid(),
-            "calls": self.calls,
-            "concurrent_calls": self.limit,
-            "device": placement.device,
-            "gpu_share": placement.gpu_share,
-            "gpu_ids": list(placement.gpu_ids),
-            "node_id": ray.get_runtime_context().get_node_id(),
-        }
+    def info(self, engine: str) -> dict:
+        return {**_replica_info(engine, self.placement), "calls": self.calls, "concurrent_calls": self.limit}
 
 
 @serve.deployment(name="Aligner", max_ongoing_requests=8)
 class AlignerDeployment:
     def __init__(self, config: PipelineConfig, threads: int | None = None, concurrent_calls: int = 1):
-        self.engine = Aligner(config.align, from_ray(threads))
-        self._calls = _ModelCalls(concurrent_calls)
+        self._calls = _ModelCalls(concurrent_calls, from_ray(threads))
+        self.engine = Aligner(config.align, self._calls.placement)
 
     def info(self) -> dict:
         return self._calls.info(str(self.engine.config.model))
@@ -346,8 +322,8 @@ class AlignerDeployment:
 @serve.deployment(name="Diarizer", max_ongoing_requests=8)
 class DiarizerDeployment:
     def __init__(self, config: PipelineConfig, threads: int | None = None, concurrent_calls: int = 1):
-        self.engine = Diarizer(config.diarize, from_ray(threads))
-        self._calls = _ModelCalls(concurrent_calls)
+        self._calls = _ModelCalls(concurrent_calls, from_ray(threads))
+        self.engine = Diarizer(config.diarize, self._calls.placement)
 
     def info(self) -> dict:
         info = self._calls.info(str(self.engine.config.model or "offline"))
@@ -365,8 +341,8 @@ class VadDeployment:
     ForwardBatcher), which batches windows across requests as the Transcriber batches chunks."""
 
     def __init__(self, config: PipelineConfig, threads: int | None = None, concurrent_calls: int = 1):
-        self.engine = SpeechDetector(config.vad, from_ray(threads))
-        self._calls = _ModelCalls(concurrent_calls)
+        self._calls = _ModelCalls(concurrent_calls, from_ray(threads))
+        self.engine = SpeechDetector(config.vad, self._calls.placement)
 
     def info(self) -> dict:
         return self._calls.info(VAD_MODEL_ID)
