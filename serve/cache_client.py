@@ -12,21 +12,26 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 log = logging.getLogger("whisperx_serve")
 RECONNECT_AFTER_S = 1.0  # the first pause after a failure; doubled per failure up to 30 s
 MAX_RECONNECT_S = 30.0
 
 
-@dataclass(frozen=True)
-class CacheSettings:
-    max_bytes: int = 256 << 20  # L2: the actor's entries in the object store
-    directory: str | None = None  # L2 persistence (None: memory only)
-    l1_entries: int = 128  # per ingress replica
-    l1_bytes: int = 32 << 20
-    timeout_s: float = 0.5  # a slower cache is treated as a miss
+class CacheSettings(BaseModel):
+    """The result cache: config.yaml's `args.cache`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    max_bytes: int = Field(256 << 20, gt=0)  # L2: entries the cache actor keeps in the object store
+    directory: str | None = None  # persist entries here (checksummed JSON), so a restart starts warm
+    l1_entries: int = Field(128, ge=0)  # per ingress replica, in front of the actor
+    l1_bytes: int = Field(32 << 20, ge=0)
+    timeout_s: float = Field(0.5, gt=0)  # a cache call slower than this is a miss, never a failure
 
 
 async def _value(answer) -> bytes:

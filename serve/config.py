@@ -1,12 +1,7 @@
-"""The service's arguments: config.yaml's `args`, typed and validated by Ray Serve when it
-calls the app builder (`build_app(args: ServiceArgs)`), so a bad field fails `serve run`
-with its name.
-
-Placements are declared, never probed: a profile (`cpu`, built in as the default, or `gpu`)
-gives each deployment its Ray options, models and batching, and `deployments:` overrides any
-of it. A cluster that starts with no GPU and scales GPU nodes up later still gets the GPU
-models and placements its config names.
-"""
+"""The service's arguments: config.yaml's `args`, validated by Ray Serve before it calls
+`build_app(args: ServiceArgs)` (a bad field fails `serve run` with its name). Placements are
+declared, never probed: a profile (`cpu`, the default, or `gpu`) gives each deployment its Ray
+options, models and batching, and `deployments:` overrides any of it."""
 
 from __future__ import annotations
 
@@ -26,18 +21,9 @@ from serve.cache_client import CacheSettings
 
 DeploymentName = Literal["Ingress", "Transcriber", "Aligner", "Diarizer", "Vad"]
 VadPlacement = Literal["ingress", "deployment"]
-ComputeType = Literal[
-    "int8",
-    "int8_float16",
-    "int8_float32",
-    "int8_bfloat16",
-    "int16",
-    "float16",
-    "bfloat16",
-    "float32",
-    "auto",
-    "default",
-]
+# CTranslate2's compute types: a precision, or "auto"/"default" for CTranslate2's own choice
+Precision = Literal["int8", "int8_float16", "int8_float32", "int8_bfloat16", "int16", "float16", "bfloat16", "float32"]
+ComputeType = Literal[Precision, "auto", "default"]
 SpeedStage = Literal["Transcriber", "Diarizer"]
 TorchStage = Literal[TORCH_STAGES]  # pipeline/torch_runtime.py's names, as pydantic checks them
 TorchDtype = Literal[TORCH_DTYPES]
@@ -83,7 +69,7 @@ def _autoscale(low: int, high: int, target: int, up_s: float, down_s: float) -> 
 
 # How often Serve's controller checks a model replica (Serve's default is 10 s): a replica that
 # died is replaced this much sooner, and the requests whose calls it held wait that much less.
-HEALTH_CHECK_S = 2.0
+HEALTH_CHECKED = {"health_check_period_s": 2.0}
 
 # Each profile: each deployment's Serve options (its models: pipeline/settings.py's MODEL_PROFILES).
 PROFILES: dict[str, dict[str, Any]] = {
@@ -102,28 +88,16 @@ PROFILES: dict[str, dict[str, Any]] = {
         "deployments": {
             "Ingress": {"ray_actor_options": {"num_cpus": 0.25}, "num_replicas": 1},
             "Transcriber": {
+                **HEALTH_CHECKED,
                 "ray_actor_options": {"num_cpus": 1.25},
                 "num_replicas": 1,
-                "health_check_period_s": HEALTH_CHECK_S,
                 "user_config": {"max_batch_size": 16, "batch_wait_timeout_s": 0.2},
             },
-            "Aligner": {
-                "ray_actor_options": {"num_cpus": 0.25},
-                "num_replicas": 1,
-                "health_check_period_s": HEALTH_CHECK_S,
-            },
-            "Diarizer": {
-                "ray_actor_options": {"num_cpus": 0.25},
-                "num_replicas": 1,
-                "health_check_period_s": HEALTH_CHECK_S,
-            },
+            "Aligner": {**HEALTH_CHECKED, "ray_actor_options": {"num_cpus": 0.25}, "num_replicas": 1},
+            "Diarizer": {**HEALTH_CHECKED, "ray_actor_options": {"num_cpus": 0.25}, "num_replicas": 1},
             # Used only with vad_placement "deployment". The two logical CPUs are spoken for: it
             # reserves none and runs the one VAD thread the ingress would otherwise run.
-            "Vad": {
-                "ray_actor_options": {"num_cpus": 0},
-                "num_replicas": 1,
-                "health_check_period_s": HEALTH_CHECK_S,
-            },
+            "Vad": {**HEALTH_CHECKED, "ray_actor_options": {"num_cpus": 0}, "num_replicas": 1},
         },
     },
     # GPU nodes: large-v3-turbo float16 on whole GPUs, wav2vec2 and pyannote on quarter GPUs.
@@ -149,25 +123,25 @@ PROFILES: dict[str, dict[str, Any]] = {
                 "autoscaling_config": _autoscale(1, 8, 16, up_s=5, down_s=120),
             },
             "Vad": {
+                **HEALTH_CHECKED,
                 "ray_actor_options": {"num_gpus": 0.25, "num_cpus": 1},
                 "autoscaling_config": _autoscale(1, 4, 4, up_s=10, down_s=300),
-                "health_check_period_s": HEALTH_CHECK_S,
             },
             "Transcriber": {
+                **HEALTH_CHECKED,
                 "ray_actor_options": {"num_gpus": 1, "num_cpus": 2},
                 "autoscaling_config": _autoscale(1, 8, 32, up_s=15, down_s=600),
-                "health_check_period_s": HEALTH_CHECK_S,
                 "user_config": {"max_batch_size": 16, "batch_wait_timeout_s": 0.05},
             },
             "Aligner": {
+                **HEALTH_CHECKED,
                 "ray_actor_options": {"num_gpus": 0.25, "num_cpus": 1},
                 "autoscaling_config": _autoscale(1, 8, 4, up_s=15, down_s=300),
-                "health_check_period_s": HEALTH_CHECK_S,
             },
             "Diarizer": {
+                **HEALTH_CHECKED,
                 "ray_actor_options": {"num_gpus": 0.25, "num_cpus": 1},
                 "autoscaling_config": _autoscale(1, 8, 4, up_s=15, down_s=300),
-                "health_check_period_s": HEALTH_CHECK_S,
             },
         },
     },
@@ -198,22 +172,6 @@ class DeploymentArgs(BaseModel):
     user_config: dict[str, Any] | None = None
     health_check_period_s: float | None = Field(None, gt=0)
     health_check_timeout_s: float | None = Field(None, gt=0)
-
-
-class CacheArgs(BaseModel):
-    """The result cache (serve/cache_store.py, serve/cache_client.py)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = True
-    max_bytes: int = Field(256 << 20, gt=0)  # L2: entries the cache actor keeps in the object store
-    directory: str | None = None  # persist entries here (checksummed JSON), so a restart starts warm
-    l1_entries: int = Field(128, ge=0)  # per ingress replica, in front of the actor
-    l1_bytes: int = Field(32 << 20, ge=0)
-    timeout_s: float = Field(0.5, gt=0)  # a cache call slower than this is a miss, never a failure
-
-    def settings(self) -> CacheSettings:
-        return CacheSettings(**self.model_dump(exclude={"enabled"}))
 
 
 class ServiceArgs(BaseModel):
@@ -250,7 +208,7 @@ class ServiceArgs(BaseModel):
     replica_retries: int = Field(3, ge=0)  # resends of a call whose model replica died
     # optional API key; the value itself is read from this environment variable
     api_key_env: str = "WXS_API_KEY"
-    cache: CacheArgs = Field(default_factory=CacheArgs)
+    cache: CacheSettings = Field(default_factory=CacheSettings)  # serve/cache_client.py
     deployments: dict[DeploymentName, DeploymentArgs] = Field(default_factory=dict)
 
     @field_validator("deployments")

@@ -45,7 +45,7 @@ class Ingress:
         # have the model's files); every request is planned against it.
         self.card = await transcriber.card.remote()
         self.served = (*OPENAI_MODEL_ALIASES, self.card.model_id, config.asr.model)  # what `model` may name
-        cache = CacheClient(args.cache.settings()) if args.cache.enabled else None
+        cache = CacheClient(args.cache) if args.cache.enabled else None
         if cache:
             await cache.connect()
         graph = Graph(transcriber, diarizer, aligner, vad)
