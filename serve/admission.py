@@ -1,23 +1,9 @@
-"""Admission: whether a request may start, decided before its audio is decoded.
-
-Three bounds, each per ingress replica, each answered with 503 and a Retry-After:
-- **chunks in flight** (`max_chunks_in_flight`): a hard cap on the Transcriber queue this
-  ingress feeds; checked first, before even the header is read.
-- **wait to start** (`max_queue_wait_s`): each stage (Transcriber, Diarizer) has a queue of
-  audio seconds this ingress submitted and not yet got back, and a measured speed (audio
-  seconds per second per replica, over the last minute of busy time; a prior from the profile
-  until then) times the replicas that exist now. A request is refused when the queue ahead of
-  it would take longer than the bound to clear, with Retry-After the time until it would fit.
-  Its own length does not count (`max_audio_seconds` caps that, with 413): a long file is
-  admitted whenever the queue ahead is short, and one with nothing queued ahead always is.
-  The estimate is first come, first served; the Transcriber's fair turns (serve/fair_queue.py)
-  start a newcomer sooner than that, never later.
-- **decoded bytes in flight** (`max_decoded_bytes`): the decoder reserves every array it
-  allocates, so a lying header cannot push the replica past its budget; the request holds
-  its bytes until it ends. A request alone in the ingress is never refused for bytes.
-
-A request once admitted keeps its place, however long its audio turns out to be.
-"""
+"""Admission: whether a request may start, decided per ingress replica before its audio is
+decoded; each bound refused with 503 + Retry-After (RELIABILITY.md, "Admission", has the whole
+account): chunks in flight (checked before the header is read), the wait to start (the audio
+queued ahead at each stage over its measured speed times its replicas; the request's own length
+does not count, `max_audio_seconds` caps that), and decoded bytes in flight (the decoder
+reserves every array first; a request alone is never refused). An admitted request keeps its place."""
 
 from __future__ import annotations
 
@@ -39,14 +25,9 @@ class AdmissionLimits:
 
 
 class StageLoad:
-    """One stage's queue and measured speed.
-
-    `queued` is every audio second admitted for the stage and not yet returned: `submitted`
-    (sent to its replicas) plus what admitted requests still decode or scan for speech. Speed
-    is measured only while `submitted` holds at least `saturated_s`: time a request spends in
-    the ingress is no work of the stage's, and a replica given one short request at a time
-    idles between batches, which says nothing about its speed under the load admission is for.
-    """
+    """One stage's queue (`queued`: audio seconds admitted, not yet returned; `submitted`: the
+    part sent to its replicas) and speed, measured only while `submitted` >= `saturated_s`: a
+    replica fed one short request at a time idles between batches, saying nothing of its speed."""
 
     def __init__(
         self,

@@ -1,11 +1,6 @@
-"""The application builder that config.yaml's `import_path: serve.app:build_app` points at.
-
-Ray Serve validates config.yaml's `args` against `ServiceArgs` before calling it (the builder's
-parameter is typed), so a misspelt or out-of-range field fails `serve run` with its name.
-It composes Ingress -> (Vad, Transcriber, Diarizer, Aligner) with `.bind()` (the Vad only with
-vad_placement "deployment"); every deployment gets the same `PipelineConfig` and the Serve
-options its profile and `deployments:` declare.
-"""
+"""config.yaml's `import_path: serve.app:build_app`: Ingress -> (Vad, Transcriber, Diarizer,
+Aligner), each with the same PipelineConfig and the Serve options its profile and `deployments:`
+declare. Serve validates `args` against the typed parameter, so a bad field fails `serve run`."""
 
 # No `from __future__ import annotations` here: Serve reads the builder's annotation as a class.
 import os

@@ -1,9 +1,6 @@
-"""The ingress's side of the result cache: an L1 LRU in the replica in front of the L2 actor
-(serve/cache_store.py), and in-flight deduplication of identical requests.
-
-The cache never fails a request: a lookup or store that errs or takes longer than
-`timeout_s` counts as a miss, and the actor is looked up (or created) again a moment later.
-"""
+"""The ingress's side of the result cache: an L1 LRU in front of the L2 actor (serve/cache_store.py)
+and in-flight deduplication. It never fails a request: a call that errs or takes longer than
+`timeout_s` is a miss, and the actor is looked up (or created) again a moment later."""
 
 from __future__ import annotations
 

@@ -1,12 +1,7 @@
-"""L2 of the result cache: one named, detached Ray actor that owns every entry in the object
-store (it puts them itself, so an entry outlives the replica that computed it), evicts the
-least recently used entries beyond `max_bytes`, and optionally persists entries to a
-directory so a restarted cluster starts warm.
-
-Entries are JSON bytes (pipeline/cache_entries.py). A persisted entry is one file: a JSON
-header line (key, byte count, sha256) and the bytes; a file whose header, length, checksum or
-name does not match is deleted on load, never trusted. Nothing here unpickles anything.
-"""
+"""L2 of the result cache: a named, detached Ray actor that puts every entry in the object store
+itself (so it outlives the replica that computed it), evicts LRU entries beyond `max_bytes`, and
+may persist them: one file per entry, a JSON header (key, bytes, sha256) then the JSON bytes
+(pipeline/cache_entries.py); a file that does not verify is deleted on load. Never unpickled."""
 
 from __future__ import annotations
 
@@ -62,9 +57,8 @@ class ResultCache:
         self._report()
 
     def get(self, keys: list[str]) -> dict[str, bytes | list[ray.ObjectRef]]:
-        """The entries found among `keys`: a small one's bytes (Ray inlines them in the reply:
-        one round trip), a large one as [ref] (a bare ref would be resolved by Ray; the caller
-        reads the bytes from the object store itself, zero-copy on its node)."""
+        """The entries found among `keys`: a small one's bytes (inlined in the reply), a large one
+        as [ref] (a bare ref Ray would resolve; the caller reads it zero-copy on its node)."""
         found = {}
         for key in keys:
             if key in self._entries:
@@ -159,9 +153,8 @@ class ResultCache:
 
 
 def cache_actor(max_bytes: int, directory: str | None = None):
-    """The cluster's cache actor, created if it does not exist (a named, detached actor that
-    Ray restarts when it dies); the handle is the same for every ingress replica. It runs on
-    the head node, so a persistence directory is always that node's, whichever ingress made it."""
+    """The cluster's cache actor (created if absent; Ray restarts it), on the head node: its
+    persistence directory is that node's, whichever ingress made it."""
     actor = ray.remote(ResultCache).options(
         name=ACTOR_NAME,
         namespace=NAMESPACE,

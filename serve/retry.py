@@ -1,11 +1,6 @@
-"""Calls to model deployments that survive the loss of a replica.
-
-Every call is idempotent (a pure function of an object ref and options), so a call whose
-replica died (SIGKILL, OOM kill, node loss) is sent again: Serve routes it to a live replica,
-or queues it until the controller has started a new one. After `attempts` losses in a row the
-request fails with ReplicaUnavailable (503, Retry-After). Anything else the replica raised
-(a typed pipeline error, a bug) is not retried: the same input would fail the same way.
-"""
+"""Model calls that survive the loss of a replica: every call is idempotent (an object ref and
+options in), so one whose replica died is resent, up to `attempts` in all (then 503
+ReplicaUnavailable). Anything else it raised is not retried: the same input fails the same way."""
 
 from __future__ import annotations
 
