@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -171,6 +172,37 @@ def long_recording(paths, seconds: float, out) -> float:
     return len(samples) / SAMPLE_RATE
 
 
+_LABELS = (
+    (re.compile(rb"ServeReplica:[^:]+:(\w+)"), None),
+    (re.compile(rb"ProxyActor"), "Serve proxy"),
+    (re.compile(rb"ServeController"), "Serve controller"),
+    (re.compile(rb"raylet"), "raylet"),
+    (re.compile(rb"gcs_server"), "gcs"),
+)
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) each Ray process on this machine has used, by role."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        label = "this process (clients)" if int(pid) == os.getpid() else None
+        for pattern, name in _LABELS:
+            match = pattern.search(cmdline)
+            if label is None and match:
+                label = name or match.group(1).decode()
+        if label is not None:
+            out[label] = out.get(label, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def quick(clients: int = 8) -> None:
     import tempfile
     import threading
@@ -208,10 +240,13 @@ def quick(clients: int = 8) -> None:
             return time.perf_counter() - start
 
         transcribe(paths[0])  # warm-up
+        cpu_before = cpu_seconds()
         start = time.perf_counter()
         with ThreadPoolExecutor(max_workers=clients) as pool:
             list(pool.map(transcribe, paths))
         wall = time.perf_counter() - start
+        cpu_after = cpu_seconds()
+        cpu = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_after.items()}
         alone = statistics.median(transcribe(short) for _ in range(3))
 
         outcome: dict[str, object] = {}
@@ -245,6 +280,15 @@ def quick(clients: int = 8) -> None:
         f"| service, {clients} clients, openai SDK, verbose_json | {wall:.1f} | {speed:.1f} | "
         f"{speed / plain.speed:.2f}x |"
     )
+    print(
+        f"\nCPU seconds during the throughput run ({wall:.1f} s wall x {os.cpu_count()} cores = "
+        f"{wall * os.cpu_count():.0f}):"
+    )
+    print("| process | CPU s | share of the machine |\n|---|---|---|")
+    for name, seconds in sorted(cpu.items(), key=lambda kv: -kv[1]):
+        print(f"| {name} | {seconds:.1f} | {seconds / (wall * os.cpu_count()):.0%} |")
+    idle = wall * os.cpu_count() - sum(cpu.values())
+    print(f"| idle (not any of these) | {idle:.1f} | {idle / (wall * os.cpu_count()):.0%} |")
     long_s = outcome.get("long_s")
     long_text = f"{long_s:.1f} s" if isinstance(long_s, float) else str(long_s)
     behind_text = f"{behind:.2f} s ({behind / alone:.2f}x alone)" if behind is not None else "not sent (long one done)"

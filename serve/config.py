@@ -91,7 +91,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                 **HEALTH_CHECKED,
                 "ray_actor_options": {"num_cpus": 1.25},
                 "num_replicas": 1,
-                "user_config": {"max_batch_size": 16, "batch_wait_timeout_s": 0.2},
+                "user_config": {"max_batch_size": 4, "batch_wait_timeout_s": 0.05},  # config.yaml's
             },
             "Aligner": {**HEALTH_CHECKED, "ray_actor_options": {"num_cpus": 0.25}, "num_replicas": 1},
             "Diarizer": {**HEALTH_CHECKED, "ray_actor_options": {"num_cpus": 0.25}, "num_replicas": 1},

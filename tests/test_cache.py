@@ -46,17 +46,20 @@ def wait_for(condition, what: str, timeout_s: float = 30.0) -> None:
 
 def test_same_request_twice_is_a_hit_with_the_same_body(client, speak):
     clip = speak("The same request twice is answered from the cache with the same body.")
-    first = post(client, clip, response_format="verbose_json")
-    again = post(client, clip, response_format="verbose_json")
+    words = {"timestamp_granularities[]": "word"}
+    first = post(client, clip, response_format="verbose_json", **words)
+    again = post(client, clip, response_format="verbose_json", **words)
     assert first.headers["x-cache"] == "miss" and again.headers["x-cache"] == "hit"
-    assert again.content == first.content
-    # The other timed formats of the same audio are hits too: the format is never part of a key.
+    assert again.content == first.content and first.json()["words"]
+    # The other word-timed formats of the same audio are hits too: the format is never part of a key.
     for fmt in ("srt", "vtt"):
+        assert post(client, clip, response_format=fmt, **words).headers["x-cache"] == "hit", fmt
+    # Segment times and no times need no word timing: the ASR entry, computed once.
+    segments = post(client, clip, response_format="verbose_json")
+    assert segments.headers["x-cache"] == "miss" and "words" not in segments.json()
+    for fmt in ("text", "json", "srt"):
         assert post(client, clip, response_format=fmt).headers["x-cache"] == "hit", fmt
-    text = post(client, clip, response_format="text")  # untimed: its own ASR entry
-    assert text.headers["x-cache"] == "miss"
-    assert post(client, clip, response_format="json").headers["x-cache"] == "hit"
-    uncached = post(client, clip, response_format="verbose_json", cache="false")
+    uncached = post(client, clip, response_format="verbose_json", cache="false", **words)
     assert uncached.headers["x-cache"] == "off" and uncached.json()["text"] == first.json()["text"]
 
 

@@ -222,7 +222,7 @@ def test_overload_answers_503_with_retry_after(client, service, pyannote_sample,
 
 def test_user_config_reconfigures_without_restart(service, client):
     before = client.get("/healthz").json()
-    assert before["transcriber"]["max_batch_size"] == 16 and before["limits"]["max_queue_wait_s"] == 120
+    assert before["transcriber"]["max_batch_size"] == 4 and before["limits"]["max_queue_wait_s"] == 120
     service.tune(
         Transcriber={"max_batch_size": 2, "batch_wait_timeout_s": 0.01},
         Ingress={"max_queue_wait_s": 30, "max_chunks_in_flight": 64},

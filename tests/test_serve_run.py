@@ -47,7 +47,7 @@ def test_serve_run_config_yaml(pyannote_sample, tmp_path):
         assert "New Jersey" in response.json()["text"]
         health = httpx.get("http://127.0.0.1:8000/healthz").json()
         assert health["asr"] == "bundled/tiny.en" and health["device"] == "cpu"
-        assert health["transcriber"]["max_batch_size"] == 16  # config.yaml's user_config
+        assert health["transcriber"]["max_batch_size"] == 4  # config.yaml's user_config
         assert _listeners(8000) == {"127.0.0.1"}, "the HTTP port must listen on loopback only"
     finally:
         os.killpg(proc.pid, signal.SIGINT)
