@@ -39,9 +39,10 @@ def test_health_and_models(client):
     health = client.get("/healthz")
     assert health.status_code == 200 and health.json()["asr"] == "bundled/tiny.en"
     assert health.json()["vad"] == "ingress"  # config.yaml's cpu profile
-    # every replica of the session's app has long been running: none is listed as loading
+    # The replica states are polled every 5 s: the first poll may predate the Ingress running.
     deadline = time.monotonic() + 30
-    while not health.json()["replicas"] and time.monotonic() < deadline:  # first poll: within 5 s
+    while health.json()["loading"] or not health.json()["replicas"]:
+        assert time.monotonic() < deadline, health.json()
         time.sleep(0.5)
         health = client.get("/healthz")
     replicas = health.json()["replicas"]
@@ -218,6 +219,29 @@ def test_overload_answers_503_with_retry_after(client, service, pyannote_sample,
     assert rejected.status_code == 503, rejected.text
     assert rejected.headers["retry-after"] == "5" and rejected.json()["error"]["code"] == "overloaded"
     assert client.get("/healthz").json()["chunks_in_flight"] == 0
+
+
+def test_a_short_request_overtakes_a_long_ones_queue(client, pyannote_sample, speak, tmp_path):
+    # 10 minutes: ~20 chunks, far more than the two concurrent batches of config.yaml's 4 hold.
+    # Fair turns give a freed place to the request served least so far, so the short request's
+    # one chunk goes into the next batch, not behind every chunk of the long one.
+    very_long = tmp_path / "ten_minutes.flac"
+    ffmpeg("-stream_loop", "19", "-i", str(pyannote_sample), str(very_long))
+    short = speak("A short request arrives while a long one is being transcribed.")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        long_request = pool.submit(lambda: post_native(client, very_long, response_format="json"))
+        deadline = time.monotonic() + 120
+        while client.get("/healthz").json()["transcriber"]["chunks_waiting"] == 0:
+            assert not long_request.done(), long_request.result().text
+            assert time.monotonic() < deadline, "the long request's chunks never queued"
+            time.sleep(0.05)
+        overtaking = post_native(client, short, response_format="json")
+        still_waiting = client.get("/healthz").json()["transcriber"]["chunks_waiting"]
+        long_done = long_request.done()
+        assert overtaking.status_code == 200 and "short request" in overtaking.json()["text"].lower()
+        assert still_waiting > 0 and not long_done, "the short request waited for the long one's chunks"
+        assert long_request.result().status_code == 200
+    assert client.get("/healthz").json()["transcriber"]["chunks_waiting"] == 0
 
 
 def test_user_config_reconfigures_without_restart(service, client):
