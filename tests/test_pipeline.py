@@ -134,9 +134,10 @@ def test_initial_prompt_steers_the_decoder(local_pipeline, speak):
 
 
 def test_sampling_follows_the_temperature(local_pipeline, speak):
-    # End to end, a low temperature still gives the text.
-    sampled = local_pipeline.transcribe(speak(FOX), Request(temperature=0.2))
-    assert corpus_wer([FOX], [sampled.text]) < 0.4
+    # End to end, a low temperature still gives the text. One sample's WER ranges 0.17-0.42 over
+    # repeats (20 runs: median 0.21), so the median of three samples is what is asserted.
+    samples = [local_pipeline.transcribe(speak(FOX), Request(temperature=0.2)).text for _ in range(3)]
+    assert sorted(corpus_wer([FOX], [text]) for text in samples)[1] < 0.4, samples
     # The request's temperature reaches the decoder: one chunk decoded six times in one batch
     # gives one text greedily and several when sampled at 1.0 (fails if the temperature is ignored).
     from pipeline.audio import load_audio
