@@ -100,5 +100,6 @@ def _diarize(plan: Plan) -> tuple[dict, dict]:
 
 def _options(stage_config) -> dict:
     # A torch stage's precision and compile (`runtime`) change its outputs only within the
-    # tolerances its tests hold them to: they stay out of the key (older keys still match).
-    return {k: v for k, v in asdict(stage_config).items() if k != "runtime"}
+    # tolerances its tests hold them to, and how many windows share a forward (`batch_size`)
+    # not at all: they stay out of the key.
+    return {k: v for k, v in asdict(stage_config).items() if k not in ("runtime", "batch_size")}
