@@ -16,8 +16,8 @@ a client of `serve run config.yaml` sees, through the official `openai` SDK:
 1. plain WhisperX over the dev set, then the service with 8 concurrent clients asking for
    `verbose_json` (OpenAI's default granularity: segments), as throughput vs plain WhisperX;
 2. a 30-minute upload (dev-set files laid end to end) sent 1 s after a 106 s request: admitted
-   or refused; then an 11 s request (jfk.flac) sent 10 s after the long one started: its time
-   behind the long one vs alone (median of 3), and the long one's own time.
+   or refused; then an 11 s request (jfk.flac) sent 10, 20 and 30 s after the long one started:
+   its time behind the long one vs alone (median of 3), and the long one's own time.
 
     .venv/bin/python -m benchmarks.bench_service --quick
 """
@@ -203,6 +203,11 @@ def cpu_seconds() -> dict[str, float]:
     return out
 
 
+# When the short request is sent, in seconds after the long one: early (its VAD and first
+# chunks), and while its chunks fill the Transcriber's batches.
+BEHIND_OFFSETS_S = (10.0, 20.0, 30.0)
+
+
 def quick(clients: int = 8) -> None:
     import tempfile
     import threading
@@ -262,8 +267,12 @@ def quick(clients: int = 8) -> None:
         time.sleep(1.0)
         long_call = threading.Thread(target=send_long)
         long_call.start()
-        time.sleep(10.0)
-        behind = transcribe(short) if long_call.is_alive() else None
+        sent = time.perf_counter()
+        behind: dict[float, float] = {}  # seconds into the long one -> the short request's time
+        for offset in BEHIND_OFFSETS_S:
+            time.sleep(max(0.0, sent + offset - time.perf_counter()))
+            if long_call.is_alive():
+                behind[offset] = transcribe(short)
         long_call.join()
         medium_call.join()
     finally:
@@ -291,10 +300,11 @@ def quick(clients: int = 8) -> None:
     print(f"| idle (not any of these) | {idle:.1f} | {idle / (wall * os.cpu_count()):.0%} |")
     long_s = outcome.get("long_s")
     long_text = f"{long_s:.1f} s" if isinstance(long_s, float) else str(long_s)
-    behind_text = f"{behind:.2f} s ({behind / alone:.2f}x alone)" if behind is not None else "not sent (long one done)"
+    behind_text = ", ".join(f"at {at:.0f} s {s:.2f} s ({s / alone:.2f}x)" for at, s in behind.items()) or "not sent"
+    worst = f"; worst {max(behind.values()) / alone:.2f}x alone" if behind else ""
     print(
         f"\n{long_seconds / 60:.0f}-minute upload sent 1 s after a {medium.name} request: {long_text}; "
-        f"11 s request ({short.name}) alone {alone:.2f} s (median of 3), sent 10 s into the long one: {behind_text}"
+        f"11 s request ({short.name}) alone {alone:.2f} s (median of 3), sent into the long one: {behind_text}{worst}"
     )
 
 

@@ -173,6 +173,7 @@ class TranscriberDeployment:
         max_concurrent_batches=CONCURRENT_BATCHES,
     )
     async def _decode_batch(self, jobs: list[ChunkJob]) -> list[ChunkOutcome]:
+        self._turns.batch_started({j.request_id for j in jobs})  # a newcomer's batch is formed
         arrays = {}
         for job in jobs:
             if job.request_id not in arrays:

@@ -7,6 +7,12 @@ freed slot goes to the waiting request that has received the least audio so far,
 first among equals. A request that arrives during a 30-minute one therefore waits only for a
 batch to finish, batches still fill from whichever requests are waiting, and concurrent long
 requests share the model evenly.
+
+A newcomer's batch is its own: when a turn goes to a request never served while others that
+have been served are waiting, those others get no turn until a batch holding the newcomer's
+chunks has started (`batch_started`). On a CPU a batch costs what its chunks cost, so a short
+request behind a long one then pays for one running batch and its own chunks, not for three
+more chunks of the long file in its batch. Newcomers arriving meanwhile share that batch.
 """
 
 from __future__ import annotations
@@ -33,10 +39,19 @@ class FairQueue:
         self.inside = 0
         self._requests: dict[str, _Request] = {}
         self._arrivals = itertools.count()
+        # While not None, a newcomer's batch is forming: only these requests (and other
+        # never-served ones, who join) get turns until a batch holding one of them starts.
+        self._newcomers: set[str] | None = None
 
     @property
     def waiting(self) -> int:
         return sum(len(r.waiting) for r in self._requests.values())
+
+    def batch_started(self, keys: set[str]) -> None:
+        """A batch holding these requests' calls began: a newcomer's batch ends the hold."""
+        if self._newcomers is not None and self._newcomers & keys:
+            self._newcomers = None
+            self._grant()
 
     def resize(self, slots: int) -> None:
         self.slots = max(1, slots)
@@ -59,6 +74,7 @@ class FairQueue:
             else:
                 request.waiting = deque(w for w in request.waiting if w[0] is not granted)
                 self._forget_if_idle(key)
+                self._release_hold_if_gone()
             raise
         try:
             yield
@@ -67,23 +83,43 @@ class FairQueue:
 
     def _grant(self) -> None:
         while self.inside < self.slots:
-            candidates = [(r.served, r.arrival, key) for key, r in self._requests.items() if r.waiting]
+            candidates = [
+                (r.served, r.arrival, key)
+                for key, r in self._requests.items()
+                if r.waiting and (self._newcomers is None or key in self._newcomers or r.served == 0)
+            ]
             if not candidates:
                 return
-            _, _, key = min(candidates)
+            served, _, key = min(candidates)
             request = self._requests[key]
             granted, cost = request.waiting.popleft()
             if granted.done():  # cancelled while waiting: its turn goes to the next
                 continue
+            if served == 0 and self._newcomers is None and self._others_served_waiting(key):
+                self._newcomers = set()
+            if self._newcomers is not None and served == 0:
+                self._newcomers.add(key)
             request.served += cost
             request.holding += 1
             self.inside += 1
             granted.set_result(None)
 
+    def _others_served_waiting(self, key: str) -> bool:
+        return any(r.waiting and r.served > 0 for k, r in self._requests.items() if k != key)
+
+    def _release_hold_if_gone(self) -> None:
+        """A hold whose newcomers left without a batch starting (cancelled, failed) ends."""
+        if self._newcomers is not None and not any(
+            k in self._requests and self._requests[k].holding for k in self._newcomers
+        ):
+            self._newcomers = None
+            self._grant()
+
     def _end(self, key: str) -> None:
         self.inside -= 1
         self._requests[key].holding -= 1
         self._forget_if_idle(key)
+        self._release_hold_if_gone()
         self._grant()
 
     def _forget_if_idle(self, key: str) -> None:

@@ -97,3 +97,62 @@ def test_a_failing_call_frees_its_slot_and_resize_admits_more():
         await asyncio.gather(*tasks)
 
     asyncio.run(scenario())
+
+
+def test_a_newcomers_batch_holds_no_chunk_of_a_served_request():
+    async def scenario() -> None:
+        queue, order = FairQueue(slots=4), []
+        gates = [asyncio.Event() for _ in range(8)]
+        long_calls = [asyncio.create_task(_run(queue, "long", 30.0, order, gates[i])) for i in range(8)]
+        await _settle()
+        assert order == ["long"] * 4
+        short_gates = [asyncio.Event(), asyncio.Event()]
+        short = [asyncio.create_task(_run(queue, "short", 11.0, order, g)) for g in short_gates]
+        await _settle()
+        for gate in gates[:4]:  # the running batch ends: four slots free
+            gate.set()
+        await _settle()
+        # both of the newcomer's calls go in; the long request waits for that batch to start
+        assert order[4:] == ["short", "short"] and queue.inside == 2
+        later = asyncio.create_task(_run(queue, "later", 5.0, order, asyncio.Event()))
+        await _settle()
+        assert order[-1] == "later"  # another newcomer shares the newcomer's batch
+        queue.batch_started({"long"})  # a batch without a newcomer changes nothing
+        await _settle()
+        assert order.count("long") == 4
+        queue.batch_started({"short", "later"})
+        await _settle()
+        assert order.count("long") == 5 and queue.inside == 4
+        later.cancel()
+        for gate in gates + short_gates:
+            gate.set()
+        await asyncio.gather(*long_calls, *short, later, return_exceptions=True)
+        assert queue.inside == 0 and not queue._requests and queue._newcomers is None
+
+    asyncio.run(scenario())
+
+
+def test_a_newcomer_that_leaves_before_its_batch_ends_the_hold():
+    async def scenario() -> None:
+        queue, order = FairQueue(slots=2), []
+        gates = [asyncio.Event() for _ in range(4)]
+        long_calls = [asyncio.create_task(_run(queue, "long", 30.0, order, gates[i])) for i in range(4)]
+        await _settle()
+        never = asyncio.Event()
+        short = asyncio.create_task(_run(queue, "short", 11.0, order, never))
+        await _settle()
+        gates[0].set()
+        await _settle()
+        assert order == ["long", "long", "short"]
+        gates[1].set()  # a slot frees during the hold: the long request still waits
+        await _settle()
+        assert order.count("long") == 2
+        short.cancel()  # the newcomer leaves without its batch starting: the long one goes on
+        await _settle()
+        assert order.count("long") == 4
+        for gate in gates:
+            gate.set()
+        await asyncio.gather(*long_calls, short, return_exceptions=True)
+        assert queue.inside == 0 and queue._newcomers is None
+
+    asyncio.run(scenario())
