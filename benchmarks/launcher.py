@@ -58,7 +58,22 @@ def start(
             pass
         if time.monotonic() > deadline:
             raise TimeoutError(f"the service at {base} was not ready after {ready_timeout_s:.0f} s")
-        time.sleep(1.0)
+        time.sleep(0.25)
+
+
+def wait_loaded(base: str, timeout_s: float = 300.0) -> None:
+    """Wait until /healthz names no deployment as loading (the cpu profile's Diarizer and Aligner
+    load after the Transcriber, once the service is already healthy)."""
+    import json
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with urllib.request.urlopen(f"{base}/healthz", timeout=10) as response:
+            if not json.load(response)["loading"]:
+                return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the service at {base} was still loading after {timeout_s:.0f} s")
+        time.sleep(0.25)
 
 
 def redeploy(args: dict | None, port: int, deployments: dict[str, dict] | None = None) -> None:

@@ -31,7 +31,12 @@ def build_app(args: ServiceArgs) -> serve.Application:
         return deployment.options(**deployment_options(args, name)).bind(config, args.threads(name), *more)
 
     transcriber = bind(TranscriberDeployment, "Transcriber")  # batches with @serve.batch instead
-    diarizer = bind(DiarizerDeployment, "Diarizer", args.concurrent_calls("Diarizer"))
-    aligner = bind(AlignerDeployment, "Aligner", args.concurrent_calls("Aligner")) if config.align.enabled else None
+
+    def bind_deferred(deployment, name: str):  # loads its model now, or once the Transcriber has
+        first = transcriber if args.loads_after_transcriber(name) else None
+        return bind(deployment, name, args.concurrent_calls(name), first)
+
+    diarizer = bind_deferred(DiarizerDeployment, "Diarizer")
+    aligner = bind_deferred(AlignerDeployment, "Aligner") if config.align.enabled else None
     vad = bind(VadDeployment, "Vad", args.concurrent_calls("Vad")) if args.vad_deployed else None
     return Ingress.options(**deployment_options(args, "Ingress")).bind(args, transcriber, diarizer, aligner, vad)

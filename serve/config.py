@@ -80,6 +80,10 @@ PROFILES: dict[str, dict[str, Any]] = {
         # Where the VAD runs: in the ingress measured as fast as its own replica on 2 cores and
         # saves a process (benchmarks/BENCHMARKS.md, section 12).
         "vad_placement": "ingress",
+        # Models that load once the Transcriber has: three loads at once on two cores slowed each
+        # (healthy 34 s after the deploy); the Transcriber and the ingress's VAD are what /healthz
+        # and every request need, these only the requests that use them (which wait for them).
+        "load_after_transcriber": ("Diarizer", "Aligner"),
         # Audio seconds per second one replica returns, until the ingress has measured it
         # (tiny.en on 1.25 CPUs under load; the offline segmentation diarizer, 22x real time on 2
         # threads, on 0.25 CPU). Low on purpose: a cold service sheds a little early rather than
@@ -91,7 +95,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                 **HEALTH_CHECKED,
                 "ray_actor_options": {"num_cpus": 1.25},
                 "num_replicas": 1,
-                "user_config": {"max_batch_size": 4, "batch_wait_timeout_s": 0.05},  # config.yaml's
+                "user_config": {"max_batch_size": 1, "batch_wait_timeout_s": 0.05},  # config.yaml's
             },
             "Aligner": {**HEALTH_CHECKED, "ray_actor_options": {"num_cpus": 0.25}, "num_replicas": 1},
             "Diarizer": {**HEALTH_CHECKED, "ray_actor_options": {"num_cpus": 0.25}, "num_replicas": 1},
@@ -105,6 +109,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         # The VAD in its own autoscaled deployment on a GPU share: one ingress thread scoring every
         # request's audio would cap the service long before the GPUs are busy.
         "vad_placement": "deployment",
+        "load_after_transcriber": (),  # each model on its own GPU share: all load at once
         "speed_prior": {"Transcriber": 200.0, "Diarizer": 100.0},
         # Autoscaling (README, "Run on a cluster", says why each number):
         # - target_ongoing_requests is what one replica works on at once, so a replica is added
@@ -255,6 +260,9 @@ class ServiceArgs(BaseModel):
     def vad_deployed(self) -> bool:
         """True when the VAD runs in its own deployment, False when in the ingress."""
         return (self.vad_placement or PROFILES[self.profile]["vad_placement"]) == "deployment"
+
+    def loads_after_transcriber(self, name: str) -> bool:
+        return name in PROFILES[self.profile]["load_after_transcriber"]
 
     def stage_deployment(self, stage: str) -> str:
         """The deployment a stage ("vad", "asr", "align", "diarize") runs in."""

@@ -306,33 +306,89 @@ class _ModelCalls:
         return {**_replica_info(engine, self.placement), "calls": self.calls, "concurrent_calls": self.limit}
 
 
+# How long a deferred model waits for the model loaded first before it loads anyway.
+LOAD_FIRST_WAIT_S = 300.0
+
+
+class _DeferredEngine:
+    """A replica's model, loaded in the background once `first` (the Transcriber's handle)
+    answers, or at once without it (the replica's constructor then waits for it). On a CPU
+    machine models loading together share its cores and each takes that much longer: the
+    Transcriber (and the ingress's VAD) are what /healthz and every request wait for, this model
+    only the requests that use it, and those wait here."""
+
+    def __init__(self, load, first=None):
+        self._task = asyncio.get_running_loop().create_task(self._load(load, first))
+
+    @staticmethod
+    async def _load(load, first):
+        if first is not None:
+            try:
+                await asyncio.wait_for(first.card.remote(), LOAD_FIRST_WAIT_S)
+            except Exception as exc:  # noqa: BLE001 - the order only saves time: load regardless
+                log.warning("loading without waiting for the Transcriber: %s", exc)
+        return await asyncio.to_thread(load)
+
+    @property
+    def loaded(self):
+        """The model once loaded, else None."""
+        return self._task.result() if self._task.done() and self._task.exception() is None else None
+
+    def check(self) -> None:
+        """Serve's health check: a model that failed to load fails the replica (it is replaced)."""
+        if self._task.done() and self._task.exception() is not None:
+            raise RuntimeError(f"model failed to load: {self._task.exception()!r}")
+
+    async def get(self):
+        return await asyncio.shield(self._task)
+
+
 @serve.deployment(name="Aligner", max_ongoing_requests=8)
 class AlignerDeployment:
-    def __init__(self, config: PipelineConfig, threads: int | None = None, concurrent_calls: int = 1):
+    async def __init__(
+        self, config: PipelineConfig, threads: int | None = None, concurrent_calls: int = 1, load_after=None
+    ):
         self._calls = _ModelCalls(concurrent_calls, from_ray(threads))
-        self.engine = Aligner(config.align, self._calls.placement)
+        self._model = str(config.align.model)
+        self._engine = _DeferredEngine(lambda: Aligner(config.align, self._calls.placement), load_after)
+        if load_after is None:  # loaded before the replica counts as running, as any model
+            await self._engine.get()
+
+    def check_health(self) -> None:
+        self._engine.check()
 
     def info(self) -> dict:
-        return self._calls.info(str(self.engine.config.model))
+        return {**self._calls.info(self._model), "loading": self._engine.loaded is None}
 
     async def align(self, audio: AudioRef, results: list[ChunkResult], language: str) -> list[Segment]:
         samples = await audio.fetch()
-        return await self._calls.run(self.engine.align, Audio(samples), results, language)
+        engine = await self._engine.get()
+        return await self._calls.run(engine.align, Audio(samples), results, language)
 
 
 @serve.deployment(name="Diarizer", max_ongoing_requests=8)
 class DiarizerDeployment:
-    def __init__(self, config: PipelineConfig, threads: int | None = None, concurrent_calls: int = 1):
+    async def __init__(
+        self, config: PipelineConfig, threads: int | None = None, concurrent_calls: int = 1, load_after=None
+    ):
         self._calls = _ModelCalls(concurrent_calls, from_ray(threads))
-        self.engine = Diarizer(config.diarize, self._calls.placement)
+        self._model = str(config.diarize.model or "offline")
+        self._engine = _DeferredEngine(lambda: Diarizer(config.diarize, self._calls.placement), load_after)
+        if load_after is None:  # loaded before the replica counts as running, as any model
+            await self._engine.get()
+
+    def check_health(self) -> None:
+        self._engine.check()
 
     def info(self) -> dict:
-        info = self._calls.info(str(self.engine.config.model or "offline"))
-        return {**info, "batches": {name: asdict(stats) for name, stats in self.engine.batch_stats().items()}}
+        engine = self._engine.loaded
+        batches = {name: asdict(stats) for name, stats in engine.batch_stats().items()} if engine else {}
+        return {**self._calls.info(self._model), "loading": engine is None, "batches": batches}
 
     async def diarize(self, audio: AudioRef, speech: list[tuple[float, float]], count: SpeakerCount) -> list[Turn]:
         samples = await audio.fetch()
-        return await self._calls.run(self.engine.diarize, Audio(samples), speech, count)
+        engine = await self._engine.get()
+        return await self._calls.run(engine.diarize, Audio(samples), speech, count)
 
 
 @serve.deployment(name="Vad", max_ongoing_requests=16)

@@ -121,6 +121,8 @@ class Ingress:
         except Exception as exc:  # noqa: BLE001 - not ready, whatever the reason
             return error_response(503, "not_ready", f"models are not ready: {type(exc).__name__}")
         cache = self.executor.cache
+        loading = {n for n, states in self.replica_states.items() if set(states) - {"RUNNING"}}
+        loading |= await self._models_loading()
         return JSONResponse(
             {
                 "status": "ok",
@@ -129,15 +131,31 @@ class Ingress:
                 **self.executor.admission.status(),
                 "limits": {name: getattr(self.args, name) for name in INGRESS_TUNABLE},
                 "ingress_pid": os.getpid(),
-                # replicas by state, polled every REPLICA_POLL_S; "loading": those not yet running
+                # replicas by state, polled every REPLICA_POLL_S; "loading": deployments with a
+                # replica not yet running, or whose model loads after the Transcriber's
                 "replicas": self.replica_states,
-                "loading": sorted(n for n, states in self.replica_states.items() if set(states) - {"RUNNING"}),
+                "loading": sorted(loading),
                 "vad": "deployment" if graph.vad_deployment is not None else "ingress",
                 # the Transcriber's own report (batching, threads, workers, placement, GPU memory)
                 "transcriber": {k: v for k, v in info.items() if k not in ("model", "device")},
                 "cache": cache.status() if cache else None,
             }
         )
+
+    async def _models_loading(self) -> set[str]:
+        """The Diarizer and Aligner load after the Transcriber on a CPU machine (the cpu profile):
+        ready without them, /healthz still names them until theirs has loaded."""
+        graph = self.executor.graph
+        stages = {"Diarizer": graph.diarizer, "Aligner": graph.aligner}
+        asked = {n: handle.info.remote() for n, handle in stages.items() if handle is not None}
+        loading = set()
+        for name, response in asked.items():
+            try:
+                if (await asyncio.wait_for(response, timeout=2))["loading"]:
+                    loading.add(name)
+            except Exception:  # noqa: BLE001 - busy or starting: the replica states tell the latter
+                pass
+        return loading
 
     async def list_models(self, request: HttpRequest) -> Response:
         data = [

@@ -17,7 +17,7 @@ import pytest
 
 from benchmarks.evaluation import normalize_english
 from tests.conftest import ffmpeg
-from tests.session import API_KEY
+from tests.session import API_KEY, config_application
 
 COMPUTE = {"Cache-Control": "no-cache"}
 
@@ -222,7 +222,7 @@ def test_overload_answers_503_with_retry_after(client, service, pyannote_sample,
 
 
 def test_a_short_request_overtakes_a_long_ones_queue(client, pyannote_sample, speak, tmp_path):
-    # 10 minutes: ~20 chunks, far more than the two concurrent batches of config.yaml's 4 hold.
+    # 10 minutes: ~20 chunks, far more than the two concurrent batches of config.yaml hold.
     # Fair turns give a freed place to the request served least so far, so the short request's
     # one chunk goes into the next batch, not behind every chunk of the long one.
     very_long = tmp_path / "ten_minutes.flac"
@@ -246,13 +246,14 @@ def test_a_short_request_overtakes_a_long_ones_queue(client, pyannote_sample, sp
 
 def test_user_config_reconfigures_without_restart(service, client):
     before = client.get("/healthz").json()
-    assert before["transcriber"]["max_batch_size"] == 4 and before["limits"]["max_queue_wait_s"] == 120
+    configured = config_application()[1]["Transcriber"]["user_config"]["max_batch_size"]
+    assert before["transcriber"]["max_batch_size"] == configured and before["limits"]["max_queue_wait_s"] == 120
     service.tune(
-        Transcriber={"max_batch_size": 2, "batch_wait_timeout_s": 0.01},
+        Transcriber={"max_batch_size": 3, "batch_wait_timeout_s": 0.01},
         Ingress={"max_queue_wait_s": 30, "max_chunks_in_flight": 64},
     )  # returns once /healthz reports the new values
     after = client.get("/healthz").json()
-    assert after["transcriber"]["max_batch_size"] == 2 and after["transcriber"]["batch_wait_timeout_s"] == 0.01
+    assert after["transcriber"]["max_batch_size"] == 3 and after["transcriber"]["batch_wait_timeout_s"] == 0.01
     assert after["limits"]["max_queue_wait_s"] == 30 and after["limits"]["max_chunks_in_flight"] == 64
     assert after["transcriber"]["pid"] == before["transcriber"]["pid"], "the Transcriber restarted"
     assert after["ingress_pid"] == before["ingress_pid"], "the Ingress restarted"

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 # The README's command as a user types it: the `serve` CLI starts its own Ray and Serve (under a
@@ -41,13 +42,28 @@ def test_serve_run_config_yaml(pyannote_sample, tmp_path):
                 pass
             assert time.monotonic() < deadline, "not ready in 300 s:\n" + (tmp_path / "serve.log").read_text()[-3000:]
             time.sleep(2)
+        # Healthy before the Diarizer has loaded (it loads after the Transcriber on a CPU
+        # machine): a diarized request sent at once waits for it rather than failing.
+        with open(pyannote_sample, "rb") as f:
+            diarized = httpx.post(
+                "http://127.0.0.1:8000/v1/transcribe", files={"file": f}, data={"diarize": "true"}, timeout=300
+            )
+        assert diarized.status_code == 200, diarized.text
+        assert {s.get("speaker") for s in diarized.json()["segments"]} >= {"SPEAKER_00", "SPEAKER_01"}
         with open(pyannote_sample, "rb") as f:
             response = httpx.post("http://127.0.0.1:8000/v1/audio/transcriptions", files={"file": f}, timeout=300)
         assert response.status_code == 200, response.text
         assert "New Jersey" in response.json()["text"]
         health = httpx.get("http://127.0.0.1:8000/healthz").json()
         assert health["asr"] == "bundled/tiny.en" and health["device"] == "cpu"
-        assert health["transcriber"]["max_batch_size"] == 4  # config.yaml's user_config
+        # The Diarizer has loaded (it answered); replica states are polled every 5 s.
+        deadline = time.monotonic() + 30
+        while health["loading"]:
+            assert time.monotonic() < deadline, health
+            time.sleep(0.5)
+            health = httpx.get("http://127.0.0.1:8000/healthz").json()
+        configured = yaml.safe_load((REPO / "config.yaml").read_text())["applications"][0]["deployments"][0]
+        assert health["transcriber"]["max_batch_size"] == configured["user_config"]["max_batch_size"]
         assert _listeners(8000) == {"127.0.0.1"}, "the HTTP port must listen on loopback only"
     finally:
         os.killpg(proc.pid, signal.SIGINT)

@@ -341,6 +341,14 @@ def test_overrides_do_not_leak_into_the_profiles():
     assert DEFAULT_BATCHING == PROFILES["cpu"]["deployments"]["Transcriber"]["user_config"]
 
 
+def test_on_cpu_the_diarizer_and_aligner_load_after_the_transcriber():
+    # Two cores: the models /healthz and every request wait for load first (README, Start-up).
+    cpu, gpu = ServiceArgs(), ServiceArgs(profile="gpu")
+    assert cpu.loads_after_transcriber("Diarizer") and cpu.loads_after_transcriber("Aligner")
+    assert not cpu.loads_after_transcriber("Transcriber") and not cpu.loads_after_transcriber("Vad")
+    assert not any(gpu.loads_after_transcriber(n) for n in ("Diarizer", "Aligner", "Vad"))
+
+
 def test_threads():
     args = ServiceArgs(deployments={"Transcriber": {"threads": 3}, "Aligner": {"num_replicas": 1}})
     assert args.threads("Transcriber") == 3
