@@ -244,7 +244,7 @@ def quick(clients: int = 8) -> None:
     service_args, deployments = config_yaml()
     service_args["cache"] = {"enabled": False}  # models, not the cache
     started = time.perf_counter()
-    base = launcher.start(service_args, port=PORT, deployments=deployments)
+    base = launcher.start(service_args, port=PORT, deployments=deployments, every_model=False)
     ready_s = time.perf_counter() - started
     try:
         launcher.wait_loaded(base)  # the throughput run starts with every model loaded

@@ -312,7 +312,9 @@ def service(cluster, aligner_dir):
     from benchmarks import launcher
 
     head_and_nodes, workers = cluster
-    base = launcher.start(service_args(aligner_dir, {"num_replicas": 3}), port=PORT, ready_timeout_s=600)
+    base = launcher.start(
+        service_args(aligner_dir, {"num_replicas": 3}), port=PORT, ready_timeout_s=600, every_model=False
+    )
     with httpx.Client(base_url=base, timeout=600) as client:
         yield {"cluster": head_and_nodes, "workers": workers, "client": client, "aligner_dir": aligner_dir}
 

@@ -44,3 +44,30 @@ def test_more_local_speakers_than_clusters_take_their_best():
 
 def _local(chunk: int, slot: int) -> _LocalSpeaker:
     return _LocalSpeaker(chunk=chunk, slot=slot, clean_seconds=2.0, mel_index=np.arange(10))
+
+
+def test_mel_frames_a_minute_at_a_time_equal_resemblyzers_whole_file_spectrum():
+    # 150 s of real speech: three blocks, so two seams; and a quiet copy (the gain applies),
+    # a clip shorter than one window, and silence (left as it is, not NaN).
+    import warnings
+    from pathlib import Path
+
+    import pyannote.audio
+    import soundfile
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from resemblyzer.audio import normalize_volume, wav_to_mel_spectrogram
+
+    from pipeline.diarize.encoder import MEL_BLOCK_FRAMES, mel_frames
+
+    speech, _ = soundfile.read(Path(pyannote.audio.__file__).parent / "sample" / "sample.wav", dtype="float32")
+    long = np.tile(speech, 5)
+    assert len(long) // 160 > 2 * MEL_BLOCK_FRAMES
+    for samples in (long, long * 0.001, speech[:12345]):
+        expected = wav_to_mel_spectrogram(normalize_volume(samples, -30, increase_only=True))
+        got = mel_frames(samples)
+        assert got.shape == expected.shape and got.dtype == np.float32
+        assert np.allclose(got, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+    silence = mel_frames(np.zeros(16000, dtype=np.float32))
+    assert silence.shape == (101, 40) and not silence.any()
