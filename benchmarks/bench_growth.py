@@ -33,22 +33,32 @@ _REPLICA = re.compile(rb"ServeReplica:[^:]+:(\w+)")
 _BATCH_ACTOR = re.compile(rb"^ray::(?:MapWorker\()?(?:MapBatches\()?(?!IDLE)(\w+)")
 
 
-def replica_rss(pattern: re.Pattern = _REPLICA) -> dict[str, int]:
-    """Resident bytes of each Serve replica process on this machine, by deployment name (or of
-    the processes whose command line `pattern` names, by that name)."""
-    out: dict[str, int] = {}
+def replica_pids(pattern: re.Pattern = _REPLICA) -> dict[str, list[int]]:
+    """pids of each Serve replica process on this machine, by deployment name (or of the
+    processes whose command line `pattern` names, by that name)."""
+    out: dict[str, list[int]] = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 match = pattern.search(f.read())
-            if match is None:
-                continue
-            with open(f"/proc/{pid}/status") as f:
-                rss = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
-        except (OSError, StopIteration):
+        except OSError:
             continue
-        name = match.group(1).decode()
-        out[name] = out.get(name, 0) + rss
+        if match is not None:
+            out.setdefault(match.group(1).decode(), []).append(int(pid))
+    return out
+
+
+def replica_rss(pattern: re.Pattern = _REPLICA) -> dict[str, int]:
+    """Resident bytes of the processes `replica_pids` finds, summed by name."""
+    out: dict[str, int] = {}
+    for name, pids in replica_pids(pattern).items():
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    rss = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS:"))
+            except (OSError, StopIteration):
+                continue
+            out[name] = out.get(name, 0) + rss
     return out
 
 

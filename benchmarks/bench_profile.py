@@ -2,7 +2,7 @@
 
 The service runs as `serve run config.yaml` does (cache off); the dev set is sent by 8 clients
 through the `openai` SDK as `verbose_json`, as in `bench_service --quick`. Meanwhile:
-- every Serve replica's CPU seconds are read per thread from /proc (user + system);
+- every Serve replica's CPU seconds are read from /proc (user + system, all its threads);
 - py-spy samples each replica's Python threads (active samples only, 50 Hz), and each sample
   is put in the stage its stack passes through (first match, outermost frame first).
 CPU that no Python thread accounts for ran in native pools (CTranslate2's workers in the
@@ -25,8 +25,8 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks.bench_growth import _REPLICA
-from benchmarks.bench_service import config_yaml
+from benchmarks.bench_growth import replica_pids
+from benchmarks.bench_service import config_yaml, cpu_seconds
 from benchmarks.common import english_dev_set
 
 PORT = 18203
@@ -44,33 +44,6 @@ STAGES = (
     ("HTTP parsing and the plan", ("serve/http.py", "serve/ingress.py", "pipeline/plan.py", "multipart")),
     ("Ray Serve and Ray core", ("ray/", "grpc", "starlette", "uvicorn", "asyncio/")),
 )
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def replicas() -> dict[str, int]:
-    """pid of each Serve replica process here, by deployment name."""
-    out = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                match = _REPLICA.search(f.read())
-        except OSError:
-            continue
-        if match is not None:
-            out[match.group(1).decode()] = int(pid)
-    return out
-
-
-def thread_cpu(pid: int) -> float:
-    total = 0.0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / TICK
-        except OSError:
-            continue
-    return total
 
 
 def stage_of(stack: str) -> str:
@@ -116,8 +89,8 @@ def main() -> None:
                 client.audio.transcriptions.create(model="whisper-1", file=f, response_format="verbose_json")
 
         transcribe(paths[0])  # warm-up
-        pids = replicas()
-        before = {name: thread_cpu(pid) for name, pid in pids.items()}
+        pids = {name: found[0] for name, found in replica_pids().items()}  # one replica each here
+        before = cpu_seconds()
         spies = {
             name: subprocess.Popen(
                 [
@@ -143,7 +116,7 @@ def main() -> None:
         with ThreadPoolExecutor(max_workers=options.clients) as pool:
             list(pool.map(transcribe, paths))
         wall = time.perf_counter() - start
-        after = {name: thread_cpu(pid) for name, pid in pids.items()}
+        after = cpu_seconds()
         for process in spies.values():
             process.send_signal(signal.SIGINT)
         for process in spies.values():
