@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, fields, replace
 
 from cluster.output_parts import deduplicate, done_keys
 from cluster.stages import BatchJob, Diarize, ParquetSink, Preprocess, Transcribe, hash_row, new_run_id
+from pipeline.asr import AsrConfig
 from pipeline.config import PipelineConfig
 from pipeline.plan import Request
 
@@ -94,20 +95,20 @@ def plan_job(config: PipelineConfig, request: Request, run: RunOptions, per_segm
     # Then under the ASR actors' reservation: the card, and the device that reservation gives
     # (the CPU where the cluster's GPUs are logical only, WXS_LOGICAL_GPUS).
     describe = ray.remote(_describe_asr).options(num_cpus=0.25, num_gpus=run.asr_num_gpus)
-    card, device, logical = ray.get(describe.remote(config.asr.model, config.asr.compute_type))
+    cards, device, logical = ray.get(describe.remote(config.asr))
     check(device, logical)
-    # The ASR actors run the card's compute type (resolved for their device): part of the key.
-    config = replace(config, asr=replace(config.asr, compute_type=card.compute_type))
-    return BatchJob(plan=Planner(config, card).plan(request), per_segment=per_segment)
+    # The ASR actors run the cards' compute type (resolved for their device): part of the key.
+    config = replace(config, asr=replace(config.asr, compute_type=cards[0].compute_type))
+    return BatchJob(plan=Planner(config, cards).plan(request), per_segment=per_segment)
 
 
-def _describe_asr(model: str, compute_type: str | None):
-    """(card, device, logical GPUs) as a task with the ASR actors' reservation sees them."""
+def _describe_asr(asr: AsrConfig):
+    """(the models' cards, device, logical GPUs) as a task with the ASR actors' reservation sees them."""
     from cluster.placement import from_ray, logical_gpus
-    from pipeline.models import describe_asr_model
+    from pipeline.asr_models import describe_asr_models
 
     device = from_ray().device
-    return describe_asr_model(model, compute_type, device), device, logical_gpus()
+    return describe_asr_models(asr, device), device, logical_gpus()
 
 
 def run_batch(

@@ -35,7 +35,7 @@ DEFAULT_APP = "whisperx"
 class Plan:
     """What to put in the caches (None: that stage needs no model)."""
 
-    asr: str | None
+    asr: tuple[str, ...]  # the ASR models the config holds, its `model` first
     align: str | None
     language_models: tuple[tuple[str, str], ...]  # per-language alignment models from the config
     languages: tuple[str, ...]
@@ -93,7 +93,7 @@ def parse_args(argv: list[str] | None = None) -> Plan:
     except ValueError as exc:
         p.error(f"--languages: {exc}")
     return Plan(
-        asr=config.asr.model,
+        asr=config.asr.model_names(),
         align=config.align.model,
         language_models=tuple(sorted(config.align.language_models.items())),
         languages=languages,
@@ -208,7 +208,7 @@ def run(plan: Plan, out=sys.stdout) -> int:
     else:
         os.environ[ALLOW_DOWNLOAD_ENV] = "1"
     # (stage, fetch, its arguments); an alignment model None: `default` has none for that language
-    models = [("asr", fetch_asr, (plan.asr,))] if plan.asr else []
+    models = [("asr", fetch_asr, (name,)) for name in plan.asr]
     models += [("align", fetch_align, (language, name)) for language, name in plan.align_models()]
     models += [("diarize", fetch_diarize, (plan.diarize,))] if plan.diarize else []
     failed = 0

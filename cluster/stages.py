@@ -20,7 +20,7 @@ import numpy as np
 from cluster.placement import from_ray
 from cluster.schema import FILE_SCHEMA, SCHEMA_VERSION, SEGMENT_SCHEMA
 from pipeline.align import Aligner
-from pipeline.asr import Transcriber
+from pipeline.asr_models import AsrModels
 from pipeline.audio import load_audio
 from pipeline.cache_keys import batch_options, options_digest, row_key
 from pipeline.config import PipelineConfig
@@ -97,7 +97,7 @@ class Transcribe:
     def __init__(self, job: BatchJob):
         self.job = job
         placement = from_ray()
-        self.transcriber = Transcriber(job.config.asr, placement)
+        self.transcriber = AsrModels(job.config.asr, placement)
         self.aligner = Aligner(job.config.align, placement)
 
     def __call__(self, batch: dict) -> dict:
@@ -135,9 +135,9 @@ class Transcribe:
             out.pop("samples")
         return _columns(out)
 
-    def _detect(self, sample: list) -> str:
+    def _detect(self, sample: list, model: str) -> str:
         """The language step's means: the vote over the chunks the plan sampled."""
-        return self.transcriber.detect_language(sample)[0]
+        return self.transcriber.detect_language(sample, model)[0]
 
 
 class Diarize:

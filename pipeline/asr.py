@@ -34,7 +34,12 @@ APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
 
 @dataclass(frozen=True)
 class AsrConfig:
-    model: str = "bundled"
+    model: str = "bundled"  # the default model; a multilingual one also identifies languages
+    # An English-only model that decodes English audio in `model`'s place (faster: tiny.en beside
+    # base on CPU); pipeline/routing.py has the rule. None: `model` decodes everything.
+    english_model: str | None = None
+    # Names a request's `model` may use besides the models' own: OpenAI's whisper-1 -> the rule.
+    aliases: tuple[tuple[str, str], ...] = (("whisper-1", "auto"),)
     compute_type: str | None = None  # None: int8 on CPU, float16 on GPU
     # CTranslate2 workers sharing the placement's threads. Measured on 2 cores (tiny.en int8,
     # 16 LibriSpeech chunks): two 1-thread workers decoding two batches at once ran 50.8x real
@@ -43,6 +48,11 @@ class AsrConfig:
     num_workers: int | None = None
     batch_size: int = 16
     language_detection_chunks: int = 5  # chunks voted over when the language is not given
+
+    def model_names(self) -> tuple[str, ...]:
+        """The models to load, `model` first."""
+        extra = self.english_model
+        return (self.model,) if not extra or extra == self.model else (self.model, extra)
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,7 @@ class DecodeOptions(DecodingChoices):
     """One request's decoding as planned. Chunks that share them can share a batch."""
 
     word_timestamps: bool = True  # Whisper cross-attention word times (the plan decides)
+    model: str = ""  # the id of the model that decodes (the plan routes; "": the only one held)
 
 
 def parallelism(config: AsrConfig, placement: Placement) -> tuple[int, int]:

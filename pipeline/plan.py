@@ -17,10 +17,11 @@ from pipeline.asr import DecodeOptions, DecodingChoices, check_decode_options
 from pipeline.cache_entries import Reused
 from pipeline.config import PipelineConfig
 from pipeline.diarize import SpeakerCount
-from pipeline.errors import InvalidOption
+from pipeline.errors import InvalidOption, UnsupportedLanguage
 from pipeline.formats import FORMATS, Format, lookup, render
 from pipeline.merge import assign_speakers
 from pipeline.models import AsrCard
+from pipeline.routing import AUTO, AsrRoutes
 from pipeline.schema import ChunkResult, Segment, Transcript, Turn, normalized_turns
 from pipeline.vad import VAD_MODEL_ID
 
@@ -40,6 +41,7 @@ class Request(DecodingChoices):
     # srt, vtt and tsv cut segments at word times; without, they keep Whisper's segment times.
     word_timestamps: bool = True
     openai: bool = False  # asked through OpenAI's protocol: only its response formats
+    model: str | None = None  # an ASR model's id or configured name; None, "auto", whisper-1: the rule
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,8 @@ class Plan:
     align_requested: bool  # word timing runs, `align` is on and some align model is configured
     diarize: bool
     config: PipelineConfig = field(repr=False)
-    asr_model: str = ""
+    routes: AsrRoutes = field(repr=False)
+    pinned: str | None = None  # the ASR model the request named; None: the routing rule
     language_detected: bool = False  # set by `with_language`: the vote ran
     cached: Reused = field(default_factory=Reused, repr=False)  # stage outputs the cache holds
 
@@ -77,6 +80,27 @@ class Plan:
     @property
     def detects_language(self) -> bool:
         return self.decode.language is None
+
+    @property
+    def asr_model(self) -> str:
+        """The id of the model that decodes ("" until the language that routes it is known)."""
+        return self.decode.model
+
+    @property
+    def detect_model(self) -> str:
+        """The id of the model that identifies the language (when the plan detects)."""
+        detector = self.routes.detector(self.pinned)
+        return detector.model_id if detector is not None else ""
+
+    @property
+    def asr_choice(self) -> str:
+        """What the request chose: a model id, or the rule (part of the result-cache keys)."""
+        return self.pinned or AUTO
+
+    @property
+    def asr_identity(self) -> str:
+        """The weights and compute types of every model this choice may run (cache keys)."""
+        return self.routes.identity(self.pinned)
 
     @property
     def aligns(self) -> bool:
@@ -141,11 +165,14 @@ class Plan:
         return sorted(ranked[: self.detection_chunks])
 
     def with_language(self, language: str) -> Plan:
-        return replace(self, decode=replace(self.decode, language=language), language_detected=True)
+        """The detected language, and the model it routes to."""
+        model = self.routes.for_language(language, self.decode.task, self.pinned).model_id
+        return replace(self, decode=replace(self.decode, language=language, model=model), language_detected=True)
 
     def models(self) -> dict[str, str]:
         """The ids of the models this plan runs (reported in every result)."""
-        models = {"asr": self.asr_model, "vad": VAD_MODEL_ID}
+        # before the language routes it: the model that identifies it
+        models = {"asr": self.asr_model or self.detect_model, "vad": VAD_MODEL_ID}
         if self.word_timing:
             aligned = self.aligns and self.language is not None
             models["align"] = self.config.align.model_id(self.language) if aligned else CROSS_ATTENTION_ID
@@ -160,13 +187,14 @@ class Plan:
     # --- the steps an executor runs with its own means -------------------------------------
 
     async def detect_language(self, chunks: Sequence[Any], detect: Callable[[list[Any]], Any]) -> Plan:
-        """When the plan detects, the executor's `detect(sampled chunks) -> language` decides.
-        `chunks`: (start, end) spans or objects with `start` and `end` (pipeline.schema.Chunk)."""
+        """When the plan detects, the executor's `detect(sampled chunks, model id) -> language`
+        decides, on the model `detect_model` names. `chunks`: (start, end) spans or objects with
+        `start` and `end` (pipeline.schema.Chunk)."""
         if not self.detects_language:
             return self
         spans = [(c.start, c.end) if hasattr(c, "start") else tuple(c) for c in chunks]
         sample = [chunks[i] for i in self.language_sample(spans)]
-        return self.with_language(await _settled(detect(sample)))
+        return self.with_language(await _settled(detect(sample, self.detect_model)))
 
     def asr_results(self, results: list[ChunkResult] | None = None) -> list[ChunkResult]:
         """The chunks' ASR results: the cached ones, or those just computed."""
@@ -202,11 +230,13 @@ class Plan:
 
 
 class Planner:
-    """Turns requests into plans for one configuration and one ASR model (its card)."""
+    """Turns requests into plans for one configuration and the ASR models it holds (their cards,
+    the configured `model` first: `AsrConfig.model_names()` order)."""
 
-    def __init__(self, config: PipelineConfig, asr: AsrCard):
+    def __init__(self, config: PipelineConfig, cards: AsrCard | Sequence[AsrCard]):
         self.config = config
-        self.asr = asr
+        cards = (cards,) if isinstance(cards, AsrCard) else tuple(cards)
+        self.routes = AsrRoutes.of(cards, config.asr.model_names(), dict(config.asr.aliases))
 
     def plan(self, request: Request) -> Plan:
         """Validate and decide every stage; typed errors (InvalidOption, ...) before any work."""
@@ -214,15 +244,26 @@ class Planner:
         language = (request.language or "").strip().lower() or None
         choices = {f.name: getattr(request, f.name) for f in fields(DecodingChoices)}
         decode = DecodeOptions(**{**choices, "language": language, "initial_prompt": request.initial_prompt or None})
-        check_decode_options(decode, self.asr)
+        pinned = self.routes.pinned(request.model)  # an unknown name: the error lists those served
+        if decode.language is None and self.routes.detector(pinned) is None:
+            decode = replace(decode, language="en")  # an English-only model: nothing to identify
+        card = self.routes.for_language(decode.language, decode.task, pinned)
+        try:
+            check_decode_options(decode, card)
+        except (InvalidOption, UnsupportedLanguage) as exc:
+            if pinned is None and self.routes.multilingual is None and (decode.language or "en") != "en":
+                raise type(exc)(f"{exc}. Configure a multilingual ASR model (asr_model: base) for it") from None
+            if pinned is None and self.routes.multilingual is None and decode.task == "translate":
+                raise type(exc)(f"{exc}. Configure a multilingual ASR model (asr_model: base) to translate") from None
+            raise
+        if decode.language is not None:
+            decode = replace(decode, model=card.model_id)
         request.speakers.bounds()
         if request.diarize is False and (fmt.needs_speakers or request.speakers.given):  # nothing may imply it
             why = "a speaker count (num_speakers, min_speakers, max_speakers) needs diarization"
             if fmt.needs_speakers:
                 why = f"response_format {request.response_format} lists speaker turns: it needs diarization"
             raise InvalidOption(f"{why}, but diarize is false (leave diarize out, or set it true)")
-        if decode.language is None and not self.asr.multilingual:
-            decode = replace(decode, language="en")
         diarize = diarizes(request)
         word_timing = needs_word_timing(request)
         decode = replace(decode, word_timestamps=word_timing)
@@ -233,7 +274,8 @@ class Planner:
             align_requested=word_timing and request.align and self.config.align.enabled,
             diarize=diarize,
             config=self.config,
-            asr_model=self.asr.model_id,
+            routes=self.routes,
+            pinned=pinned,
         )
 
 

@@ -12,7 +12,8 @@ from functools import cached_property, partial
 from pathlib import Path
 
 from pipeline.align import Aligner
-from pipeline.asr import DecodeOptions, Transcriber
+from pipeline.asr import DecodeOptions
+from pipeline.asr_models import AsrModels
 from pipeline.audio import AudioLimits, load_audio
 from pipeline.config import PipelineConfig
 from pipeline.diarize import Diarizer
@@ -38,8 +39,8 @@ class LocalPipeline:
     def __init__(self, config: PipelineConfig = PipelineConfig(), placement: Placement | None = None):
         self.config = config
         self.placement = placement or Placement.local_cpu()
-        self.transcriber = Transcriber(config.asr, self.placement)
-        self.planner = Planner(config, self.transcriber.card)
+        self.transcriber = AsrModels(config.asr, self.placement)
+        self.planner = Planner(config, self.transcriber.cards)
         self.vad = SpeechDetector(config.vad, self.placement)
         self.aligner = Aligner(config.align, self.placement)
 
@@ -63,7 +64,7 @@ class LocalPipeline:
         """Yields one FileResult per source, in input order; a bad file does not stop the rest."""
         plan = self.planner.plan(request)  # invalid options fail before any file is read
         batch_size = max(1, self.config.asr.batch_size)
-        workers = self.transcriber.num_workers
+        workers = self.transcriber.first.num_workers
         pending: deque[_Pending] = deque()  # files decoded, in order, awaiting chunks
         queue: list[tuple[Chunk, DecodeOptions]] = []
 
@@ -96,9 +97,9 @@ class LocalPipeline:
             flush(up_to_full_batches=False)
             yield from self._completed(pending)
 
-    def _detect(self, sample: list[Chunk]) -> str:
+    def _detect(self, sample: list[Chunk], model: str) -> str:
         """The language step's means: the vote over the chunks the plan sampled."""
-        return self.transcriber.detect_language(sample)[0]
+        return self.transcriber.detect_language(sample, model)[0]
 
     def _completed(self, pending: deque[_Pending]) -> Iterator[FileResult]:
         while pending and pending[0].done:

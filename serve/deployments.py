@@ -20,7 +20,8 @@ from cluster import asr_memory
 from cluster.gpu import default_reader
 from cluster.placement import from_ray
 from pipeline.align import Aligner
-from pipeline.asr import DecodeOptions, Transcriber
+from pipeline.asr import DecodeOptions
+from pipeline.asr_models import AsrModels
 from pipeline.batch_size import BatchLimit, Split, decode_in_halves, memory_cap
 from pipeline.config import PipelineConfig
 from pipeline.diarize import Diarizer, SpeakerCount
@@ -90,7 +91,7 @@ class TranscriberDeployment:
         reader = default_reader() if placement.device == "cuda" else None
         before_load = reader.read(placement.gpu_index) if reader else None
         # Serve forms the batches; the engine only shares each one among its CTranslate2 workers.
-        self.engine = Transcriber(replace(config.asr, batch_size=1024), placement)
+        self.engine = AsrModels(replace(config.asr, batch_size=1024), placement)
         self._batch_size = Histogram(
             "whisperx_asr_batch_size", description="chunks per ASR batch", boundaries=[1, 2, 4, 8, 16, 32, 64]
         )
@@ -134,15 +135,18 @@ class TranscriberDeployment:
             self._batching["batch_wait_timeout_s"] = float(user_config["batch_wait_timeout_s"])
             self._decode_batch.set_batch_wait_timeout_s(self._batching["batch_wait_timeout_s"])
 
-    def card(self) -> AsrCard:
-        return self.engine.card
+    def card(self) -> tuple[AsrCard, ...]:
+        """Every model this replica holds, the configured `model` first."""
+        return self.engine.cards
 
     def info(self) -> dict:
+        first = self.engine.first
         return {
-            **_replica_info(self.engine.model_id, self.engine.placement),
-            "compute_type": self.engine.compute_type,
-            "workers": self.engine.num_workers,
-            "threads_per_worker": self.engine.cpu_threads,
+            **_replica_info(first.model_id, self.engine.placement),
+            "models": list(self.engine.model_ids),
+            "compute_type": first.compute_type,
+            "workers": first.num_workers,
+            "threads_per_worker": first.cpu_threads,
             **self._batching,
             "batch_size_source": self._limit.source,
             "gpu_memory": {**asdict(self._memory), "max_batch_size": self._limit.memory} if self._memory else None,
@@ -151,11 +155,11 @@ class TranscriberDeployment:
             "chunks_waiting": self._turns.waiting,  # for a turn in the batch queue
         }
 
-    async def detect_language(self, audio: AudioRef, regions: list[tuple[float, float]]) -> str:
-        """The vote over the chunks the plan sampled."""
+    async def detect_language(self, audio: AudioRef, regions: list[tuple[float, float]], model: str = "") -> str:
+        """The vote over the chunks the plan sampled, by the model it named."""
         samples = await audio.fetch()
         chunks = [_chunk("detect", i, s, e, samples) for i, (s, e) in enumerate(regions)]
-        language, _ = await asyncio.to_thread(self.engine.detect_language, chunks)
+        language, _ = await asyncio.to_thread(self.engine.detect_language, chunks, model)
         return language
 
     async def transcribe(self, job: ChunkJob) -> ChunkOutcome:

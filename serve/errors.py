@@ -14,6 +14,7 @@ from pipeline.errors import (
     InvalidOption,
     ModelNotFound,
     PipelineError,
+    UnknownModel,
     UnsupportedLanguage,
 )
 
@@ -46,6 +47,7 @@ _STATUS: list[tuple[type[PipelineError], int]] = [
     (AudioTooLong, 413),
     (AudioEmpty, 400),
     (AudioDecodeError, 415),  # includes AudioTruncated
+    (UnknownModel, 400),  # OpenAI answers an unknown model with 400 too
     (UnsupportedLanguage, 422),
     (InvalidOption, 422),
     (ModelNotFound, 500),  # at request time: a model the server is configured for is missing

@@ -58,7 +58,6 @@ class GraphExecutor:
     planner: Planner
     admission: Admission
     cache: CacheClient | None = None
-    asr_identity: str = ""  # the ASR weights' fingerprint and compute type, for cache keys
     # the Ingress sets these from its args (Ingress.reconfigure)
     retry_policy: RetryPolicy = RetryPolicy()
     limits: AudioLimits = AudioLimits()
@@ -98,7 +97,7 @@ class GraphExecutor:
     async def _keys(self, data: bytes, plan: Plan) -> StageKeys | None:
         # sha256 runs at ~1 GB/s: a large upload's off the event loop
         digest = audio_digest(data) if len(data) < 1 << 20 else await asyncio.to_thread(audio_digest, data)
-        return stage_keys(plan, digest, self.asr_identity)
+        return stage_keys(plan, digest)
 
     async def _lookup(self, keys: StageKeys) -> Reused:
         entries = await self.cache.get(keys.lookups())
@@ -158,8 +157,9 @@ class GraphExecutor:
                 results = None
                 if "asr" in runs:
 
-                    def detect(sample: list[tuple[float, float]]):
-                        return start(self._call(stats, self.graph.transcriber.detect_language, audio_ref, sample))
+                    def detect(sample: list[tuple[float, float]], model: str):
+                        call = self._call(stats, self.graph.transcriber.detect_language, audio_ref, sample, model)
+                        return start(call)
 
                     plan = await plan.detect_language(speech.chunks, detect)
                     if plan.language_detected:

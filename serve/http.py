@@ -106,6 +106,7 @@ def _common(upload: Upload) -> dict:
     """The fields both endpoints take."""
     return {
         "language": upload.get("language"),
+        "model": upload.get("model"),  # the plan routes it (unknown: 400 listing what is served)
         "initial_prompt": upload.get("prompt") or None,
         "temperature": _number(upload, "temperature", float, DEFAULTS.temperature),
     }

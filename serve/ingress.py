@@ -27,7 +27,6 @@ from serve.http import cache_allowed, native_request, openai_request, read_uploa
 from serve.retry import RetryPolicy
 
 log = logging.getLogger("whisperx_serve")
-OPENAI_MODEL_ALIASES = ("whisper-1",)
 REPLICA_POLL_S = 5.0
 
 
@@ -41,10 +40,9 @@ class Ingress:
         if vad is None:
             placement = from_ray(args.threads("Ingress"))
             vad_model = asyncio.create_task(asyncio.to_thread(SpeechDetector, config.vad, placement))
-        # The ASR model's card is read once, from the replica that holds it (this node may not
-        # have the model's files); every request is planned against it.
-        self.card = await transcriber.card.remote()
-        self.served = (*OPENAI_MODEL_ALIASES, self.card.model_id, config.asr.model)  # what `model` may name
+        # The ASR models' cards are read once, from the replica that holds them (this node may
+        # not have the models' files); every request is planned against them.
+        self.cards = await transcriber.card.remote()
         cache = CacheClient(args.cache) if args.cache.enabled else None
         if cache:
             await cache.connect()
@@ -54,14 +52,8 @@ class Ingress:
             # Concurrent VAD calls share the segmentation model's forwards (SpeechDetector.batcher).
             graph.vad_pool = ThreadPoolExecutor(max_workers=args.concurrent_calls("Ingress"), thread_name_prefix="vad")
         stages = {name: StageLoad(speed) for name, speed in args.speed_priors().items()}
-        self.executor = GraphExecutor(
-            graph,
-            Planner(config, self.card),
-            Admission(AdmissionLimits(), stages),
-            cache=cache,
-            # Cache keys name the exact ASR weights and the compute type the Transcriber runs.
-            asr_identity=f"{self.card.weights}|{self.card.compute_type}",
-        )
+        self.planner = Planner(config, self.cards)
+        self.executor = GraphExecutor(graph, self.planner, Admission(AdmissionLimits(), stages), cache=cache)
         self.reconfigure({})  # the args' own limits, bounds and retries
         self.replica_states: dict[str, dict[str, int]] = {}  # deployment -> replica state -> count
         self._replica_watch = asyncio.create_task(self._watch_replicas())
@@ -160,31 +152,24 @@ class Ingress:
     async def list_models(self, request: HttpRequest) -> Response:
         data = [
             {"id": name, "object": "model", "created": 0, "owned_by": "whisperx-serve"}
-            for name in (*OPENAI_MODEL_ALIASES, self.card.model_id)
+            for name in self.planner.routes.served()
         ]
         return JSONResponse({"object": "list", "data": data})
 
     async def openai_transcriptions(self, request: HttpRequest) -> Response:
         upload = await read_upload(request, self.args.max_upload_bytes)
-        self._check_model(upload.get("model"))
         use_cache = cache_allowed(upload, request.headers)
         plan, transcript, stats = await self.executor.transcribe(upload.audio, openai_request(upload), use_cache)
-        return Response(plan.render(transcript), media_type=plan.format.content_type, headers=_stats_headers(stats))
+        headers = _stats_headers(stats, transcript)
+        return Response(plan.render(transcript), media_type=plan.format.content_type, headers=headers)
 
     async def native_transcribe(self, request: HttpRequest) -> Response:
         upload = await read_upload(request, self.args.max_upload_bytes)
-        self._check_model(upload.get("model"))
         use_cache = cache_allowed(upload, request.headers)
         plan, transcript, stats = await self.executor.transcribe(upload.audio, native_request(upload), use_cache)
         # rttm's file id: the upload's name; WhisperX's JSON carries the service's account
         body = plan.render(transcript, source=upload.filename, service=asdict(stats))
-        return Response(body, media_type=plan.format.content_type, headers=_stats_headers(stats))
-
-    def _check_model(self, requested: str | None) -> None:
-        if requested and requested not in self.served:
-            raise RequestError(
-                400, "model_not_found", f"model {requested!r} is not served here; GET /v1/models lists what is"
-            )
+        return Response(body, media_type=plan.format.content_type, headers=_stats_headers(stats, transcript))
 
     async def _watch_replicas(self) -> None:
         """Keep each stage's replica count current, so the expected wait follows autoscaling,
@@ -205,9 +190,12 @@ class Ingress:
             await asyncio.sleep(REPLICA_POLL_S)
 
 
-def _stats_headers(stats: ServiceStats) -> dict[str, str]:
+def _stats_headers(stats: ServiceStats, transcript) -> dict[str, str]:
     return {
         "X-Request-Id": stats.request_id,
+        # which ASR model ran (the routing rule's choice) and the language it decoded
+        "X-WhisperX-Model": transcript.models.get("asr", ""),
+        "X-WhisperX-Language": transcript.language,
         "X-Cache": stats.cache,
         "X-WhisperX-Batch-Sizes": ",".join(str(b) for b in stats.batch_sizes),
         "X-WhisperX-Seconds": str(stats.seconds.get("total", 0.0)),

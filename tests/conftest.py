@@ -31,7 +31,6 @@ DEFAULT_APP = AppSpec("config.yaml")
 # (`kills` marker) after the others on their app, and the modules with a cluster of their own last.
 PHASES = (  # (fixture a test uses, phase)
     ("own_ray_cluster", 6),
-    ("multilingual_service", 5),
     ("full_service", 4),
     ("service", 2),
     ("ray_cluster", 1),
@@ -103,7 +102,8 @@ def speak(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def local_pipeline():
-    """The library with PipelineConfig's defaults: the same models as the cpu profile serves."""
+    """The library with PipelineConfig's defaults: tiny.en alone (the English model of the cpu
+    profile's pair; the profile's pair itself: tests/test_equality.py)."""
     from pipeline.runner import shared_pipeline
 
     return shared_pipeline()
@@ -193,12 +193,6 @@ def full_service(services, tiny_wav2vec2) -> Service:
         {"vad_placement": "deployment", "align_model": str(tiny_wav2vec2), "max_queue_wait_s": 3600},
     )
     return services.use(spec)
-
-
-@pytest.fixture
-def multilingual_service(services) -> Service:
-    """config.yaml serving the multilingual Whisper base (its Transcriber differs)."""
-    return services.use(AppSpec("multilingual", {"asr_model": "bundled/base"}))
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,7 @@ def test_one_file_prints_json(capsys, local_pipeline, pyannote_sample):
 
 
 def test_bad_language_is_a_clear_error(capsys, local_pipeline, pyannote_sample):
-    code, _, err = run_main(capsys, str(pyannote_sample), "--language", "de")
+    code, _, err = run_main(capsys, str(pyannote_sample), "--language", "xx")
     assert code == 2
     assert "not supported" in err and "Traceback" not in err
 
@@ -93,8 +93,12 @@ def test_missing_models_are_clear_errors(capsys, local_pipeline, pyannote_sample
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     code, _, err = run_main(capsys, str(pyannote_sample), "--diarize", "--diarize-model", "org/not-cached-pipeline")
     assert code == 2 and "--diarize-model" in err and "Traceback" not in err
-    code, _, err = run_main(capsys, str(pyannote_sample), "--align-model", "default")  # fails before any work
+    # A given language's alignment model is checked before any work ...
+    code, _, err = run_main(capsys, str(pyannote_sample), "--align-model", "default", "--language", "en")
     assert code == 2 and "--align-model" in err and "Traceback" not in err
+    # ... a detected language's once it is known: that file fails, saying why.
+    code, _, err = run_main(capsys, str(pyannote_sample), "--align-model", "default")
+    assert code == 1 and "--align-model" in err and "Traceback" not in err
 
 
 def test_decompression_bomb_is_a_clear_error(capsys, local_pipeline, bomb_flac):

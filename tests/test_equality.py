@@ -1,7 +1,7 @@
 """Same results three ways: the library (in-process plan), the service (the plan over
 deployment handles, real HTTP on 127.0.0.1) and the batch job (the plan over Ray Data actors)
-agree on real speech, with the multilingual Whisper base (so the language is really detected
-by the plan's vote) and with diarization on."""
+agree on real speech, with the cpu profile's models (the multilingual Whisper base identifies the
+language by the plan's vote, and English goes to tiny.en) and with diarization on."""
 
 from __future__ import annotations
 
@@ -11,16 +11,17 @@ import shutil
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.asr import AsrConfig
 from pipeline.config import PipelineConfig
 from pipeline.plan import Request
+from pipeline.settings import PipelineSettings
 
 # Real speech in three languages through three executors, two of them Ray: minutes, so it runs
 # in the slow step (the core run stays near its ~20-minute budget).
 pytestmark = pytest.mark.slow
 
-MODEL = "bundled/base"
 CLIPS = ("test_de.wav", "test_ja.wav", "test_ko.wav")
+# The model the routing rule picks: base for the three languages, tiny.en for the English call.
+ROUTED = {"sample.wav": "bundled/tiny.en"}
 
 
 @pytest.fixture(scope="module")
@@ -33,17 +34,19 @@ def clips(speech_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def config() -> PipelineConfig:
-    return PipelineConfig(asr=AsrConfig(model=MODEL))
+    """config.yaml's models (the cpu profile's), as the CLI loads them too."""
+    from pipeline import bundled
+
+    if not bundled.installed("base"):
+        pytest.skip(f"multilingual base is not installed: {bundled.install_hint('base')}")
+    return PipelineSettings().pipeline_config()
 
 
 @pytest.fixture
-def library(base_pipeline):
-    return base_pipeline
+def library(config):
+    from pipeline.runner import shared_pipeline
 
-
-@pytest.fixture
-def service(multilingual_service):
-    return multilingual_service
+    return shared_pipeline(config)
 
 
 def post(service, path, **fields) -> dict:
@@ -84,7 +87,8 @@ def test_language_text_words_and_speakers(library, service, ray_cluster, clips, 
         else:
             assert len({speaker for _, speaker in words_and_speakers(mine["segments"])}) == 2
         assert served["text"] == mine["text"] == row["text"], name
-        assert served["models"] == mine["models"] and row["asr_model"] == mine["models"]["asr"] == MODEL
+        routed = ROUTED.get(name, "bundled/base")
+        assert served["models"] == mine["models"] and row["asr_model"] == mine["models"]["asr"] == routed, name
         expected = words_and_speakers(mine["segments"])
         assert words_and_speakers(served["segments"]) == expected, name
         assert words_and_speakers(json.loads(row["segments_json"])) == expected, name

@@ -52,7 +52,7 @@ def vote(pipe, path) -> str:
 
 
 def test_base_is_the_offline_multilingual_package(base_pipeline):
-    card = base_pipeline.transcriber.card
+    (card,) = base_pipeline.transcriber.cards
     assert card.model_id == "bundled/base" and card.multilingual
     assert {"de", "ja", "ko"} <= set(card.languages)
     assert base_pipeline.plan(Request()).models()["asr"] == "bundled/base"

@@ -37,7 +37,8 @@ def post_native(client, path, headers=COMPUTE, **fields):
 
 def test_health_and_models(client):
     health = client.get("/healthz")
-    assert health.status_code == 200 and health.json()["asr"] == "bundled/tiny.en"
+    assert health.status_code == 200 and health.json()["asr"] == "bundled/base"  # the first; English: tiny.en
+    assert health.json()["transcriber"]["models"] == ["bundled/base", "bundled/tiny.en"]
     assert health.json()["vad"] == "ingress"  # config.yaml's cpu profile
     # The replica states are polled every 5 s: the first poll may predate the Ingress running.
     deadline = time.monotonic() + 30
@@ -49,7 +50,7 @@ def test_health_and_models(client):
     assert replicas["Transcriber"] == {"RUNNING": 1} and replicas["Ingress"] == {"RUNNING": 1}
     assert health.json()["loading"] == []
     ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
-    assert ids == ["whisper-1", "bundled/tiny.en"]
+    assert ids == ["whisper-1", "bundled/base", "bundled/tiny.en"]
 
 
 def assert_equals_the_library(client, library, path):
@@ -161,7 +162,12 @@ def test_bad_input_gets_clear_errors(client, service, pyannote_sample, tmp_path)
     error_of(client.post(url, files={"file": ("big.wav", b"\0" * (5 * 1024 * 1024))}), 413, "upload_too_large")
     sample = pyannote_sample.read_bytes()
     assert "supported" in error_of(
-        client.post(url, files={"file": ("a.wav", sample)}, data={"language": "de"}), 422, "unsupported_language"
+        client.post(url, files={"file": ("a.wav", sample)}, data={"language": "xx"}), 422, "unsupported_language"
+    )
+    assert "tiny.en" in error_of(  # the English-only model, named, cannot decode German
+        client.post(url, files={"file": ("a.wav", sample)}, data={"language": "de", "model": "tiny.en"}),
+        422,
+        "unsupported_language",
     )
     error_of(
         client.post(url, files={"file": ("a.wav", sample)}, data={"response_format": "docx"}), 422, "invalid_option"

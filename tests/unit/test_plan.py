@@ -609,3 +609,71 @@ def test_torch_precision_and_compile_keep_the_result_key():
     assert _digest(request, PipelineConfig().with_torch({"diarize": "float16"}, compile=True)) == plain
     assert "runtime" not in result_options(Planner(PipelineConfig(), EN).plan(request))["vad"]
     assert _digest(request, PipelineConfig(vad=VadOptions(step_seconds=1.0))) != plain
+
+
+# --- which ASR model decodes (pipeline/routing.py) ---------------------------------------------
+
+BASE = AsrCard("bundled/base", True, ("en", "de", "ko", "ja"), "sha256:base", "int8")
+TINY_EN = AsrCard("bundled/tiny.en", False, ("en",), "sha256:tiny", "int8")
+PAIR = PipelineConfig(asr=AsrConfig(model="base", english_model="bundled"))
+
+
+def routed(request: Request = Request()):
+    return Planner(PAIR, (BASE, TINY_EN)).plan(request)
+
+
+def test_without_a_language_the_multilingual_model_identifies_it_and_routes():
+    p = routed()
+    assert p.detects_language and p.detect_model == BASE.model_id and p.asr_model == ""
+    assert p.with_language("en").asr_model == TINY_EN.model_id  # English: the fast English-only model
+    assert p.with_language("ko").asr_model == BASE.model_id
+    assert p.with_language("ko").models()["asr"] == BASE.model_id
+
+
+def test_a_given_language_routes_at_plan_time():
+    assert routed(Request(language="en")).asr_model == TINY_EN.model_id
+    assert not routed(Request(language="de")).detects_language
+    assert routed(Request(language="de")).asr_model == BASE.model_id
+    # translation needs the multilingual model, whatever the language
+    assert routed(Request(language="en", task="translate")).asr_model == BASE.model_id
+
+
+@pytest.mark.parametrize("name", ["tiny.en", "bundled/tiny.en", "bundled"])
+def test_a_named_model_decodes_everything_it_can(name):
+    p = routed(Request(model=name))
+    assert (p.language, p.asr_model, p.detects_language) == ("en", TINY_EN.model_id, False)
+    with pytest.raises(UnsupportedLanguage):
+        routed(Request(model=name, language="de"))
+    pinned = routed(Request(model="base"))
+    assert pinned.detect_model == BASE.model_id and pinned.with_language("en").asr_model == BASE.model_id
+
+
+@pytest.mark.parametrize("name", [None, "", "auto", "whisper-1"])
+def test_whisper_1_and_auto_mean_the_rule(name):
+    assert routed(Request(model=name)).pinned is None
+
+
+def test_an_unknown_model_is_refused_listing_what_is_served():
+    from pipeline.errors import UnknownModel
+
+    with pytest.raises(UnknownModel) as info:
+        routed(Request(model="large-v9"))
+    assert "whisper-1" in str(info.value) and "bundled/base" in str(info.value) and "bundled/tiny.en" in str(info.value)
+    assert Planner(PAIR, (BASE, TINY_EN)).routes.served() == ["whisper-1", "bundled/base", "bundled/tiny.en"]
+
+
+def test_english_only_service_names_what_to_configure_for_other_languages():
+    with pytest.raises(UnsupportedLanguage, match="multilingual ASR model"):
+        plan(Request(language="ko"))
+    with pytest.raises(InvalidOption, match="multilingual ASR model"):
+        plan(Request(task="translate"))
+
+
+def test_the_cache_key_names_the_choice_and_every_model_it_may_run():
+    from pipeline.cache_keys import stage_keys
+
+    auto, pinned = stage_keys(routed(), "ab" * 32), stage_keys(routed(Request(model="base")), "ab" * 32)
+    assert auto.asr != pinned.asr
+    assert routed().asr_identity == "bundled/base|sha256:base|int8;bundled/tiny.en|sha256:tiny|int8"
+    retrained = replace(TINY_EN, weights="sha256:new")
+    assert stage_keys(Planner(PAIR, (BASE, retrained)).plan(Request()), "ab" * 32).asr != auto.asr

@@ -17,23 +17,23 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_models_come_from_the_gpu_config():
     plan = parse_args(["--config", str(ROOT / "config.gpu.yaml")])
-    assert plan.asr == "large-v3-turbo"
+    assert plan.asr == ("large-v3-turbo",)
     assert plan.align == "default"
     assert plan.diarize == "pyannote/speaker-diarization-community-1"
     assert plan.languages == ("en",)
     assert not plan.check_only
 
 
-def test_the_cpu_config_needs_only_the_bundled_asr_model():
+def test_the_cpu_config_needs_only_the_bundled_asr_models():
     plan = parse_args(["--config", str(ROOT / "config.yaml")])
-    assert plan.asr == "bundled" and plan.align is None and plan.diarize is None
+    assert plan.asr == ("base", "bundled") and plan.align is None and plan.diarize is None
     assert plan.align_models() == []
 
 
 def test_without_a_config_the_gpu_profile_models():
     plan = parse_args([])
     assert (plan.asr, plan.align, plan.diarize) == (
-        "large-v3-turbo",
+        ("large-v3-turbo",),
         "default",
         "pyannote/speaker-diarization-community-1",
     )
@@ -43,7 +43,7 @@ def test_flags_override_the_config_and_none_turns_a_stage_off():
     plan = parse_args(
         ["--config", str(ROOT / "config.gpu.yaml"), "--asr-model", "medium", "--diarize-model", "none", "--check"]
     )
-    assert plan.asr == "medium" and plan.diarize is None and plan.align == "default" and plan.check_only
+    assert plan.asr == ("medium",) and plan.diarize is None and plan.align == "default" and plan.check_only
 
 
 def test_languages_list_all_and_defaults_without_a_model():
@@ -84,7 +84,7 @@ def test_config_app_selection(tmp_path):
     with pytest.raises(SystemExit):
         parse_args(["--config", str(config)])  # two apps, none named whisperx: must pick
     assert parse_args(["--config", str(config), "--app", "a"]).diarize is None
-    assert parse_args(["--config", str(config), "--app", "b"]).asr == "bundled"
+    assert parse_args(["--config", str(config), "--app", "b"]).asr == ("base", "bundled")
     with pytest.raises(SystemExit):
         parse_args(["--config", str(config), "--app", "c"])
     bad = tmp_path / "bad.yaml"
@@ -108,7 +108,7 @@ def test_run_reports_every_model_and_sets_downloads(monkeypatch):
     monkeypatch.setattr(preload, "fetch_asr", fake_asr)
     monkeypatch.setattr(preload, "fetch_align", fake_align)
     monkeypatch.setattr(preload, "fetch_diarize", lambda name, check_only: name)
-    plan = Plan("large-v3-turbo", "default", (), ("en", "de", "sw"), "pyannote/x")
+    plan = Plan(("large-v3-turbo",), "default", (), ("en", "de", "sw"), "pyannote/x")
 
     out = io.StringIO()
     monkeypatch.delenv("WXS_ALLOW_DOWNLOAD", raising=False)
@@ -123,7 +123,7 @@ def test_run_reports_every_model_and_sets_downloads(monkeypatch):
 
     monkeypatch.setenv("WXS_ALLOW_DOWNLOAD", "1")
     out = io.StringIO()
-    check = Plan("large-v3-turbo", None, (), ("en",), None, check_only=True)
+    check = Plan(("large-v3-turbo",), None, (), ("en",), None, check_only=True)
     assert run(check, out) == 0
     assert seen[-1][2:] == (True, None)  # --check never lets a resolver download
     assert out.getvalue().count("\n") == 1
