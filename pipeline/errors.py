@@ -41,5 +41,11 @@ class UnknownModel(InvalidOption):
     code = "model_not_found"
 
 
+class MultilingualModelNeeded(InvalidOption):
+    """What was asked (translation) needs a multilingual ASR model and none is configured."""
+
+    code = "multilingual_model_needed"
+
+
 class ModelNotFound(PipelineError):
     code = "model_not_found"

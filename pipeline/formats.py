@@ -4,6 +4,7 @@ needs (word times, speaker turns). A new format is one `Format` entry and its re
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,8 +74,13 @@ def _whisperx(t: Transcript, context: RenderContext) -> str:
     return json.dumps(body, ensure_ascii=False)
 
 
+def usage(t: Transcript) -> dict:
+    """OpenAI's usage of a duration-billed model: the input's seconds, rounded up."""
+    return {"type": "duration", "seconds": math.ceil(t.duration)}
+
+
 def _json(t: Transcript, context: RenderContext) -> str:
-    return json.dumps({"text": t.text}, ensure_ascii=False)
+    return json.dumps({"text": t.text, "usage": usage(t)}, ensure_ascii=False)
 
 
 def _text(t: Transcript, context: RenderContext) -> str:
@@ -109,6 +115,7 @@ def _verbose_json(t: Transcript, context: RenderContext) -> str:
             {"word": w.word, "start": w.start, "end": w.end, **({"speaker": w.speaker} if w.speaker else {})}
             for w in t.words
         ]
+    body["usage"] = usage(t)
     return json.dumps(body, ensure_ascii=False)
 
 

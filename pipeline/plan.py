@@ -17,7 +17,7 @@ from pipeline.asr import DecodeOptions, DecodingChoices, check_decode_options
 from pipeline.cache_entries import Reused
 from pipeline.config import PipelineConfig
 from pipeline.diarize import SpeakerCount
-from pipeline.errors import InvalidOption, UnsupportedLanguage
+from pipeline.errors import InvalidOption, MultilingualModelNeeded, UnsupportedLanguage
 from pipeline.formats import FORMATS, Format, lookup, render
 from pipeline.merge import assign_speakers
 from pipeline.models import AsrCard
@@ -42,6 +42,8 @@ class Request(DecodingChoices):
     word_timestamps: bool = True
     openai: bool = False  # asked through OpenAI's protocol: only its response formats
     model: str | None = None  # an ASR model's id or configured name; None, "auto", whisper-1: the rule
+    # The text as each chunk is decoded, in audio order (OpenAI's stream=true): json and text only.
+    stream: bool = False
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,10 @@ class Plan:
         return render(transcript, fmt, task=task, word_granularity=words, source=source, service=service)
 
 
+# What a stream carries: text, as each chunk is final (OpenAI streams json and text only).
+STREAMED_FORMATS = ("json", "text")
+
+
 class Planner:
     """Turns requests into plans for one configuration and the ASR models it holds (their cards,
     the configured `model` first: `AsrConfig.model_names()` order)."""
@@ -241,6 +247,10 @@ class Planner:
     def plan(self, request: Request) -> Plan:
         """Validate and decide every stage; typed errors (InvalidOption, ...) before any work."""
         fmt = lookup(request.response_format, openai=request.openai)
+        if request.stream and fmt.name not in STREAMED_FORMATS:
+            raise InvalidOption(
+                f"stream=true streams the text ({', '.join(STREAMED_FORMATS)}), not {request.response_format}"
+            )
         language = (request.language or "").strip().lower() or None
         choices = {f.name: getattr(request, f.name) for f in fields(DecodingChoices)}
         decode = DecodeOptions(**{**choices, "language": language, "initial_prompt": request.initial_prompt or None})
@@ -254,7 +264,9 @@ class Planner:
             if pinned is None and self.routes.multilingual is None and (decode.language or "en") != "en":
                 raise type(exc)(f"{exc}. Configure a multilingual ASR model (asr_model: base) for it") from None
             if pinned is None and self.routes.multilingual is None and decode.task == "translate":
-                raise type(exc)(f"{exc}. Configure a multilingual ASR model (asr_model: base) to translate") from None
+                raise MultilingualModelNeeded(
+                    f"{exc}. Translation needs a multilingual ASR model: configure one (asr_model: base)"
+                ) from None
             raise
         if decode.language is not None:
             decode = replace(decode, model=card.model_id)

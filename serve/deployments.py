@@ -114,6 +114,7 @@ class TranscriberDeployment:
                 log.warning("GPU memory probe failed (%s): the configured max_batch_size applies", exc)
         self._limit = BatchLimit(self._batching["max_batch_size"], memory_cap(self._memory) if self._memory else None)
         self._oom_splits = 0
+        self._decoded = 0
         self._apply_limit()
         if self._memory:
             log.info("Transcriber batch size %d (%s): %s", self._limit.size, self._limit.source, self._memory)
@@ -153,6 +154,7 @@ class TranscriberDeployment:
             "oom_splits": self._oom_splits,
             "batches_decoding": self._heap.busy,  # batches this replica decodes now
             "chunks_waiting": self._turns.waiting,  # for a turn in the batch queue
+            "chunks_decoded": self._decoded,  # since the replica started
         }
 
     async def detect_language(self, audio: AudioRef, regions: list[tuple[float, float]], model: str = "") -> str:
@@ -200,6 +202,7 @@ class TranscriberDeployment:
         await self._heap.trim_if_idle()
         self._batch_size.observe(len(jobs))
         self._chunks.inc(len(jobs))
+        self._decoded += len(jobs)
         requests = len({j.request_id for j in jobs})
         return [ChunkOutcome(r, len(jobs), requests, elapsed) for r in results]
 

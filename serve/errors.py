@@ -13,6 +13,7 @@ from pipeline.errors import (
     AudioTooLong,
     InvalidOption,
     ModelNotFound,
+    MultilingualModelNeeded,
     PipelineError,
     UnknownModel,
     UnsupportedLanguage,
@@ -48,6 +49,7 @@ _STATUS: list[tuple[type[PipelineError], int]] = [
     (AudioEmpty, 400),
     (AudioDecodeError, 415),  # includes AudioTruncated
     (UnknownModel, 400),  # OpenAI answers an unknown model with 400 too
+    (MultilingualModelNeeded, 400),  # the configuration lacks it: nothing the audio could change
     (UnsupportedLanguage, 422),
     (InvalidOption, 422),
     (ModelNotFound, 500),  # at request time: a model the server is configured for is missing

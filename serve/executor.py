@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -63,16 +64,22 @@ class GraphExecutor:
     limits: AudioLimits = AudioLimits()
 
     async def transcribe(
-        self, data: bytes, request: Request, use_cache: bool = True
+        self,
+        data: bytes,
+        request: Request,
+        use_cache: bool = True,
+        progress: Callable[[ChunkResult], None] | None = None,
     ) -> tuple[Plan, Transcript, ServiceStats]:
-        """The planned transcript of `data`, from the cache where it holds the stages."""
+        """The planned transcript of `data`, from the cache where it holds the stages.
+        `progress`: called with each chunk's ASR result in audio order, as soon as every earlier
+        one is done (a stream's deltas); not called for what the cache answered."""
         started = time.perf_counter()
         plan = self.planner.plan(request)  # bad options: typed errors, before any work
         stats = ServiceStats(request_id=uuid.uuid4().hex)
         keys = await self._keys(data, plan) if self.cache and use_cache else None
         if keys is None:
             stats.cache = "off"
-            plan, transcript = await self._compute(data, plan, stats, None)
+            plan, transcript = await self._compute(data, plan, stats, None, progress)
         else:
             plan = plan.with_cached(await self._lookup(keys))
             stats.cache = plan.cache_state
@@ -82,7 +89,7 @@ class GraphExecutor:
                 transcript = plan.assemble(plan.cached.asr.duration, segments, plan.cached.turns)
             else:  # identical requests in flight compute once; the others take the first one's transcript
                 (computed, transcript), shared = await self.cache.once(
-                    keys.result, lambda: self._compute(data, plan, stats, keys)
+                    keys.result, lambda: self._compute(data, plan, stats, keys, progress)
                 )
                 if shared:  # its own plan (the format may differ), in the language found
                     plan = plan.with_language(transcript.language) if plan.detects_language else plan
@@ -106,7 +113,12 @@ class GraphExecutor:
         return await asyncio.to_thread(reuse, keys, entries)  # a long transcript's JSON: off the event loop
 
     async def _compute(
-        self, data: bytes, plan: Plan, stats: ServiceStats, keys: StageKeys | None
+        self,
+        data: bytes,
+        plan: Plan,
+        stats: ServiceStats,
+        keys: StageKeys | None,
+        progress: Callable[[ChunkResult], None] | None = None,
     ) -> tuple[Plan, Transcript]:
         """Run the stages the cache did not answer (all of them without a cache), storing what
         they produce under their keys."""
@@ -164,7 +176,7 @@ class GraphExecutor:
                     plan = await plan.detect_language(speech.chunks, detect)
                     if plan.language_detected:
                         clock.lap("language")
-                    results = await self._transcribe_chunks(plan, stats, ticket, audio_ref, speech, tracked)
+                    results = await self._transcribe_chunks(plan, stats, ticket, audio_ref, speech, tracked, progress)
                     clock.lap("asr")
                     if keys:
                         entry = AsrEntry(duration, plan.language, plan.language_detected, speech.speech, results)
@@ -194,7 +206,9 @@ class GraphExecutor:
         clock.total()
         return plan, transcript
 
-    async def _transcribe_chunks(self, plan: Plan, stats: ServiceStats, ticket: Ticket, audio_ref, speech, tracked):
+    async def _transcribe_chunks(
+        self, plan: Plan, stats: ServiceStats, ticket: Ticket, audio_ref, speech, tracked, progress=None
+    ):
         """The chunks fan out to the Transcriber, batched there with other requests' chunks."""
         ticket.submit("Transcriber", sum(e - s for s, e in speech.chunks))
         regions = Regions.of(speech.speech)  # each chunk carries the speech inside it
@@ -202,10 +216,16 @@ class GraphExecutor:
         for i, (s, e) in enumerate(speech.chunks):
             job = ChunkJob(stats.request_id, audio_ref, i, s, e, plan.decode, regions.within(s, e))
             calls.append(tracked("Transcriber", e - s, self.graph.transcriber.transcribe, job))
-        outcomes = await asyncio.gather(*calls, return_exceptions=True)
-        failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
-        if failed is not None:
-            raise failed
+        if progress is None:
+            outcomes = await asyncio.gather(*calls, return_exceptions=True)
+            failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+            if failed is not None:
+                raise failed
+        else:  # in audio order: a failure stops here, and the caller cancels the rest
+            outcomes = []
+            for call in calls:
+                outcomes.append(await call)
+                progress(outcomes[-1].result)
         ticket.hold(0)
         stats.chunks = len(outcomes)
         stats.batch_sizes = [o.batch_size for o in outcomes]

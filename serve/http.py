@@ -119,8 +119,37 @@ def cache_allowed(upload: Upload, headers) -> bool:
     return _bool(upload, "cache", True) and "no-cache" not in control and "no-store" not in control
 
 
+def _refuse_logprobs(upload: Upload) -> None:
+    included = upload.fields.get("include[]", []) + upload.fields.get("include", [])
+    if "logprobs" in included:
+        raise RequestError(
+            400,
+            "unsupported_include",
+            "include[]=logprobs is not available: the CTranslate2 Whisper engine returns one score per "
+            "sequence, not per-token log probabilities",
+        )
+    unknown = [value for value in included if value != "logprobs"]
+    if unknown:
+        raise RequestError(400, "invalid_field", f"include[] may only be logprobs, not {unknown[0]!r}")
+
+
+def openai_translation_request(upload: Upload) -> Request:
+    """OpenAI's /v1/audio/translations fields: file, model, prompt, response_format, temperature
+    (no language: the source's is identified; the text comes back in English)."""
+    if upload.get("language"):
+        raise RequestError(400, "invalid_field", "translations take no language: the audio's is identified")
+    return Request(
+        **{**_common(upload), "language": None},
+        task="translate",
+        response_format=upload.get("response_format") or "json",
+        word_timestamps=False,
+        openai=True,
+    )
+
+
 def openai_request(upload: Upload) -> Request:
     """OpenAI's /v1/audio/transcriptions fields."""
+    _refuse_logprobs(upload)
     granularities = upload.fields.get("timestamp_granularities[]", []) + upload.fields.get(
         "timestamp_granularities", []
     )
@@ -130,6 +159,7 @@ def openai_request(upload: Upload) -> Request:
     return Request(
         **_common(upload),
         response_format=upload.get("response_format") or "json",
+        stream=bool(_bool(upload, "stream", False)),
         word_timestamps="word" in granularities,
         openai=True,  # the plan allows OpenAI's formats only
     )

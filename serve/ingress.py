@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -23,8 +24,9 @@ from serve.cache_client import CacheClient
 from serve.config import INGRESS_TUNABLE, ServiceArgs
 from serve.errors import RequestError, error_response, response_for
 from serve.executor import Graph, GraphExecutor, ServiceStats
-from serve.http import cache_allowed, native_request, openai_request, read_upload
+from serve.http import cache_allowed, native_request, openai_request, openai_translation_request, read_upload
 from serve.retry import RetryPolicy
+from serve.streaming import stream_transcription
 
 log = logging.getLogger("whisperx_serve")
 REPLICA_POLL_S = 5.0
@@ -59,6 +61,7 @@ class Ingress:
         self._replica_watch = asyncio.create_task(self._watch_replicas())
         self.routes = {
             ("POST", "/v1/audio/transcriptions"): self.openai_transcriptions,
+            ("POST", "/v1/audio/translations"): self.openai_translations,
             ("POST", "/v1/transcribe"): self.native_transcribe,
             ("GET", "/v1/models"): self.list_models,
             ("GET", "/healthz"): self.healthz,
@@ -159,7 +162,23 @@ class Ingress:
     async def openai_transcriptions(self, request: HttpRequest) -> Response:
         upload = await read_upload(request, self.args.max_upload_bytes)
         use_cache = cache_allowed(upload, request.headers)
-        plan, transcript, stats = await self.executor.transcribe(upload.audio, openai_request(upload), use_cache)
+        asked = openai_request(upload)
+        if asked.stream:
+            return await stream_transcription(
+                lambda progress: self.executor.transcribe(upload.audio, asked, use_cache, progress),
+                lambda exc: json.loads(response_for(exc, self.args.retry_after_s).body),
+                lambda done: _stats_headers(done[2], done[1]),
+            )
+        plan, transcript, stats = await self.executor.transcribe(upload.audio, asked, use_cache)
+        headers = _stats_headers(stats, transcript)
+        return Response(plan.render(transcript), media_type=plan.format.content_type, headers=headers)
+
+    async def openai_translations(self, request: HttpRequest) -> Response:
+        upload = await read_upload(request, self.args.max_upload_bytes)
+        use_cache = cache_allowed(upload, request.headers)
+        plan, transcript, stats = await self.executor.transcribe(
+            upload.audio, openai_translation_request(upload), use_cache
+        )
         headers = _stats_headers(stats, transcript)
         return Response(plan.render(transcript), media_type=plan.format.content_type, headers=headers)
 

@@ -42,7 +42,9 @@ def test_vtt(transcript):
 
 
 def test_openai_json_and_text(transcript):
-    assert json.loads(render(transcript, "json")) == {"text": transcript.text}
+    usage = {"type": "duration", "seconds": 30}  # OpenAI's for a duration-billed model, rounded up
+    assert json.loads(render(transcript, "json")) == {"text": transcript.text, "usage": usage}
+    assert json.loads(render(transcript, "verbose_json"))["usage"] == usage
     assert render(transcript, "text").decode().strip() == transcript.text
 
 

@@ -115,3 +115,24 @@ def test_the_default_cli_on_the_dev_clips(clips, tmp_path):
         assert (body["language"], body["models"]["asr"]) == (lang, "bundled/base")
         kind, rate = error_rate(ref.text, body["text"], lang)
         assert rate <= MAX_ERROR[lang], f"{lang}: {kind} {rate:.2f}: {body['text']!r}"
+
+
+def test_translations_usage_and_logprobs_through_the_sdk(sdk, speak, pyannote_sample):
+    import openai
+
+    german = speak("Guten Morgen. Heute ist das Wetter in Berlin sehr schön.", 140, "de")
+    with open(german, "rb") as f:
+        raw = sdk.audio.translations.with_raw_response.create(model="whisper-1", file=f, response_format="verbose_json")
+    translated = raw.parse()
+    assert raw.headers["x-whisperx-model"] == "bundled/base" and translated.task == "translate"
+    words = set(re.findall(r"\w+", translated.text.lower()))
+    assert "berlin" in words and words & {"weather", "morning", "today"}, translated.text
+    assert not words & {"guten", "heute", "wetter", "sehr"}, translated.text  # English, not German
+    with open(german, "rb") as f:
+        assert "Berlin" in sdk.audio.translations.create(model="whisper-1", file=f, response_format="text")
+    # usage, as OpenAI bills a duration: the input's seconds rounded up
+    with open(pyannote_sample, "rb") as f:
+        plain = sdk.audio.transcriptions.create(model="whisper-1", file=f)
+    assert plain.usage.type == "duration" and plain.usage.seconds == 30
+    with open(pyannote_sample, "rb") as f, pytest.raises(openai.BadRequestError, match="per-token"):
+        sdk.audio.transcriptions.create(model="whisper-1", file=f, include=["logprobs"])

@@ -16,7 +16,7 @@ from pipeline.errors import PipelineError
 from pipeline.models import AsrCard
 from pipeline.plan import Planner
 from serve.errors import RequestError, error_response, status_of
-from serve.http import native_request, openai_request, read_upload
+from serve.http import native_request, openai_request, openai_translation_request, read_upload
 
 MAX_BYTES = 1000
 ENVELOPE = 64 * 1024
@@ -26,7 +26,8 @@ PLANNER = Planner(PipelineConfig(), AsrCard("multilingual", True, ("en", "de", "
 
 
 async def _parse(request: HttpRequest) -> JSONResponse:
-    parse = openai_request if request.path_params["kind"] == "openai" else native_request
+    kind = request.path_params["kind"]
+    parse = {"openai": openai_request, "translate": openai_translation_request}.get(kind, native_request)
     try:
         upload = await read_upload(request, MAX_BYTES)
         parsed = parse(upload)
@@ -304,3 +305,23 @@ def test_streamed_upload_within_the_limit(client):
         yield AUDIO
 
     assert _ok(client.post("/native", content=chunks()))["audio_bytes"] == 2 * len(AUDIO)
+
+
+# --- OpenAI's other fields and the translations endpoint ---------------------------------------
+
+
+@pytest.mark.parametrize("via", VIA)
+def test_logprobs_are_refused_saying_why(client, via):
+    message = _error(send(client, "openai", [("include[]", "logprobs")], via), 400, "unsupported_include")
+    assert "per-token" in message
+    _error(send(client, "openai", [("include[]", "everything")], via), 400, "invalid_field")
+
+
+@pytest.mark.parametrize("via", VIA)
+def test_translations_take_openais_fields(client, via):
+    fields = {"prompt": "Names: Ada.", "temperature": "0.2", "response_format": "verbose_json", "model": "whisper-1"}
+    request = _ok(send(client, "translate", fields, via))["request"]
+    assert (request["task"], request["language"], request["model"]) == ("translate", None, "whisper-1")
+    assert request["initial_prompt"] == "Names: Ada." and request["response_format"] == "verbose_json"
+    assert _ok(send(client, "translate", {}, via))["request"]["response_format"] == "json"
+    _error(send(client, "translate", {"language": "de"}, via), 400, "invalid_field")

@@ -665,8 +665,12 @@ def test_an_unknown_model_is_refused_listing_what_is_served():
 def test_english_only_service_names_what_to_configure_for_other_languages():
     with pytest.raises(UnsupportedLanguage, match="multilingual ASR model"):
         plan(Request(language="ko"))
-    with pytest.raises(InvalidOption, match="multilingual ASR model"):
+    from pipeline.errors import MultilingualModelNeeded
+    from serve.errors import status_of
+
+    with pytest.raises(MultilingualModelNeeded, match="multilingual ASR model") as info:
         plan(Request(task="translate"))
+    assert status_of(info.value) == 400  # /v1/audio/translations on an English-only service
 
 
 def test_the_cache_key_names_the_choice_and_every_model_it_may_run():
