@@ -22,6 +22,7 @@ from cluster.batch import RunOptions, run_batch
 from cluster.schema import FILE_SCHEMA, SEGMENT_SCHEMA
 from pipeline.config import PipelineConfig
 from pipeline.plan import Request
+from pipeline.settings import PipelineSettings
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLI = Path(sys.executable).parent / "whisperx-serve"
@@ -117,7 +118,10 @@ def test_stopped_then_killed_job_resumes_and_redoes_nothing(ray_cluster, corpus,
     (SIGKILL, no cleanup) once it wrote more, then resumed to the end: every file once, none
     redone; a run after that finds nothing to do."""
     out = tmp_path / "out"
-    first = run_batch(str(corpus), str(out), PipelineConfig(), Request(), quiet(max_files=3, files_per_batch=1))
+    # The models `whisperx-serve batch` loads by default (the cpu profile's pair): the same
+    # options, so the same row keys, as the command below.
+    config = PipelineSettings().pipeline_config()
+    first = run_batch(str(corpus), str(out), config, Request(), quiet(max_files=3, files_per_batch=1))
     assert first.files_done == 3 and read(out).num_rows == 3
 
     parts = len(list(out.glob("part-*.parquet")))
@@ -149,12 +153,12 @@ def test_stopped_then_killed_job_resumes_and_redoes_nothing(ray_cluster, corpus,
     landed = next(p for p in sorted(out.glob("part-*.parquet")) if first.run_id not in p.name)
     shutil.copy(landed, out / f"part-late-{landed.stem}.parquet")
 
-    resumed = run_batch(str(corpus), str(out), PipelineConfig(), Request(), quiet())
+    resumed = run_batch(str(corpus), str(out), config, Request(), quiet())
     after = read(out)
     paths = after.column("path").to_pylist()
     assert len(paths) == len(set(paths)) == FILES, "a file is missing or was written twice"
     for path, run_id in zip(paths, after.column("run_id").to_pylist()):
         assert run_id == survivors.get(path, resumed.run_id)  # finished files were not redone
     assert resumed.files_done == FILES - len(survivors) and resumed.files_skipped == len(survivors)
-    again = run_batch(str(corpus), str(out), PipelineConfig(), Request(), quiet())
+    again = run_batch(str(corpus), str(out), config, Request(), quiet())
     assert again.files_done == 0 and again.files_skipped == FILES and read(out).num_rows == FILES
