@@ -83,10 +83,12 @@ def measure(
     n: int = PROBE_CHUNKS,
     headroom: float = DEFAULT_HEADROOM,
     init_torch: bool = True,
+    model_ids: Sequence[str] = ("",),
 ) -> MemoryFigures | None:
     """The figures a batch size is chosen from, or None where they cannot be measured (memory
     unreadable, or no growth from 1 to n chunks). `before_load` was read before the model
-    loaded: what it leaves free is what neighbours on the device leave this replica."""
+    loaded: what it leaves free is what neighbours on the device leave this replica.
+    `model_ids`: each model `engine` holds ("": its only or first one)."""
     if n < 2:
         raise ValueError("the probe needs at least 2 chunks")
     if before_load.total_bytes is None or before_load.free_bytes is None:
@@ -95,24 +97,32 @@ def measure(
         import torch
 
         torch.zeros(1, device=placement.torch_device)
-    options = DecodeOptions(language="en", word_timestamps=True)
     chunks = probe_chunks(n)
-    engine.transcribe_chunks(chunks[:1], options)  # warm-up
-    peaks = []
-    for size in (1, n):
-        with PeakUsed(reader, placement.gpu_index) as peak:
-            engine.transcribe_chunks(chunks[:size], options)
-        if peak.peak is None:
+    per_chunk, resident = 0, 0
+    # Every model held batches alone (batches never mix models): the largest per-chunk cost caps them all.
+    for model_id in model_ids:
+        options = DecodeOptions(language="en", word_timestamps=True, model=model_id)
+        engine.transcribe_chunks(chunks[:1], options)  # warm-up
+        peaks = []
+        for size in (1, n):
+            with PeakUsed(reader, placement.gpu_index) as peak:
+                engine.transcribe_chunks(chunks[:size], options)
+            if peak.peak is None:
+                return None
+            peaks.append(peak.peak)
+        grown = (peaks[1] - peaks[0]) // (n - 1)
+        if grown <= 0:
+            log.warning(
+                "GPU memory probe (%s): no growth from 1 to %d chunks (%s); batch size not capped", model_id, n, peaks
+            )
             return None
-        peaks.append(peak.peak)
-    per_chunk = (peaks[1] - peaks[0]) // (n - 1)
-    if per_chunk <= 0:
-        log.warning("GPU memory probe: no growth from 1 to %d chunks (%s); batch size not capped", n, peaks)
-        return None
+        per_chunk = max(per_chunk, grown)
+        # every model is loaded already: each batch of 1 sees all their weights
+        resident = max(resident, peaks[0] - grown - (before_load.used_bytes or 0))
     return MemoryFigures(
         total_bytes=before_load.total_bytes,
         share=placement.gpu_share,
-        resident_bytes=max(0, peaks[0] - per_chunk - (before_load.used_bytes or 0)),
+        resident_bytes=max(0, resident),
         free_bytes=before_load.free_bytes,
         per_chunk_bytes=per_chunk,
         headroom=headroom,

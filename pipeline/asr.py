@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline.errors import InvalidOption, UnsupportedLanguage
+from pipeline.errors import InvalidOption, MultilingualModelNeeded, UnsupportedLanguage
 from pipeline.models import AsrCard, compute_type_for, resolve_asr_model, weights_fingerprint
 from pipeline.placement import Placement
 from pipeline.schema import SAMPLE_RATE, Chunk, ChunkResult, Segment, Word
@@ -88,7 +88,7 @@ def check_decode_options(options: DecodeOptions, card: AsrCard) -> None:
     if options.task not in ("transcribe", "translate"):
         raise InvalidOption(f"task must be 'transcribe' or 'translate', not {options.task!r}")
     if options.task == "translate" and not multilingual:
-        raise InvalidOption(f"{model_id} is English-only and cannot translate")
+        raise MultilingualModelNeeded(f"{model_id} is English-only and cannot translate")
     if options.language is not None and options.language not in languages:
         raise UnsupportedLanguage(
             f"language {options.language!r} is not supported by {model_id}; supported: {', '.join(languages)}"

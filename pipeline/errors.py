@@ -47,5 +47,11 @@ class MultilingualModelNeeded(InvalidOption):
     code = "multilingual_model_needed"
 
 
+class StreamNotAvailable(InvalidOption):
+    """stream=true with a response format that is not streamed (OpenAI streams json and text)."""
+
+    code = "unsupported_stream"
+
+
 class ModelNotFound(PipelineError):
     code = "model_not_found"

@@ -63,6 +63,23 @@ class Regions:
         """`clip`, rounded to the millisecond."""
         return tuple((ms(s), ms(e)) for s, e in self.clip(start, end))
 
+    @property
+    def seconds(self) -> float:
+        return sum(e - s for s, e in self.spans)
+
+    def minus(self, other: Regions) -> Regions:
+        """The time in these regions that `other` does not cover."""
+        out = []
+        for start, end in self.spans:
+            cursor = start
+            for i in other.overlapping(start, end):
+                if other.starts[i] > cursor:
+                    out.append((cursor, other.starts[i]))
+                cursor = max(cursor, other.ends[i])
+            if cursor < end:
+                out.append((cursor, end))
+        return Regions(out)
+
     def inside(self, times: np.ndarray) -> np.ndarray:
         """Which of `times` some region holds (start <= time < end)."""
         if not self.spans:

@@ -17,7 +17,7 @@ from pipeline.asr import DecodeOptions, DecodingChoices, check_decode_options
 from pipeline.cache_entries import Reused
 from pipeline.config import PipelineConfig
 from pipeline.diarize import SpeakerCount
-from pipeline.errors import InvalidOption, MultilingualModelNeeded, UnsupportedLanguage
+from pipeline.errors import InvalidOption, MultilingualModelNeeded, StreamNotAvailable, UnsupportedLanguage
 from pipeline.formats import FORMATS, Format, lookup, render
 from pipeline.merge import assign_speakers
 from pipeline.models import AsrCard
@@ -248,7 +248,7 @@ class Planner:
         """Validate and decide every stage; typed errors (InvalidOption, ...) before any work."""
         fmt = lookup(request.response_format, openai=request.openai)
         if request.stream and fmt.name not in STREAMED_FORMATS:
-            raise InvalidOption(
+            raise StreamNotAvailable(
                 f"stream=true streams the text ({', '.join(STREAMED_FORMATS)}), not {request.response_format}"
             )
         language = (request.language or "").strip().lower() or None
@@ -260,14 +260,11 @@ class Planner:
         card = self.routes.for_language(decode.language, decode.task, pinned)
         try:
             check_decode_options(decode, card)
-        except (InvalidOption, UnsupportedLanguage) as exc:
-            if pinned is None and self.routes.multilingual is None and (decode.language or "en") != "en":
-                raise type(exc)(f"{exc}. Configure a multilingual ASR model (asr_model: base) for it") from None
-            if pinned is None and self.routes.multilingual is None and decode.task == "translate":
-                raise MultilingualModelNeeded(
-                    f"{exc}. Translation needs a multilingual ASR model: configure one (asr_model: base)"
-                ) from None
-            raise
+        except (MultilingualModelNeeded, UnsupportedLanguage) as exc:
+            if pinned is not None or self.routes.multilingual is not None:
+                raise  # the model named cannot: its message says so
+            what = "Translation needs" if isinstance(exc, MultilingualModelNeeded) else "Other languages need"
+            raise type(exc)(f"{exc}. {what} a multilingual ASR model: configure one (asr_model: base)") from None
         if decode.language is not None:
             decode = replace(decode, model=card.model_id)
         request.speakers.bounds()

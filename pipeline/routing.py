@@ -22,7 +22,7 @@ AUTO = "auto"  # the routing rule rather than one model
 class AsrRoutes:
     """The loaded models' cards and the names requests may use for them."""
 
-    cards: tuple[AsrCard, ...]  # every model held, the configured `model` first
+    cards: tuple[AsrCard, ...]  # `AsrConfig.model_names()` order: `model`, then `english_model` if any
     # name a request may give -> model id (each model's id and its configured name), plus aliases
     names: dict[str, str] = field(default_factory=dict)
     # aliases (e.g. OpenAI's whisper-1) -> a model's name or AUTO
@@ -56,8 +56,10 @@ class AsrRoutes:
 
     @property
     def english(self) -> AsrCard:
-        """English audio's model: the English-only one where configured, else the first."""
-        return next((c for c in self.cards if not c.multilingual), self.cards[0])
+        """English audio's model: the configured English model (`AsrConfig.english_model`, the
+        second card) where there is one, else the first. By role, not by its card: an English
+        model whose vocabulary reads multilingual (distil-large-v3) is still the English one."""
+        return self.cards[1] if len(self.cards) > 1 else self.cards[0]
 
     def served(self) -> list[str]:
         """What `model` may name, as /v1/models lists it: aliases first, then each model's id."""

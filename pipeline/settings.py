@@ -81,7 +81,9 @@ class PipelineSettings:
     def pipeline_config(self) -> PipelineConfig:
         models, defaults = self.models, PipelineConfig()
         asr, english = models.asr_models()
-        if self.asr_model:  # a model named: the profile's English model goes with the profile's only
+        if self.asr_model == models.asr:  # the profile's own, named: with its English model, no fallback
+            asr, english = models.asr, models.english_asr
+        elif self.asr_model:  # another model: it decodes everything unless english_asr_model is set
             asr, english = self.asr_model, None
         return PipelineConfig(
             asr=replace(

@@ -109,7 +109,9 @@ class TranscriberDeployment:
         self._memory = None
         if before_load is not None:
             try:
-                self._memory = asr_memory.measure(self.engine, reader, placement, before_load)
+                self._memory = asr_memory.measure(
+                    self.engine, reader, placement, before_load, model_ids=self.engine.model_ids
+                )
             except Exception as exc:  # noqa: BLE001 - the probe only refines the size: never fail the replica
                 log.warning("GPU memory probe failed (%s): the configured max_batch_size applies", exc)
         self._limit = BatchLimit(self._batching["max_batch_size"], memory_cap(self._memory) if self._memory else None)

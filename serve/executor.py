@@ -27,6 +27,10 @@ from serve.deployments import AudioRef, ChunkJob
 from serve.retry import RetryPolicy
 
 
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
 @dataclass
 class ServiceStats:
     """How the service handled one request (returned by the native endpoint)."""
@@ -68,14 +72,15 @@ class GraphExecutor:
         data: bytes,
         request: Request,
         use_cache: bool = True,
-        progress: Callable[[ChunkResult], None] | None = None,
+        progress: Callable[[Plan, ChunkResult], None] | None = None,
+        request_id: str | None = None,
     ) -> tuple[Plan, Transcript, ServiceStats]:
         """The planned transcript of `data`, from the cache where it holds the stages.
-        `progress`: called with each chunk's ASR result in audio order, as soon as every earlier
-        one is done (a stream's deltas); not called for what the cache answered."""
+        `progress`: called with the routed plan and each chunk's ASR result in audio order, as soon
+        as every earlier one is done (a stream's deltas); not called for what the cache answered."""
         started = time.perf_counter()
         plan = self.planner.plan(request)  # bad options: typed errors, before any work
-        stats = ServiceStats(request_id=uuid.uuid4().hex)
+        stats = ServiceStats(request_id=request_id or new_request_id())
         keys = await self._keys(data, plan) if self.cache and use_cache else None
         if keys is None:
             stats.cache = "off"
@@ -118,7 +123,7 @@ class GraphExecutor:
         plan: Plan,
         stats: ServiceStats,
         keys: StageKeys | None,
-        progress: Callable[[ChunkResult], None] | None = None,
+        progress: Callable[[Plan, ChunkResult], None] | None = None,
     ) -> tuple[Plan, Transcript]:
         """Run the stages the cache did not answer (all of them without a cache), storing what
         they produce under their keys."""
@@ -225,7 +230,7 @@ class GraphExecutor:
             outcomes = []
             for call in calls:
                 outcomes.append(await call)
-                progress(outcomes[-1].result)
+                progress(plan, outcomes[-1].result)
         ticket.hold(0)
         stats.chunks = len(outcomes)
         stats.batch_sizes = [o.batch_size for o in outcomes]

@@ -136,8 +136,14 @@ def _refuse_logprobs(upload: Upload) -> None:
 def openai_translation_request(upload: Upload) -> Request:
     """OpenAI's /v1/audio/translations fields: file, model, prompt, response_format, temperature
     (no language: the source's is identified; the text comes back in English)."""
-    if upload.get("language"):
-        raise RequestError(400, "invalid_field", "translations take no language: the audio's is identified")
+    for name, why in (
+        ("language", "the audio's is identified"),
+        ("stream", "OpenAI's translations do not stream"),
+        ("include[]", "they return text only"),
+        ("timestamp_granularities[]", "they return text only"),
+    ):
+        if upload.get(name) not in (None, "", "false"):
+            raise RequestError(400, "invalid_field", f"translations take no {name}: {why}")
     return Request(
         **{**_common(upload), "language": None},
         task="translate",

@@ -23,7 +23,7 @@ from serve.admission import Admission, AdmissionLimits, StageLoad
 from serve.cache_client import CacheClient
 from serve.config import INGRESS_TUNABLE, ServiceArgs
 from serve.errors import RequestError, error_response, response_for
-from serve.executor import Graph, GraphExecutor, ServiceStats
+from serve.executor import Graph, GraphExecutor, ServiceStats, new_request_id
 from serve.http import cache_allowed, native_request, openai_request, openai_translation_request, read_upload
 from serve.retry import RetryPolicy
 from serve.streaming import stream_transcription
@@ -164,10 +164,12 @@ class Ingress:
         use_cache = cache_allowed(upload, request.headers)
         asked = openai_request(upload)
         if asked.stream:
+            request_id = new_request_id()
             return await stream_transcription(
-                lambda progress: self.executor.transcribe(upload.audio, asked, use_cache, progress),
+                lambda progress: self.executor.transcribe(upload.audio, asked, use_cache, progress, request_id),
                 lambda exc: json.loads(response_for(exc, self.args.retry_after_s).body),
                 lambda done: _stats_headers(done[2], done[1]),
+                request_id,
             )
         plan, transcript, stats = await self.executor.transcribe(upload.audio, asked, use_cache)
         headers = _stats_headers(stats, transcript)

@@ -58,6 +58,17 @@ def _volume_gain(samples: np.ndarray) -> np.float64 | None:
     return None if change < 0 else np.float64(10 ** (change / 20))
 
 
+def partial_windows(frames: np.ndarray) -> list[np.ndarray]:
+    """1.6 s encoder inputs covering `frames` (mel frames of one speaker's stretch): short ones
+    are repeated to length, long ones cut into windows that tile it end to end."""
+    if len(frames) < WINDOW_FRAMES:
+        reps = -(-WINDOW_FRAMES // len(frames))
+        return [np.tile(frames, (reps, 1))[:WINDOW_FRAMES]]
+    n = -(-(len(frames) - WINDOW_FRAMES) // WINDOW_FRAMES) + 1
+    starts = np.linspace(0, len(frames) - WINDOW_FRAMES, n).round().astype(int)
+    return [frames[s : s + WINDOW_FRAMES] for s in starts]
+
+
 class SpeakerEncoder:
     """Calls from concurrent requests share forwards through one `ForwardBatcher`."""
 

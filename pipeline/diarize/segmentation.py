@@ -21,7 +21,13 @@ import numpy as np
 from pipeline.batching import ForwardBatcher
 from pipeline.diarize.clustering import by_first_appearance, cluster, unit_rows
 from pipeline.diarize.config import DiarizeConfig, SpeakerCount
-from pipeline.diarize.encoder import EMBED_ROWS, EMBEDDING_SIZE, FRAME_SECONDS, WINDOW_FRAMES, SpeakerEncoder
+from pipeline.diarize.encoder import (
+    EMBED_ROWS,
+    EMBEDDING_SIZE,
+    FRAME_SECONDS,
+    SpeakerEncoder,
+    partial_windows,
+)
 from pipeline.intervals import Regions, clip_turns
 from pipeline.models import whisperx_vad_weights
 from pipeline.placement import Placement
@@ -156,7 +162,7 @@ class SegmentationBackend:
         partials: list[np.ndarray] = []
         owner: list[int] = []
         for i, local in enumerate(locals_):
-            for window in _partials(mel[local.mel_index]):
+            for window in partial_windows(mel[local.mel_index]):
                 partials.append(window)
                 owner.append(i)
             if len(partials) >= EMBED_ROWS or i == len(locals_) - 1:
@@ -218,17 +224,6 @@ class SegmentationBackend:
         raw = sorted((seg.start, seg.end, int(label)) for seg, _, label in annotation.itertracks(yield_label=True))
         labels = by_first_appearance(np.array([label for _, _, label in raw], dtype=int))
         return [Turn(start, end, f"SPEAKER_{j:02d}") for (start, end, _), j in zip(raw, labels)]
-
-
-def _partials(frames: np.ndarray) -> list[np.ndarray]:
-    """1.6 s encoder inputs covering `frames` (mel frames of one local speaker): short ones
-    are repeated to length, long ones cut into windows that tile it end to end."""
-    if len(frames) < WINDOW_FRAMES:
-        reps = -(-WINDOW_FRAMES // len(frames))
-        return [np.tile(frames, (reps, 1))[:WINDOW_FRAMES]]
-    n = -(-(len(frames) - WINDOW_FRAMES) // WINDOW_FRAMES) + 1
-    starts = np.linspace(0, len(frames) - WINDOW_FRAMES, n).round().astype(int)
-    return [frames[s : s + WINDOW_FRAMES] for s in starts]
 
 
 def _assign(locals_, embeddings, centroids, shape, linear_sum_assignment) -> np.ndarray:

@@ -296,8 +296,9 @@ class SimulatedGpu:
     CTranslate2's allocator returns blocks beyond its cache). A batch holds its peak until
     the reader has sampled it twice (or 1 s passed), so the poller cannot miss it."""
 
-    def __init__(self, total: int, neighbours: int, fixed: int, once: int, per_chunk: int):
+    def __init__(self, total: int, neighbours: int, fixed: int, once: int, per_chunk: int, per_model=None):
         self.total, self.per_chunk, self.once = total, per_chunk, once
+        self.per_model = per_model or {}  # a model id -> its per-chunk cost (others: per_chunk)
         self.used = neighbours + fixed
         self.reads = 0
         self.batches: list[int] = []
@@ -319,7 +320,7 @@ class SimulatedGpu:
             self.used += self.once
             self.once = 0
             resting = self.used
-            self.used += len(chunks) * self.per_chunk
+            self.used += len(chunks) * self.per_model.get(getattr(options, "model", ""), self.per_chunk)
             seen = self.reads
             self._cond.wait_for(lambda: self.reads >= seen + 2, timeout=1)  # the warm-up: no poller
             self.used = resting
@@ -342,6 +343,15 @@ def test_probe_measures_per_chunk_and_resident_bytes():
     )
     # a quarter: 20 GiB - 3.5 resident - 3 headroom = 13.5 GiB / 300 MiB = 46 chunks -> 32
     assert memory_cap(found) == 32
+
+
+def test_probe_caps_by_the_costliest_of_the_models_held():
+    per_model = {"tiny.en": 100 * MiB, "large-v3": 700 * MiB}
+    sim = SimulatedGpu(80 * GiB, 0, 3 * GiB, 0, per_chunk=0, per_model=per_model)
+    before = GpuMemory(0, "sim", 80 * GiB, 0, 80 * GiB)
+    found = measure(sim, sim, Placement("cuda", 1, 1.0, 0), before, n=4, init_torch=False, model_ids=list(per_model))
+    assert sim.batches == [1, 1, 4] * 2  # each model probed
+    assert found.per_chunk_bytes == 700 * MiB and found.resident_bytes == 3 * GiB
 
 
 def test_probe_without_growth_caps_nothing():

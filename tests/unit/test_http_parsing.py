@@ -325,3 +325,6 @@ def test_translations_take_openais_fields(client, via):
     assert request["initial_prompt"] == "Names: Ada." and request["response_format"] == "verbose_json"
     assert _ok(send(client, "translate", {}, via))["request"]["response_format"] == "json"
     _error(send(client, "translate", {"language": "de"}, via), 400, "invalid_field")
+    for field, value in (("stream", "true"), ("include[]", "logprobs"), ("timestamp_granularities[]", "word")):
+        assert field in _error(send(client, "translate", [(field, value)], via), 400, "invalid_field")
+    assert _ok(send(client, "translate", {"stream": "false"}, via))["request"]["task"] == "translate"

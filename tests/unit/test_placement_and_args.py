@@ -239,6 +239,8 @@ def test_asr_model_defaults_to_the_profile():
     named = ServiceArgs(asr_model="base", english_asr_model="/m/en").pipeline_config().asr
     assert named.model_names() == ("base", "/m/en")
     assert ServiceArgs(english_asr_model="none").pipeline_config().asr.model_names() == ("base",)
+    # the profile's own model named keeps its English model (config.yaml names base)
+    assert ServiceArgs(asr_model="base").pipeline_config().asr.model_names() == ("base", "bundled")
 
 
 def test_without_base_installed_the_cpu_profile_serves_tiny_en_alone(monkeypatch):
@@ -246,6 +248,8 @@ def test_without_base_installed_the_cpu_profile_serves_tiny_en_alone(monkeypatch
 
     monkeypatch.setattr(bundled, "installed", lambda name: False)  # ./setup.sh --no-multilingual
     assert ServiceArgs().pipeline_config().asr.model_names() == ("bundled",)
+    # named, it is not replaced: loading it says what to install
+    assert ServiceArgs(asr_model="base").pipeline_config().asr.model_names() == ("base", "bundled")
 
 
 @pytest.mark.parametrize("compute_type", ["int8", "int8_float16", "int8_float32", "float16", "bfloat16", "float32"])

@@ -673,6 +673,35 @@ def test_english_only_service_names_what_to_configure_for_other_languages():
     assert status_of(info.value) == 400  # /v1/audio/translations on an English-only service
 
 
+def test_translation_on_english_only_models_is_400_whatever_the_language():
+    from pipeline.errors import MultilingualModelNeeded
+
+    for language in (None, "de", "en"):  # the task is checked before the language
+        with pytest.raises(MultilingualModelNeeded, match="Translation needs a multilingual"):
+            plan(Request(task="translate", language=language))
+    with pytest.raises(MultilingualModelNeeded, match="English-only") as info:  # named: no config hint
+        routed(Request(task="translate", model="tiny.en"))
+    assert "configure" not in str(info.value)
+
+
+def test_other_option_errors_get_no_multilingual_hint():
+    with pytest.raises(InvalidOption) as info:
+        plan(Request(language="de", beam_size=0), card=MULTI)
+    with pytest.raises(InvalidOption) as english:
+        plan(Request(beam_size=0))
+    assert "multilingual" not in str(info.value) + str(english.value)
+
+
+def test_the_english_model_is_chosen_by_its_role_not_its_card():
+    """distil-large-v3 is English-only but its vocabulary reads multilingual: configured as the
+    English model, it still decodes English."""
+    distil = AsrCard("distil-large-v3", True, ("en", "de"), "sha256:distil", "int8")
+    p = Planner(PipelineConfig(asr=AsrConfig(model="base", english_model="distil-large-v3")), (BASE, distil))
+    assert p.plan(Request(language="en")).asr_model == "distil-large-v3"
+    assert p.plan(Request(language="de")).asr_model == BASE.model_id
+    assert p.plan(Request()).detect_model == BASE.model_id
+
+
 def test_the_cache_key_names_the_choice_and_every_model_it_may_run():
     from pipeline.cache_keys import stage_keys
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -17,12 +18,15 @@ def result(index: int, *texts: str) -> ChunkResult:
     return ChunkResult("a", index, "en", segments, start=float(index), end=index + 1.0)
 
 
+PLAN = SimpleNamespace(asr_model="bundled/base", language="de")  # what the headers read of the routed plan
+
+
 def error_body(exc: BaseException) -> dict:
     return {"error": {"message": str(exc), "type": "server_error", "code": getattr(exc, "code", "error")}}
 
 
 async def collect(run) -> list[dict | str]:
-    response = await stream_transcription(run, error_body, lambda done: {})
+    response = await stream_transcription(run, error_body, lambda done: {}, "rid")
     out = []
     async for part in response.body_iterator:
         for line in part.decode().split("\n\n"):
@@ -37,7 +41,7 @@ def test_deltas_join_into_the_transcripts_text():
 
     async def run(progress):
         for chunk in chunks:
-            progress(chunk)
+            progress(PLAN, chunk)
             await asyncio.sleep(0)
         return None, transcript, None
 
@@ -49,7 +53,7 @@ def test_deltas_join_into_the_transcripts_text():
 
 def test_a_failure_after_the_first_delta_is_an_error_event():
     async def run(progress):
-        progress(result(0, "partial"))
+        progress(PLAN, result(0, "partial"))
         await asyncio.sleep(0.01)
         raise AudioDecodeError("the replica lost it")
 
@@ -83,7 +87,7 @@ def test_a_closed_stream_cancels_the_work():
 
     async def main():
         async def run(progress):
-            progress(result(0, "first"))
+            progress(PLAN, result(0, "first"))
             started.set()
             try:
                 await asyncio.sleep(60)
@@ -91,11 +95,38 @@ def test_a_closed_stream_cancels_the_work():
                 cancelled.append(True)
                 raise
 
-        response = await stream_transcription(run, error_body, lambda done: {})
+        response = await stream_transcription(run, error_body, lambda done: {}, "rid")
         body = response.body_iterator
         await body.__anext__()  # the first delta; then the client goes away
         await started.wait()
         await body.aclose()
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert cancelled == [True]
+
+
+def test_headers_go_with_the_first_event_and_a_client_gone_before_the_body_cancels_the_work():
+    cancelled = []
+
+    async def main():
+        async def run(progress):
+            progress(PLAN, result(0, "first"))
+            try:
+                await asyncio.sleep(60)
+            except asyncio.CancelledError:
+                cancelled.append(True)
+                raise
+
+        response = await stream_transcription(run, error_body, lambda done: {"X-Cache": "hit"}, "rid")
+        headers = dict(response.headers)
+        assert (headers["x-request-id"], headers["x-whisperx-model"], headers["x-whisperx-language"]) == (
+            "rid",
+            "bundled/base",
+            "de",
+        )
+        assert "x-cache" not in headers  # only a finished request knows it
+        await response.background()  # what Starlette runs however the response ends
         await asyncio.sleep(0)
 
     asyncio.run(main())
