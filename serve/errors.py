@@ -50,11 +50,8 @@ _STATUS: list[tuple[type[PipelineError], int]] = [
     (AudioEmpty, 400),
     (AudioDecodeError, 415),  # includes AudioTruncated
     (UnknownModel, 400),  # OpenAI answers an unknown model with 400 too
-    (MultilingualModelNeeded, 400),
-    (
-        StreamNotAvailable,
-        400,
-    ),  # as OpenAI answers stream=true for a format it does not stream  # the configuration lacks it: nothing the audio could change
+    (MultilingualModelNeeded, 400),  # the configuration lacks it: nothing the audio could change
+    (StreamNotAvailable, 400),  # as OpenAI answers stream=true for a format it does not stream
     (UnsupportedLanguage, 422),
     (InvalidOption, 422),
     (ModelNotFound, 500),  # at request time: a model the server is configured for is missing
