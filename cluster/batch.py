@@ -99,7 +99,9 @@ def plan_job(config: PipelineConfig, request: Request, run: RunOptions, per_segm
     check(device, logical)
     # The ASR actors run the cards' compute type (resolved for their device): part of the key.
     config = replace(config, asr=replace(config.asr, compute_type=cards[0].compute_type))
-    return BatchJob(plan=Planner(config, cards).plan(request), per_segment=per_segment)
+    plan = Planner(config, cards).plan(request)
+    plan.speaker_references()  # a bad reference clip fails the job here, not in its actors
+    return BatchJob(plan=plan, per_segment=per_segment)
 
 
 def _describe_asr(asr: AsrConfig):

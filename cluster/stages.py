@@ -147,6 +147,7 @@ class Diarize:
     def __init__(self, job: BatchJob):
         self.job = job
         self.diarizer = Diarizer(job.config.diarize, from_ray())
+        self.references = job.plan.speaker_references()  # checked when the job was planned
 
     def __call__(self, batch: dict) -> dict:
         out = {k: list(batch[k]) for k in batch if k != "samples"}
@@ -158,7 +159,7 @@ class Diarize:
             speech = [tuple(r) for r in json.loads(batch["speech_json"][i])]
             plan = self.job.plan.with_language(out["language"][i])
             try:
-                turns = self.diarizer.diarize(audio, speech, plan.speakers)
+                turns = self.diarizer.diarize(audio, speech, plan.speakers, self.references)
             except PipelineError as exc:
                 out["error_code"][i], out["error"][i] = exc.code, str(exc)
                 continue

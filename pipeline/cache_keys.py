@@ -12,6 +12,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
+from pipeline.diarize.known import references_digest
 from pipeline.plan import Plan
 
 KEY_VERSION = 2  # bump when a cached value's shape or meaning changes (2: word times kept on speech, issue 12)
@@ -97,11 +98,16 @@ def _align(plan: Plan) -> dict:
 
 
 def _diarize(plan: Plan) -> tuple[dict, dict]:
-    return _options(plan.config.diarize), asdict(plan.speakers)
+    """The diarizer's settings, and what the request asks of it: the count and the known speakers."""
+    asked = asdict(plan.speakers)
+    if plan.request.known_speakers:  # the names they give are part of the turns
+        asked["known_speakers"] = references_digest(plan.request.known_speakers)
+    return _options(plan.config.diarize), asked
 
 
 def _options(stage_config) -> dict:
     # A torch stage's precision and compile (`runtime`) change its outputs only within the
     # tolerances its tests hold them to, and how many windows share a forward (`batch_size`)
     # not at all: they stay out of the key.
-    return {k: v for k, v in asdict(stage_config).items() if k not in ("runtime", "batch_size")}
+    # A limit on requests (`max_known_speakers`) changes no result either.
+    return {k: v for k, v in asdict(stage_config).items() if k not in ("runtime", "batch_size", "max_known_speakers")}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pipeline.config import PipelineConfig
 from pipeline.diarize import SpeakerCount
+from pipeline.diarize.known import known_speakers_in
 from pipeline.formats import FORMATS
 from pipeline.plan import Request
 from pipeline.settings import PipelineSettings
@@ -63,6 +64,14 @@ def add_request_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-speakers", type=int, default=None)
     parser.add_argument("--min-speakers", type=int, default=None)
     parser.add_argument("--max-speakers", type=int, default=None)
+    parser.add_argument(
+        "--known-speakers",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="a folder of 2-10 s reference clips, one per known speaker, named after them (alice.wav): "
+        "speakers whose voice matches one take its name (implies --diarize)",
+    )
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -124,6 +133,12 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="the offline diarizer: segmentation (whisperx's segmentation weights + resemblyzer "
         "embeddings, overlap-aware) or windows (resemblyzer on 1.6 s windows, cheaper)",
     )
+    parser.add_argument(
+        "--max-known-speakers",
+        type=int,
+        default=defaults.diarize.max_known_speakers,
+        help="how many clips --known-speakers may hold",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
@@ -138,6 +153,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         align_model=args.align_model,
         diarize_model=args.diarize_model,
         diarize_method=args.diarize_method,
+        max_known_speakers=args.max_known_speakers,
         torch_dtype=parse_dtypes(args.torch_dtype),
         torch_compile=args.torch_compile,
     ).pipeline_config()
@@ -151,6 +167,7 @@ def request_from_args(args: argparse.Namespace, response_format: str = "whisperx
         temperature=args.temperature,
         diarize=args.diarize,
         speakers=SpeakerCount(args.num_speakers, args.min_speakers, args.max_speakers),
+        known_speakers=known_speakers_in(args.known_speakers) if args.known_speakers else (),
         response_format=response_format,
     )
 
@@ -178,6 +195,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     try:
         pipe = shared_pipeline(config_from_args(args), resolve_auto(args.device, args.threads))
         plan = pipe.plan(request_from_args(args, args.output_format))
+        plan.speaker_references()  # a bad reference clip: an error before any file
         if plan.diarize:
             _ = pipe.diarizer  # load now, so a missing model fails before any work
         if plan.aligns and plan.language:

@@ -53,5 +53,11 @@ class StreamNotAvailable(InvalidOption):
     code = "unsupported_stream"
 
 
+class InvalidSpeakerReference(InvalidOption):
+    """A bad known speaker (reference clip or name): the message names the field."""
+
+    code = "invalid_speaker_reference"
+
+
 class ModelNotFound(PipelineError):
     code = "model_not_found"

@@ -119,6 +119,77 @@ def _verbose_json(t: Transcript, context: RenderContext) -> str:
     return json.dumps(body, ensure_ascii=False)
 
 
+_DIARIZER_LABEL = re.compile(r"SPEAKER_\d+")  # a speaker no known speaker named
+
+
+def speaker_letters(speakers: list[str]) -> dict[str, str]:
+    """OpenAI's labels: A, B, ... (AA, AB, ... past Z) for the diarizer's, in order of first
+    appearance; a known speaker's name stays."""
+    letters, out = 0, {}
+    for speaker in dict.fromkeys(speakers):
+        if _DIARIZER_LABEL.fullmatch(speaker):
+            first, second = divmod(letters, 26)
+            out[speaker] = (chr(64 + first) if first else "") + chr(65 + second)
+            letters += 1
+        else:
+            out[speaker] = speaker
+    return out
+
+
+def speaker_runs(t: Transcript) -> list[Segment]:
+    """The segments cut where the speaker changes between words: each run one speaker's."""
+    from pipeline.align import word_separator
+
+    separator = word_separator(t.language)
+    runs: list[Segment] = []
+    for segment in t.segments:
+        groups: list[list] = []
+        for word in segment.words:
+            if groups and (word.speaker is None or word.speaker == groups[-1][0].speaker):
+                groups[-1].append(word)
+            else:
+                groups.append([word])
+        if len(groups) <= 1:
+            runs.append(segment)
+            continue
+        for words in groups:
+            text = separator.join(w.word.strip() for w in words)
+            runs.append(Segment(words[0].start, words[-1].end, text, words, segment.avg_logprob, words[0].speaker))
+    return runs
+
+
+def diarized_segments(t: Transcript) -> list[dict]:
+    """OpenAI's diarized segments (`transcript.text.segment`), speakers lettered unless named."""
+    runs = [r for r in speaker_runs(t) if r.text.strip()]
+    previous, speakers = "SPEAKER_00", []
+    for run in runs:  # a run with no turn under it: the speaker before it
+        previous = run.speaker or previous
+        speakers.append(previous)
+    label = speaker_letters(speakers)
+    return [
+        {
+            "type": "transcript.text.segment",
+            "id": f"seg_{i}",
+            "start": run.start,
+            "end": run.end,
+            "text": run.text.strip(),
+            "speaker": label[speaker],
+        }
+        for i, (run, speaker) in enumerate(zip(runs, speakers))
+    ]
+
+
+def _diarized_json(t: Transcript, context: RenderContext) -> str:
+    body = {
+        "task": "transcribe",
+        "duration": round(t.duration, 3),
+        "text": t.text,
+        "segments": diarized_segments(t),
+        "usage": usage(t),
+    }
+    return json.dumps(body, ensure_ascii=False)
+
+
 def _cue_text(segment: Segment) -> str:
     text = segment.text.strip()
     return f"[{segment.speaker}]: {text}" if segment.speaker else text
@@ -181,6 +252,7 @@ FORMATS: dict[str, Format] = {
         Format("srt", "application/x-subrip; charset=utf-8", "srt", _srt, word_times="asked", openai=True),
         Format("vtt", "text/vtt; charset=utf-8", "vtt", _vtt, word_times="asked", openai=True),
         Format("tsv", "text/tab-separated-values; charset=utf-8", "tsv", _tsv, word_times="asked"),
+        Format("diarized_json", "application/json", "json", _diarized_json, "never", needs_speakers=True, openai=True),
         Format("rttm", "text/plain; charset=utf-8", "rttm", _rttm, word_times="never", needs_speakers=True),
     )
 }

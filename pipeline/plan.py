@@ -17,6 +17,7 @@ from pipeline.asr import DecodeOptions, DecodingChoices, check_decode_options
 from pipeline.cache_entries import Reused
 from pipeline.config import PipelineConfig
 from pipeline.diarize import SpeakerCount
+from pipeline.diarize.known import KnownSpeaker, SpeakerReference, check_names, decode_references
 from pipeline.errors import InvalidOption, MultilingualModelNeeded, StreamNotAvailable, UnsupportedLanguage
 from pipeline.formats import FORMATS, Format, lookup, render
 from pipeline.merge import assign_speakers
@@ -42,8 +43,10 @@ class Request(DecodingChoices):
     word_timestamps: bool = True
     openai: bool = False  # asked through OpenAI's protocol: only its response formats
     model: str | None = None  # an ASR model's id or configured name; None, "auto", whisper-1: the rule
-    # The text as each chunk is decoded, in audio order (OpenAI's stream=true): json and text only.
+    # The text as each chunk is decoded, in audio order (OpenAI's stream=true): STREAMED_FORMATS.
     stream: bool = False
+    # Names for the speakers whose voice matches a reference clip (pipeline/diarize/known.py).
+    known_speakers: tuple[KnownSpeaker, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,10 @@ class Plan:
         if self.cached.turns is not None:
             skipped.add("diarize")
         return tuple([s for s in out if s not in skipped] + (["cache"] if skipped else []))
+
+    def speaker_references(self) -> tuple[SpeakerReference, ...]:
+        """The known speakers' clips decoded (an error names a bad one's field); () when none."""
+        return decode_references(self.request.known_speakers) if self.diarize else ()
 
     def with_cached(self, cached: Reused) -> Plan:
         """Those stages do not run again; a cached ASR brings its language (a detected one counts as detected)."""
@@ -231,8 +238,10 @@ class Plan:
         return render(transcript, fmt, task=task, word_granularity=words, source=source, service=service)
 
 
-# What a stream carries: text, as each chunk is final (OpenAI streams json and text only).
-STREAMED_FORMATS = ("json", "text")
+# What a stream carries. OpenAI's: text as each chunk is final, and diarized_json's segments at
+# the end. Native: WhisperX's segments as each is final (serve/streaming.py has the framings).
+STREAMED_FORMATS = ("json", "text", "diarized_json")
+NATIVE_STREAMED_FORMATS = ("whisperx",)
 
 
 class Planner:
@@ -247,9 +256,10 @@ class Planner:
     def plan(self, request: Request) -> Plan:
         """Validate and decide every stage; typed errors (InvalidOption, ...) before any work."""
         fmt = lookup(request.response_format, openai=request.openai)
-        if request.stream and fmt.name not in STREAMED_FORMATS:
+        streamed = STREAMED_FORMATS if request.openai else NATIVE_STREAMED_FORMATS
+        if request.stream and fmt.name not in streamed:
             raise StreamNotAvailable(
-                f"stream=true streams the text ({', '.join(STREAMED_FORMATS)}), not {request.response_format}"
+                f"stream=true streams response_format {', '.join(streamed)} here, not {request.response_format}"
             )
         language = (request.language or "").strip().lower() or None
         choices = {f.name: getattr(request, f.name) for f in fields(DecodingChoices)}
@@ -268,8 +278,12 @@ class Planner:
         if decode.language is not None:
             decode = replace(decode, model=card.model_id)
         request.speakers.bounds()
-        if request.diarize is False and (fmt.needs_speakers or request.speakers.given):  # nothing may imply it
+        known = request.known_speakers
+        check_names([k.name for k in known], len(known), self.config.diarize.max_known_speakers)
+        if request.diarize is False and (fmt.needs_speakers or request.speakers.given or known):  # nothing may imply it
             why = "a speaker count (num_speakers, min_speakers, max_speakers) needs diarization"
+            if known:
+                why = "known speakers name diarization's speakers"
             if fmt.needs_speakers:
                 why = f"response_format {request.response_format} lists speaker turns: it needs diarization"
             raise InvalidOption(f"{why}, but diarize is false (leave diarize out, or set it true)")
@@ -289,8 +303,9 @@ class Planner:
 
 
 def diarizes(request: Request) -> bool:
-    """When asked, when any speaker count is given, or for a format made of speaker turns."""
-    return bool(request.diarize) or request.speakers.given or FORMATS[request.response_format].needs_speakers
+    """When asked, when any speaker count or known speaker is given, or for a format made of speaker turns."""
+    implied = request.speakers.given or bool(request.known_speakers) or FORMATS[request.response_format].needs_speakers
+    return bool(request.diarize) or implied
 
 
 def needs_word_timing(request: Request) -> bool:

@@ -110,7 +110,11 @@ class LocalPipeline:
             plan, audio, speech = item.plan, item.audio, item.speech
             assert plan is not None and audio is not None and speech is not None
             try:
-                turns = self.diarizer.diarize(audio, speech.speech, plan.speakers) if plan.diarize else None
+                turns = (
+                    self.diarizer.diarize(audio, speech.speech, plan.speakers, plan.speaker_references())
+                    if plan.diarize
+                    else None
+                )
                 align = partial(self.aligner.align, audio, language=plan.language)
                 segments = run_sync(plan.timed_segments(item.results, align))
                 transcript = plan.assemble(audio.duration, segments, turns)

@@ -79,6 +79,13 @@ class Turn:
     speaker: str
 
 
+def segment_dict(segment: Segment) -> dict:
+    """A segment as WhisperX's JSON writes it: fields that are None left out, its words' too."""
+    raw = _drop_none(asdict(segment))
+    raw["words"] = [_drop_none(w) for w in raw["words"]]
+    return raw
+
+
 def normalized_turns(turns: Iterable[Turn]) -> list[Turn]:
     """Turns as reported: to the millisecond, sorted by (start, end, speaker)."""
     return sorted((Turn(ms(t.start), ms(t.end), t.speaker) for t in turns), key=lambda t: (t.start, t.end, t.speaker))
@@ -117,9 +124,7 @@ class Transcript:
     def to_dict(self) -> dict:
         """WhisperX's result shape: segments with words, plus word_segments and language; and
         speaker_turns [{start, end, speaker}] when diarized."""
-        segments = [_drop_none(asdict(s)) for s in self.segments]
-        for seg in segments:
-            seg["words"] = [_drop_none(w) for w in seg["words"]]
+        segments = [segment_dict(s) for s in self.segments]
         body = {
             "language": self.language,
             "duration": ms(self.duration),

@@ -11,6 +11,7 @@ from pipeline.align import AlignConfig
 from pipeline.asr import AsrConfig
 from pipeline.audio import AudioLimits
 from pipeline.config import PipelineConfig
+from pipeline.diarize.config import DiarizeConfig
 from pipeline.errors import InvalidOption
 from pipeline.vad import VadOptions
 
@@ -60,6 +61,7 @@ class PipelineSettings:
     align_model: str | None = None
     diarize_model: str | None = None
     diarize_method: str = "segmentation"
+    max_known_speakers: int = DiarizeConfig().max_known_speakers
     vad_step_seconds: float = VadOptions().step_seconds
     max_upload_bytes: int = AudioLimits().max_bytes
     max_audio_seconds: float = AudioLimits().max_seconds
@@ -98,7 +100,10 @@ class PipelineSettings:
             limits=replace(defaults.limits, max_bytes=self.max_upload_bytes, max_seconds=self.max_audio_seconds),
             align=replace(defaults.align, model=_chosen(self.align_model, models.align)),
             diarize=replace(
-                defaults.diarize, model=_chosen(self.diarize_model, models.diarize), method=self.diarize_method
+                defaults.diarize,
+                model=_chosen(self.diarize_model, models.diarize),
+                method=self.diarize_method,
+                max_known_speakers=self.max_known_speakers,
             ),
         ).with_torch(dict(self.torch_dtype), self.torch_compile)
 

@@ -196,6 +196,8 @@ class ServiceArgs(BaseModel):
     diarize_model: str | None = None
     # The offline diarizer when no diarize_model: "segmentation" (overlap-aware) or "windows" (cheaper)
     diarize_method: Literal["segmentation", "windows"] = "segmentation"
+    # known speakers one request may name (OpenAI's limit: 4)
+    max_known_speakers: int = Field(4, ge=1, le=32)
     # torch stages (VAD segmentation, wav2vec2, speaker encoder): precision per stage
     # (float16/bfloat16 need the stage's deployment on a GPU) and torch.compile for all of them
     torch_dtype: dict[TorchStage, TorchDtype] = Field(default_factory=dict)

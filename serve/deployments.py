@@ -25,6 +25,7 @@ from pipeline.asr_models import AsrModels
 from pipeline.batch_size import BatchLimit, Split, decode_in_halves, memory_cap
 from pipeline.config import PipelineConfig
 from pipeline.diarize import Diarizer, SpeakerCount
+from pipeline.diarize.known import SpeakerReference
 from pipeline.models import AsrCard
 from pipeline.placement import Placement
 from pipeline.schema import SAMPLE_RATE, Audio, Chunk, ChunkResult, Segment, Turn
@@ -394,10 +395,16 @@ class DiarizerDeployment:
         batches = {name: asdict(stats) for name, stats in engine.batch_stats().items()} if engine else {}
         return {**self._calls.info(self._model), "loading": engine is None, "batches": batches}
 
-    async def diarize(self, audio: AudioRef, speech: list[tuple[float, float]], count: SpeakerCount) -> list[Turn]:
+    async def diarize(
+        self,
+        audio: AudioRef,
+        speech: list[tuple[float, float]],
+        count: SpeakerCount,
+        references: tuple[SpeakerReference, ...] = (),
+    ) -> list[Turn]:
         samples = await audio.fetch()
         engine = await self._engine.get()
-        return await self._calls.run(engine.diarize, Audio(samples), speech, count)
+        return await self._calls.run(engine.diarize, Audio(samples), speech, count, references)
 
 
 @serve.deployment(name="Vad", max_ongoing_requests=16)

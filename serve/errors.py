@@ -12,6 +12,7 @@ from pipeline.errors import (
     AudioTooLarge,
     AudioTooLong,
     InvalidOption,
+    InvalidSpeakerReference,
     ModelNotFound,
     MultilingualModelNeeded,
     PipelineError,
@@ -52,6 +53,7 @@ _STATUS: list[tuple[type[PipelineError], int]] = [
     (UnknownModel, 400),  # OpenAI answers an unknown model with 400 too
     (MultilingualModelNeeded, 400),  # the configuration lacks it: nothing the audio could change
     (StreamNotAvailable, 400),  # as OpenAI answers stream=true for a format it does not stream
+    (InvalidSpeakerReference, 400),  # a bad reference clip or name: the message names the field
     (UnsupportedLanguage, 422),
     (InvalidOption, 422),
     (ModelNotFound, 500),  # at request time: a model the server is configured for is missing

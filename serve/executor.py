@@ -129,6 +129,8 @@ class GraphExecutor:
         they produce under their keys."""
         runs = plan.to_run()
         clock = _Stopwatch(stats.seconds)
+        # known speakers' clips: a bad one is a 400 before any work (a few seconds each: cheap)
+        references = await asyncio.to_thread(plan.speaker_references) if "diarize" in runs else ()
         with self.admission.admit() as ticket:  # chunk cap: 503 before anything is read
             with open_audio(data, self.limits) as upload:  # size checks only
                 await asyncio.to_thread(upload.probe)  # the header: too long -> 413, no decoding
@@ -169,7 +171,13 @@ class GraphExecutor:
                 if "diarize" in runs:  # beside ASR: it needs only the audio
                     ticket.submit("Diarizer", duration)
                     diarized = tracked(
-                        "Diarizer", duration, self.graph.diarizer.diarize, audio_ref, speech.speech, plan.speakers
+                        "Diarizer",
+                        duration,
+                        self.graph.diarizer.diarize,
+                        audio_ref,
+                        speech.speech,
+                        plan.speakers,
+                        references,
                     )
                 results = None
                 if "asr" in runs:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from dataclasses import dataclass
 
@@ -9,7 +11,8 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request as HttpRequest
 
 from pipeline.diarize import SpeakerCount
-from pipeline.errors import InvalidOption
+from pipeline.diarize.known import KnownSpeaker, check_names
+from pipeline.errors import InvalidOption, InvalidSpeakerReference
 from pipeline.plan import Request
 from serve.errors import RequestError
 
@@ -102,10 +105,37 @@ def _bool(upload: Upload, name: str, default: bool | None) -> bool | None:
     raise RequestError(400, "invalid_field", f"{name} must be true or false, not {raw!r}")
 
 
+def _listed(upload: Upload, name: str) -> list[str]:
+    """An array field as the SDK sends it (`name[]`) or repeated plainly (`name`)."""
+    return upload.fields.get(f"{name}[]", []) + upload.fields.get(name, [])
+
+
+def data_url_bytes(index: int, url: str) -> bytes:
+    """A reference clip sent as a data URL (`data:audio/wav;base64,...`), as OpenAI takes them."""
+    header, comma, payload = url.partition(",")
+    if not (header.startswith("data:") and header.endswith(";base64") and comma):
+        raise InvalidSpeakerReference(
+            f"known_speaker_references[{index}] must be a base64 data URL (data:audio/wav;base64,...)"
+        )
+    try:
+        return base64.b64decode(payload, validate=True)
+    except binascii.Error:
+        raise InvalidSpeakerReference(f"known_speaker_references[{index}]: its base64 is malformed") from None
+
+
+def known_speakers(upload: Upload) -> tuple[KnownSpeaker, ...]:
+    """OpenAI's `known_speaker_names[]` with `known_speaker_references[]` (the plan checks the pairs)."""
+    names, urls = _listed(upload, "known_speaker_names"), _listed(upload, "known_speaker_references")
+    if len(names) != len(urls):
+        check_names(names, len(urls))  # the mismatch, named
+    return tuple(KnownSpeaker(name.strip(), data_url_bytes(i, url)) for i, (name, url) in enumerate(zip(names, urls)))
+
+
 def _common(upload: Upload) -> dict:
     """The fields both endpoints take."""
     return {
         "language": upload.get("language"),
+        "known_speakers": known_speakers(upload),
         "model": upload.get("model"),  # the plan routes it (unknown: 400 listing what is served)
         "initial_prompt": upload.get("prompt") or None,
         "temperature": _number(upload, "temperature", float, DEFAULTS.temperature),
@@ -120,7 +150,7 @@ def cache_allowed(upload: Upload, headers) -> bool:
 
 
 def _refuse_logprobs(upload: Upload) -> None:
-    included = upload.fields.get("include[]", []) + upload.fields.get("include", [])
+    included = _listed(upload, "include")
     if "logprobs" in included:
         raise RequestError(
             400,
@@ -141,6 +171,8 @@ def openai_translation_request(upload: Upload) -> Request:
         ("stream", "OpenAI's translations do not stream"),
         ("include[]", "they return text only"),
         ("timestamp_granularities[]", "they return text only"),
+        ("known_speaker_names[]", "they return text only"),
+        ("known_speaker_references[]", "they return text only"),
     ):
         if upload.get(name) not in (None, "", "false"):
             raise RequestError(400, "invalid_field", f"translations take no {name}: {why}")
@@ -156,9 +188,7 @@ def openai_translation_request(upload: Upload) -> Request:
 def openai_request(upload: Upload) -> Request:
     """OpenAI's /v1/audio/transcriptions fields."""
     _refuse_logprobs(upload)
-    granularities = upload.fields.get("timestamp_granularities[]", []) + upload.fields.get(
-        "timestamp_granularities", []
-    )
+    granularities = _listed(upload, "timestamp_granularities")
     for g in granularities:
         if g not in ("word", "segment"):
             raise InvalidOption(f"timestamp_granularities[] must be word or segment, not {g!r}")
@@ -182,4 +212,5 @@ def native_request(upload: Upload) -> Request:
         diarize=_bool(upload, "diarize", DEFAULTS.diarize),
         speakers=speakers,
         response_format=upload.get("response_format") or DEFAULTS.response_format,
+        stream=bool(_bool(upload, "stream", False)),  # NDJSON (serve/streaming.py NativeLines)
     )

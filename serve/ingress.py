@@ -26,7 +26,7 @@ from serve.errors import RequestError, error_response, response_for
 from serve.executor import Graph, GraphExecutor, ServiceStats, new_request_id
 from serve.http import cache_allowed, native_request, openai_request, openai_translation_request, read_upload
 from serve.retry import RetryPolicy
-from serve.streaming import stream_transcription
+from serve.streaming import NativeLines, OpenAiEvents, stream_transcription
 
 log = logging.getLogger("whisperx_serve")
 REPLICA_POLL_S = 5.0
@@ -164,16 +164,20 @@ class Ingress:
         use_cache = cache_allowed(upload, request.headers)
         asked = openai_request(upload)
         if asked.stream:
-            request_id = new_request_id()
-            return await stream_transcription(
-                lambda progress: self.executor.transcribe(upload.audio, asked, use_cache, progress, request_id),
-                lambda exc: json.loads(response_for(exc, self.args.retry_after_s).body),
-                lambda done: _stats_headers(done[2], done[1]),
-                request_id,
-            )
+            return await self._stream(upload, asked, use_cache, OpenAiEvents())
         plan, transcript, stats = await self.executor.transcribe(upload.audio, asked, use_cache)
         headers = _stats_headers(stats, transcript)
         return Response(plan.render(transcript), media_type=plan.format.content_type, headers=headers)
+
+    async def _stream(self, upload, asked, use_cache: bool, framing) -> Response:
+        request_id = new_request_id()
+        return await stream_transcription(
+            lambda progress: self.executor.transcribe(upload.audio, asked, use_cache, progress, request_id),
+            lambda exc: json.loads(response_for(exc, self.args.retry_after_s).body),
+            lambda done: _stats_headers(done[2], done[1]),
+            request_id,
+            framing,
+        )
 
     async def openai_translations(self, request: HttpRequest) -> Response:
         upload = await read_upload(request, self.args.max_upload_bytes)
@@ -187,7 +191,10 @@ class Ingress:
     async def native_transcribe(self, request: HttpRequest) -> Response:
         upload = await read_upload(request, self.args.max_upload_bytes)
         use_cache = cache_allowed(upload, request.headers)
-        plan, transcript, stats = await self.executor.transcribe(upload.audio, native_request(upload), use_cache)
+        asked = native_request(upload)
+        if asked.stream:
+            return await self._stream(upload, asked, use_cache, NativeLines())
+        plan, transcript, stats = await self.executor.transcribe(upload.audio, asked, use_cache)
         # rttm's file id: the upload's name; WhisperX's JSON carries the service's account
         body = plan.render(transcript, source=upload.filename, service=asdict(stats))
         return Response(body, media_type=plan.format.content_type, headers=_stats_headers(stats, transcript))

@@ -46,6 +46,8 @@ class DiarizeConfig:
     # Precision and compile of the offline speaker encoder. A pyannote pipeline runs as
     # pyannote configures it (float32, not compiled): its models sit inside its pipeline.
     runtime: TorchRuntime = TorchRuntime()
+    # Known speakers one request may name (OpenAI allows 4; each costs one reference's embedding).
+    max_known_speakers: int = 4
 
     @property
     def model_id(self) -> str:

@@ -10,19 +10,21 @@ cluster whose best reference is not similar enough keeps its label.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from pipeline.diarize.encoder import EMBED_ROWS, FRAME_SECONDS, WINDOW_FRAMES, partial_windows
-from pipeline.errors import InvalidOption
+from pipeline.errors import InvalidSpeakerReference
 from pipeline.intervals import Regions
 from pipeline.schema import SAMPLE_RATE, Audio, Turn
 
 # Measured with benchmarks/bench_known_speakers.py on the dev set's multi-speaker files
 # (references cut from other parts of each recording): BENCHMARKS.md, "Known speakers".
-MATCH_THRESHOLD = 0.80
+MATCH_THRESHOLD = 0.85
 REFERENCE_SECONDS = (2.0, 10.0)  # OpenAI's bounds on a reference clip
 MAX_REFERENCES = 4  # OpenAI's; a config may allow more (DiarizeConfig.max_known_speakers)
 MIN_SOLO_SECONDS = 1.0  # less than this alone: the speaker's voice is read from all of its turns
@@ -48,35 +50,69 @@ class SpeakerReference:
         return len(self.samples) / SAMPLE_RATE
 
 
-class ReferenceError_(InvalidOption):
-    """A bad reference clip or name: the message names the field."""
-
-    code = "invalid_speaker_reference"
-
-
 def check_names(names: Sequence[str], references: int, limit: int = MAX_REFERENCES) -> None:
     """The names and references a request gives: as many of each, at most `limit`, names
     non-empty and distinct."""
     if len(names) != references:
-        raise ReferenceError_(
+        raise InvalidSpeakerReference(
             f"known_speaker_names[] ({len(names)}) and known_speaker_references[] ({references}) "
             "must come in pairs: one reference clip per name"
         )
     if len(names) > limit:
-        raise ReferenceError_(f"known_speaker_names[]: at most {limit} known speakers, not {len(names)}")
+        raise InvalidSpeakerReference(
+            f"known_speaker_names[]: at most {limit} known speakers, not {len(names)} "
+            "(the max_known_speakers setting, --max-known-speakers, allows more)"
+        )
     for i, name in enumerate(names):
         if not name.strip():
-            raise ReferenceError_(f"known_speaker_names[{i}] is empty")
+            raise InvalidSpeakerReference(f"known_speaker_names[{i}] is empty")
     if len({n.strip() for n in names}) != len(names):
-        raise ReferenceError_("known_speaker_names[] must be distinct: two clusters never get one name")
+        raise InvalidSpeakerReference("known_speaker_names[] must be distinct: two clusters never get one name")
 
 
-def check_reference(index: int, seconds: float) -> None:
+def known_speakers_in(folder: Path) -> tuple[KnownSpeaker, ...]:
+    """A folder's reference clips, one per speaker, each named after its file (alice.wav: alice),
+    in name order (the CLI's and batch job's --known-speakers)."""
+    if not folder.is_dir():
+        raise InvalidSpeakerReference(f"--known-speakers {folder}: not a folder")
+    clips = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not clips:
+        raise InvalidSpeakerReference(f"--known-speakers {folder}: no reference clips in it")
+    return tuple(KnownSpeaker(p.stem, p.read_bytes()) for p in clips)
+
+
+@functools.lru_cache(maxsize=8)
+def decode_references(known: tuple[KnownSpeaker, ...]) -> tuple[SpeakerReference, ...]:
+    """Each clip decoded and its length checked; a bad one is an error naming its field.
+    Kept for the next call with the same clips (a batch job's every file, a client's repeats)."""
+    from pipeline.audio import AudioLimits, load_audio
+    from pipeline.errors import PipelineError
+
     low, high = REFERENCE_SECONDS
-    if not low <= seconds <= high:
-        raise ReferenceError_(
-            f"known_speaker_references[{index}] is {seconds:.1f} s long; a reference clip must be {low:g}-{high:g} s"
-        )
+    limits = AudioLimits(max_bytes=16 << 20, max_seconds=60.0)  # a clip, not a recording
+    out = []
+    for i, speaker in enumerate(known):
+        try:
+            samples = load_audio(speaker.audio, limits).samples
+        except PipelineError as exc:
+            raise InvalidSpeakerReference(
+                f"known_speaker_references[{i}] ({speaker.name}) is not usable audio: {exc}"
+            ) from None
+        reference = SpeakerReference(speaker.name, samples)
+        if not low <= reference.seconds <= high:
+            raise InvalidSpeakerReference(
+                f"known_speaker_references[{i}] ({speaker.name}) is {reference.seconds:.1f} s long; "
+                f"a reference clip must be {low:g}-{high:g} s"
+            )
+        out.append(reference)
+    return tuple(out)
+
+
+def references_digest(known: Sequence[KnownSpeaker]) -> list[tuple[str, str]]:
+    """What identifies the known speakers in a cache key: each name and its clip's sha256."""
+    import hashlib
+
+    return [(k.name, hashlib.sha256(k.audio).hexdigest()) for k in known]
 
 
 class VoicePrints:

@@ -45,8 +45,15 @@ def test_a_new_format_is_one_entry(registered):
 
 
 def test_the_registry_holds_what_each_surface_offers():
-    assert {f.name for f in FORMATS.values() if f.openai} == {"json", "text", "srt", "verbose_json", "vtt"}
-    assert [f.name for f in FORMATS.values() if f.needs_speakers] == ["rttm"]
+    assert {f.name for f in FORMATS.values() if f.openai} == {
+        "json",
+        "text",
+        "srt",
+        "verbose_json",
+        "vtt",
+        "diarized_json",
+    }
+    assert [f.name for f in FORMATS.values() if f.needs_speakers] == ["diarized_json", "rttm"]
     planner = Planner(PipelineConfig(), EN)
     for name, fmt in FORMATS.items():
         plan = planner.plan(Request(response_format=name))  # words asked for (the native default)

@@ -36,7 +36,9 @@ async def _parse(request: HttpRequest) -> JSONResponse:
         return error_response(exc.status, exc.code, str(exc))
     except PipelineError as exc:
         return error_response(status_of(exc), exc.code, str(exc))
-    return JSONResponse({"request": asdict(parsed), "audio_bytes": len(upload.audio), "filename": upload.filename})
+    request = asdict(parsed)
+    request["known_speakers"] = [[k.name, len(k.audio)] for k in parsed.known_speakers]  # bytes: their size
+    return JSONResponse({"request": request, "audio_bytes": len(upload.audio), "filename": upload.filename})
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +69,10 @@ def send(client, kind: str, fields: dict | list, via: str, audio: bytes = AUDIO)
     """POST `fields` as a multipart form with a file part, or as the query string of a raw body."""
     items = list(fields.items()) if isinstance(fields, dict) else fields
     if via == "form":
-        return client.post(f"/{kind}", files={"file": ("a.wav", audio, "audio/wav")}, data=dict(items))
+        data: dict[str, list] = {}
+        for key, value in items:  # repeated fields (name[]) stay repeated
+            data.setdefault(key, []).extend(value if isinstance(value, list) else [value])
+        return client.post(f"/{kind}", files={"file": ("a.wav", audio, "audio/wav")}, data=data)
     params = [(k, x) for k, v in items for x in (v if isinstance(v, list) else [v])]
     return client.post(f"/{kind}", params=params, content=audio, headers={"content-type": "audio/wav"})
 
@@ -328,3 +333,43 @@ def test_translations_take_openais_fields(client, via):
     for field, value in (("stream", "true"), ("include[]", "logprobs"), ("timestamp_granularities[]", "word")):
         assert field in _error(send(client, "translate", [(field, value)], via), 400, "invalid_field")
     assert _ok(send(client, "translate", {"stream": "false"}, via))["request"]["task"] == "translate"
+
+
+# --- known speakers (OpenAI's known_speaker_names[] / known_speaker_references[]) ----------------
+
+
+def _data_url(payload: bytes) -> str:
+    import base64
+
+    return "data:audio/wav;base64," + base64.b64encode(payload).decode()
+
+
+@pytest.mark.parametrize("kind", ["openai", "native"])
+def test_known_speakers_are_names_paired_with_data_urls(client, kind):
+    fields = [
+        ("known_speaker_names[]", "Ada"),
+        ("known_speaker_references[]", _data_url(b"x" * 10)),
+        ("known_speaker_names[]", "Grace"),
+        ("known_speaker_references[]", _data_url(b"y" * 20)),
+        ("response_format", "diarized_json" if kind == "openai" else "whisperx"),
+    ]
+    request = _ok(send(client, kind, fields, "form"))["request"]
+    assert request["known_speakers"] == [["Ada", 10], ["Grace", 20]]
+
+
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ([("known_speaker_names[]", "Ada")], "known_speaker_references[]"),  # a name without a clip
+        ([("known_speaker_names[]", "Ada"), ("known_speaker_references[]", "http://x/a.wav")], "references[0]"),
+        ([("known_speaker_names[]", "Ada"), ("known_speaker_references[]", "data:audio/wav;base64,@@")], "[0]"),
+        (
+            [("known_speaker_names[]", n) for n in "ABCDE"] + [("known_speaker_references[]", _data_url(b"x"))] * 5,
+            "at most 4",
+        ),
+        ([("known_speaker_names[]", "A")] * 2 + [("known_speaker_references[]", _data_url(b"x"))] * 2, "distinct"),
+    ],
+)
+def test_bad_known_speakers_are_400_naming_the_field(client, fields, field):
+    message = _error(send(client, "openai", fields, "form"), 400, "invalid_speaker_reference")
+    assert field in message

@@ -57,9 +57,9 @@ def test_untimed_formats_skip_word_timing(fmt):
 
 
 def test_timed_formats_are_the_formats_minus_json_text_and_the_speaker_formats():
-    assert SPEAKER_FORMATS == ["rttm"]
-    assert set(TIMED_FORMATS) == set(FORMATS) - {"json", "text", "rttm"}
-    assert {f for f in FORMATS if FORMATS[f].openai} == {"json", "text", "srt", "verbose_json", "vtt"}
+    assert SPEAKER_FORMATS == ["diarized_json", "rttm"]
+    assert set(TIMED_FORMATS) == set(FORMATS) - {"json", "text", "rttm", "diarized_json"}
+    assert {f for f in FORMATS if FORMATS[f].openai} == {"json", "text", "srt", "verbose_json", "vtt", "diarized_json"}
 
 
 @pytest.mark.parametrize("fmt", ["json", "text"])

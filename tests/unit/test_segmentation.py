@@ -6,20 +6,20 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from pipeline.diarize.encoder import WINDOW_FRAMES
-from pipeline.diarize.segmentation import _assign, _LocalSpeaker, _partials
+from pipeline.diarize.encoder import WINDOW_FRAMES, partial_windows
+from pipeline.diarize.segmentation import _assign, _LocalSpeaker
 
 
 def test_short_speech_is_repeated_to_one_partial():
     frames = np.arange(50 * 40, dtype=np.float32).reshape(50, 40)
-    (only,) = _partials(frames)
+    (only,) = partial_windows(frames)
     assert only.shape == (WINDOW_FRAMES, 40)
     assert np.array_equal(only[50:100], frames)
 
 
 def test_long_speech_is_tiled_end_to_end():
     frames = np.arange(500, dtype=np.float32)[:, None].repeat(40, axis=1)
-    parts = _partials(frames)
+    parts = partial_windows(frames)
     assert len(parts) == 4  # ceil((500 - 160) / 160) + 1 windows of 160 frames
     assert parts[0][0, 0] == 0 and parts[-1][-1, 0] == 499
     assert all(p.shape == (WINDOW_FRAMES, 40) for p in parts)

@@ -9,7 +9,8 @@ from types import SimpleNamespace
 import pytest
 
 from pipeline.errors import AudioDecodeError
-from pipeline.schema import ChunkResult, Segment, Transcript
+from pipeline.formats import FORMATS
+from pipeline.schema import ChunkResult, Segment, Transcript, Word
 from serve.streaming import TextDeltas, chunk_text, stream_transcription
 
 
@@ -19,6 +20,7 @@ def result(index: int, *texts: str) -> ChunkResult:
 
 
 PLAN = SimpleNamespace(asr_model="bundled/base", language="de")  # what the headers read of the routed plan
+JSON_PLAN = SimpleNamespace(format=FORMATS["json"])
 
 
 def error_body(exc: BaseException) -> dict:
@@ -43,7 +45,7 @@ def test_deltas_join_into_the_transcripts_text():
         for chunk in chunks:
             progress(PLAN, chunk)
             await asyncio.sleep(0)
-        return None, transcript, None
+        return JSON_PLAN, transcript, None
 
     events = asyncio.run(collect(run))
     assert [e["type"] for e in events[:-1]] == ["transcript.text.delta"] * 2 + ["transcript.text.done"]
@@ -75,7 +77,7 @@ def test_a_cache_hit_streams_its_whole_text_at_once():
     transcript = Transcript([Segment(0.0, 1.0, " All of it.")], "en", 1.0)
 
     async def run(progress):
-        return None, transcript, None
+        return JSON_PLAN, transcript, None
 
     events = asyncio.run(collect(run))
     assert [e["type"] for e in events[:-1]] == ["transcript.text.delta", "transcript.text.done"]
@@ -131,6 +133,27 @@ def test_headers_go_with_the_first_event_and_a_client_gone_before_the_body_cance
 
     asyncio.run(main())
     assert cancelled == [True]
+
+
+def test_diarized_json_streams_its_segments_before_done():
+    words = [Word("Hello", 0.0, 0.4, speaker="SPEAKER_00"), Word("Ada.", 0.5, 0.9, speaker="Ada")]
+    transcript = Transcript([Segment(0.0, 0.9, " Hello Ada.", words)], "en", 1.0)
+
+    async def run(progress):
+        return SimpleNamespace(format=FORMATS["diarized_json"]), transcript, None
+
+    events = asyncio.run(collect(run))
+    kinds = [e["type"] for e in events[:-1]]
+    assert kinds == [
+        "transcript.text.delta",
+        "transcript.text.segment",
+        "transcript.text.segment",
+        "transcript.text.done",
+    ]
+    assert [(e["speaker"], e["text"], e["id"]) for e in events[1:3]] == [
+        ("A", "Hello", "seg_0"),
+        ("Ada", "Ada.", "seg_1"),
+    ]
 
 
 def test_text_deltas_and_chunk_text():
