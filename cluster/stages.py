@@ -72,6 +72,7 @@ class Preprocess:
     def __init__(self, job: BatchJob):
         self.limits = job.config.limits
         self.vad = SpeechDetector(job.config.vad, from_ray())
+        self.vad_options = job.plan.vad  # the plan's regions (the configured VAD's, for a batch job)
 
     def __call__(self, batch: dict) -> dict:
         rows = []
@@ -79,7 +80,7 @@ class Preprocess:
             row = {k: batch[k][i] for k in ("path", "content_sha256", "key")}
             try:
                 audio = load_audio(bytes(batch["bytes"][i]), self.limits)
-                speech = self.vad.analyze(audio)
+                speech = self.vad.analyze(audio, self.vad_options)
             except PipelineError as exc:
                 row.update(samples=np.zeros(0, dtype=np.float32), duration_s=None, speech_json="[]", chunks_json="[]")
                 row.update(error_code=exc.code, error=str(exc))

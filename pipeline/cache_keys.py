@@ -90,7 +90,7 @@ def options_digest(options: dict) -> str:
 
 
 def _vad(plan: Plan) -> dict:
-    return _options(plan.config.vad)
+    return _options(plan.vad)  # the request's (server_vad changes the regions)
 
 
 def _align(plan: Plan) -> dict:

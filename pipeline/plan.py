@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from pipeline.align import CROSS_ATTENTION_ID, word_separator
 from pipeline.asr import DecodeOptions, DecodingChoices, check_decode_options
 from pipeline.cache_entries import Reused
+from pipeline.chunking import ServerVad, vad_options
 from pipeline.config import PipelineConfig
 from pipeline.diarize import SpeakerCount
 from pipeline.diarize.known import KnownSpeaker, SpeakerReference, check_names, decode_references
@@ -24,7 +25,7 @@ from pipeline.merge import assign_speakers
 from pipeline.models import AsrCard
 from pipeline.routing import AUTO, AsrRoutes
 from pipeline.schema import ChunkResult, Segment, Transcript, Turn, normalized_turns
-from pipeline.vad import VAD_MODEL_ID
+from pipeline.vad import VAD_MODEL_ID, VadOptions
 
 T = TypeVar("T")
 
@@ -47,6 +48,8 @@ class Request(DecodingChoices):
     stream: bool = False
     # Names for the speakers whose voice matches a reference clip (pipeline/diarize/known.py).
     known_speakers: tuple[KnownSpeaker, ...] = ()
+    # OpenAI's chunking_strategy: None (auto) runs the configured VAD; server_vad its own thresholds.
+    chunking: ServerVad | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class Plan:
     pinned: str | None = None  # the ASR model the request named; None: the routing rule
     language_detected: bool = False  # set by `with_language`: the vote ran
     cached: Reused = field(default_factory=Reused, repr=False)  # stage outputs the cache holds
+    vad: VadOptions = field(default_factory=VadOptions)  # the request's VAD (`chunking.vad_options`)
 
     @property
     def format(self) -> Format:
@@ -299,6 +303,7 @@ class Planner:
             config=self.config,
             routes=self.routes,
             pinned=pinned,
+            vad=vad_options(self.config.vad, request.chunking),
         )
 
 

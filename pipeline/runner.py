@@ -83,7 +83,7 @@ class LocalPipeline:
                 pending.append(item)
                 try:
                     audio = decoded.result()
-                    speech = self.vad.analyze(audio)
+                    speech = self.vad.analyze(audio, plan.vad)
                     chunks = cut(audio, item.audio_id, speech.chunks, speech.speech)
                     item.plan = run_sync(plan.detect_language(chunks, self._detect))
                 except PipelineError as exc:

@@ -32,6 +32,10 @@ class VadOptions:
     # one's (sharing the ForwardBatcher) for a fraction of a second, not 2-3 s.
     batch_size: int | None = None
     runtime: TorchRuntime = TorchRuntime()  # precision and compile of the segmentation model
+    # OpenAI's chunking_strategy server_vad (pipeline/chunking.py): pauses shorter than this stay
+    # inside a region, and each region starts this much earlier. 0: WhisperX's regions exactly.
+    min_silence_seconds: float = 0.0
+    pad_onset_seconds: float = 0.0
 
 
 VAD_MODEL_ID = "whisperx/pyannote-segmentation"
@@ -77,10 +81,13 @@ class SpeechDetector:
         speech = self.analyze(audio)
         return cut(audio, audio_id, speech.chunks, speech.speech)
 
-    def analyze(self, audio: Audio) -> SpeechMap:
-        """Score the audio once; derive both the speech regions and the ASR chunks."""
+    def analyze(self, audio: Audio, regions: VadOptions | None = None) -> SpeechMap:
+        """Score the audio once; derive both the speech regions and the ASR chunks. `regions`:
+        the request's thresholds, silence and padding (its plan's `vad`); the scoring (model,
+        step, batch) is always this detector's own."""
         import torch
-        from whisperx.vads.pyannote import Binarize, Pyannote
+        from whisperx.vads.pyannote import Binarize
+        from whisperx.vads.vad import Vad
 
         if audio.duration < 0.1:
             return SpeechMap(speech=[], chunks=[])
@@ -90,19 +97,32 @@ class SpeechDetector:
             torch.set_num_threads(self.placement.cpu_threads)
         waveform = torch.from_numpy(audio.samples).unsqueeze(0)
         scores = self._inference({"waveform": waveform, "sample_rate": SAMPLE_RATE})
-        merged = Pyannote.merge_chunks(
-            scores,
-            self.options.chunk_seconds,
-            onset=self.options.onset,
-            offset=self.options.offset,
-        )
+        o, limit = regions or self.options, self.options.chunk_seconds
+        # WhisperX's cut-and-merge (Pyannote.merge_chunks): turns of at most `limit`, packed into
+        # chunks. server_vad's silence and padding act on the turns in between (its binarizer
+        # refuses them with max_duration); at 0 and 0 the chunks are WhisperX's exactly.
+        cut_regions = Binarize(onset=o.onset, offset=o.offset, max_duration=limit)(scores)
+        turns = [(t.start, t.end) for t in cut_regions.get_timeline()]
+        turns = utterances(turns, o.min_silence_seconds, o.pad_onset_seconds, limit)
+        merged = Vad.merge_chunks([_Region(*t) for t in turns], limit, o.onset, o.offset) if turns else []
         chunks = _clip_chunks([(float(m["start"]), float(m["end"])) for m in merged], audio.duration)
         binarize = Binarize(
-            onset=self.options.onset, offset=self.options.offset, min_duration_on=0.1, min_duration_off=0.1
+            onset=o.onset,
+            offset=o.offset,
+            min_duration_on=0.1,
+            min_duration_off=max(0.1, o.min_silence_seconds),
+            pad_onset=o.pad_onset_seconds,
         )
         timeline = binarize(scores).get_timeline().support()
         speech = _clip([(seg.start, seg.end) for seg in timeline], audio.duration)
         return SpeechMap(speech=speech, chunks=chunks)
+
+
+@dataclass(frozen=True)
+class _Region:  # what Vad.merge_chunks reads of a speech turn
+    start: float
+    end: float
+    speaker: str = "UNKNOWN"
 
 
 @dataclass(frozen=True)
@@ -133,6 +153,26 @@ def cut(
         )
         for i, (start, end) in enumerate(regions)
     ]
+
+
+def utterances(
+    turns: list[tuple[float, float]], min_silence: float, pad_onset: float, limit: float
+) -> list[tuple[float, float]]:
+    """Turns with pauses under `min_silence` closed, each then started `pad_onset` earlier, never
+    into the one before and never past `limit` seconds long (a chunk must hold the whole)."""
+    out: list[tuple[float, float]] = []
+    for start, end in turns:
+        if out and start - out[-1][1] < min_silence and end - out[-1][0] <= limit:
+            out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+    if pad_onset <= 0:
+        return out
+    padded, previous_end = [], 0.0
+    for start, end in out:
+        padded.append((max(previous_end, start - pad_onset, end - limit), end))
+        previous_end = end
+    return padded
 
 
 def _clip(regions: list[tuple[float, float]], duration: float) -> list[tuple[float, float]]:

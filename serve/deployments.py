@@ -29,7 +29,7 @@ from pipeline.diarize.known import SpeakerReference
 from pipeline.models import AsrCard
 from pipeline.placement import Placement
 from pipeline.schema import SAMPLE_RATE, Audio, Chunk, ChunkResult, Segment, Turn
-from pipeline.vad import VAD_MODEL_ID, SpeechDetector, SpeechMap
+from pipeline.vad import VAD_MODEL_ID, SpeechDetector, SpeechMap, VadOptions
 from serve.config import DEFAULT_BATCHING
 from serve.fair_queue import FairQueue
 
@@ -420,6 +420,6 @@ class VadDeployment:
     def info(self) -> dict:
         return self._calls.info(VAD_MODEL_ID)
 
-    async def analyze(self, audio: AudioRef) -> SpeechMap:
+    async def analyze(self, audio: AudioRef, regions: VadOptions | None = None) -> SpeechMap:
         samples = await audio.fetch()
-        return await self._calls.run(self.engine.analyze, Audio(samples))
+        return await self._calls.run(self.engine.analyze, Audio(samples), regions)

@@ -146,7 +146,7 @@ class GraphExecutor:
             speech = None
             if "asr" in runs and self.graph.vad_deployment is None:
                 speech = await asyncio.get_running_loop().run_in_executor(
-                    self.graph.vad_pool, self.graph.vad.analyze, audio
+                    self.graph.vad_pool, self.graph.vad.analyze, audio, plan.vad
                 )
             duration, audio_ref = audio.duration, AudioRef(ray.put(audio.samples), audio.duration)
             del audio  # the object store holds the samples from here on
@@ -161,7 +161,7 @@ class GraphExecutor:
 
             try:
                 if "asr" in runs and speech is None:
-                    speech = await self._call(stats, self.graph.vad_deployment.analyze, audio_ref)
+                    speech = await self._call(stats, self.graph.vad_deployment.analyze, audio_ref, plan.vad)
                 if speech is not None:
                     ticket.hold(len(speech.chunks))
                     clock.lap("vad")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from dataclasses import dataclass
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request as HttpRequest
 
+from pipeline.chunking import ServerVad, server_vad
 from pipeline.diarize import SpeakerCount
 from pipeline.diarize.known import KnownSpeaker, check_names
 from pipeline.errors import InvalidOption, InvalidSpeakerReference
@@ -131,9 +133,34 @@ def known_speakers(upload: Upload) -> tuple[KnownSpeaker, ...]:
     return tuple(KnownSpeaker(name.strip(), data_url_bytes(i, url)) for i, (name, url) in enumerate(zip(names, urls)))
 
 
+def chunking_strategy(upload: Upload) -> ServerVad | None:
+    """OpenAI's `chunking_strategy`: `auto` (or absent), or server_vad as the SDK sends it
+    (`chunking_strategy[type]=server_vad`, `chunking_strategy[threshold]=0.6`, ...) or as one
+    JSON object (`{"type": "server_vad", "threshold": 0.6}`)."""
+    prefix = "chunking_strategy["
+    nested = {k[len(prefix) : -1]: upload.get(k) for k in upload.fields if k.startswith(prefix) and k.endswith("]")}
+    raw = (upload.get("chunking_strategy") or "").strip()
+    if raw.startswith("{"):
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            raise InvalidOption("chunking_strategy is not valid JSON") from None
+        if not isinstance(parsed, dict):
+            raise InvalidOption("chunking_strategy must be auto or a server_vad object")
+        nested = {str(k): v for k, v in parsed.items()}
+    elif raw not in ("", "auto"):
+        raise InvalidOption(f"chunking_strategy must be auto or a server_vad object, not {raw!r}")
+    if not nested:
+        return None
+    if nested.get("type") != "server_vad":
+        raise InvalidOption(f"chunking_strategy type must be server_vad, not {nested.get('type')!r}")
+    return server_vad(nested)
+
+
 def _common(upload: Upload) -> dict:
     """The fields both endpoints take."""
     return {
+        "chunking": chunking_strategy(upload),
         "language": upload.get("language"),
         "known_speakers": known_speakers(upload),
         "model": upload.get("model"),  # the plan routes it (unknown: 400 listing what is served)

@@ -112,6 +112,30 @@ def test_openai_sdk_unchanged(service, pyannote_sample):
         assert marker in out
 
 
+def test_chunking_strategy_server_vad_maps_onto_the_vad(service, local_pipeline, pyannote_sample):
+    """server_vad's silence and padding change the VAD's regions as OpenAI documents them; the
+    SDK's nested form fields reach the plan; a bad one is refused naming the field."""
+    import openai
+
+    from pipeline.audio import load_audio
+    from pipeline.chunking import ServerVad, vad_options
+
+    audio, vad = load_audio(pyannote_sample), local_pipeline.vad
+    plain = vad.analyze(audio)
+    held = vad.analyze(audio, vad_options(vad.options, ServerVad(silence_duration_ms=2000, prefix_padding_ms=500)))
+    assert len(held.speech) < len(plain.speech)  # pauses under 2 s no longer end a region
+    assert held.speech[0][0] == pytest.approx(max(0.0, plain.speech[0][0] - 0.5), abs=0.02)  # 500 ms before
+    assert vad.analyze(audio, vad_options(vad.options, ServerVad())).chunks  # OpenAI's defaults find speech
+    sdk = openai.OpenAI(base_url=f"{service.base}/v1", api_key=API_KEY, max_retries=0)
+    strategy = {"type": "server_vad", "threshold": 0.5, "silence_duration_ms": 500, "prefix_padding_ms": 200}
+    with open(pyannote_sample, "rb") as f:
+        result = sdk.audio.transcriptions.create(model="whisper-1", file=f, chunking_strategy=strategy)
+    assert "New Jersey" in result.text
+    with open(pyannote_sample, "rb") as f, pytest.raises(openai.UnprocessableEntityError) as info:
+        sdk.audio.transcriptions.create(model="whisper-1", file=f, chunking_strategy={**strategy, "threshold": 2})
+    assert "threshold" in info.value.message
+
+
 def test_diarize_runs_with_asr(client, pyannote_sample):
     body = post_native(client, pyannote_sample, diarize="true").json()
     assert "diarize" in body["service"]["stages"], "computed, not a cache hit"

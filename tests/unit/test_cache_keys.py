@@ -19,6 +19,7 @@ from pipeline.cache_entries import (
     reuse,
 )
 from pipeline.cache_keys import audio_digest, stage_keys
+from pipeline.chunking import ServerVad
 from pipeline.config import PipelineConfig
 from pipeline.diarize import SpeakerCount
 from pipeline.models import AsrCard
@@ -53,6 +54,8 @@ def test_the_output_format_never_enters_a_key():
         dict(request=Request(beam_size=1)),
         dict(config=replace(PipelineConfig(), vad=replace(PipelineConfig().vad, onset=0.6))),
         dict(card=replace(EN, model_id="bundled/base.en")),
+        dict(request=Request(chunking=ServerVad())),  # OpenAI's chunking_strategy server_vad
+        dict(request=Request(chunking=ServerVad(silence_duration_ms=1000))),
     ],
 )
 def test_what_changes_asr_changes_its_key(change):

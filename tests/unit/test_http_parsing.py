@@ -373,3 +373,51 @@ def test_known_speakers_are_names_paired_with_data_urls(client, kind):
 def test_bad_known_speakers_are_400_naming_the_field(client, fields, field):
     message = _error(send(client, "openai", fields, "form"), 400, "invalid_speaker_reference")
     assert field in message
+
+
+# --- chunking_strategy (auto, or server_vad mapped onto the VAD's options) ------------------------
+
+
+@pytest.mark.parametrize("via", VIA)
+def test_chunking_strategy_auto_or_absent_is_the_configured_vad(client, via):
+    for fields in ({}, {"chunking_strategy": "auto"}):
+        assert _ok(send(client, "openai", fields, via))["request"]["chunking"] is None
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        # as the openai SDK sends {"type": "server_vad", ...} in a multipart form
+        [("chunking_strategy[type]", "server_vad"), ("chunking_strategy[threshold]", "0.6"),
+         ("chunking_strategy[silence_duration_ms]", "800"), ("chunking_strategy[prefix_padding_ms]", "100")],
+        # as one JSON object
+        [("chunking_strategy", '{"type": "server_vad", "threshold": 0.6, "silence_duration_ms": 800,'
+          ' "prefix_padding_ms": 100}')],
+    ],
+)  # fmt: skip
+def test_server_vad_fields_are_parsed_both_ways(client, fields):
+    chunking = _ok(send(client, "openai", fields, "form"))["request"]["chunking"]
+    assert chunking == {"threshold": 0.6, "silence_duration_ms": 800, "prefix_padding_ms": 100}
+
+
+def test_server_vad_takes_openais_defaults(client):
+    chunking = _ok(send(client, "openai", [("chunking_strategy[type]", "server_vad")], "form"))["request"]["chunking"]
+    assert chunking == {"threshold": 0.5, "silence_duration_ms": 200, "prefix_padding_ms": 300}
+
+
+@pytest.mark.parametrize(
+    "fields, named",
+    [
+        ([("chunking_strategy", "manual")], "auto or a server_vad"),
+        ([("chunking_strategy", "{not json")], "JSON"),
+        ([("chunking_strategy[type]", "semantic_vad")], "server_vad"),
+        ([("chunking_strategy[type]", "server_vad"), ("chunking_strategy[threshold]", "1.5")], "threshold"),
+        ([("chunking_strategy[type]", "server_vad"), ("chunking_strategy[threshold]", "high")], "threshold"),
+        ([("chunking_strategy[type]", "server_vad"), ("chunking_strategy[silence_duration_ms]", "-5")], "silence"),
+        ([("chunking_strategy[type]", "server_vad"), ("chunking_strategy[prefix_padding_ms]", "9000")], "prefix"),
+        ([("chunking_strategy[type]", "server_vad"), ("chunking_strategy[eagerness]", "high")], "eagerness"),
+    ],
+)
+def test_bad_chunking_strategy_is_an_invalid_option_naming_it(client, fields, named):
+    message = _error(send(client, "openai", fields, "form"), 422, "invalid_option")  # as a bad language is
+    assert "chunking_strategy" in message and named in message

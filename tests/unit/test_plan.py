@@ -710,3 +710,15 @@ def test_the_cache_key_names_the_choice_and_every_model_it_may_run():
     assert routed().asr_identity == "bundled/base|sha256:base|int8;bundled/tiny.en|sha256:tiny|int8"
     retrained = replace(TINY_EN, weights="sha256:new")
     assert stage_keys(Planner(PAIR, (BASE, retrained)).plan(Request()), "ab" * 32).asr != auto.asr
+
+
+def test_server_vad_maps_onto_the_vad_options_and_auto_keeps_the_configured_ones():
+    from pipeline.chunking import ServerVad
+
+    assert plan().vad == PipelineConfig().vad
+    mapped = plan(Request(chunking=ServerVad(threshold=0.6, silence_duration_ms=800, prefix_padding_ms=100))).vad
+    assert (mapped.onset, mapped.min_silence_seconds, mapped.pad_onset_seconds) == (0.6, 0.8, 0.1)
+    assert mapped.offset == pytest.approx(0.6 * 0.363 / 0.5, abs=1e-4)  # WhisperX's hysteresis kept
+    assert mapped.step_seconds == PipelineConfig().vad.step_seconds  # the scoring stays the configured one
+    defaults = plan(Request(chunking=ServerVad())).vad  # OpenAI's defaults: WhisperX's thresholds
+    assert (defaults.onset, defaults.offset) == (0.5, 0.363)
