@@ -132,16 +132,17 @@ class Transcriber:
         multilingual, languages = bool(self._model.model.is_multilingual), tuple(self._model.supported_languages)
         return AsrCard(self.model_id, multilingual, languages, self.weights, self.compute_type)
 
-    def detect_language(self, chunks: Sequence[Chunk]) -> tuple[str, float]:
-        """Vote over the given chunks (the plan picks which). English-only model or no
-        speech: English."""
+    def detect_language(self, chunks: Sequence[Chunk], candidates: Sequence[str] = ()) -> tuple[str, float]:
+        """Vote over the given chunks (the plan picks which), among `candidates` when given
+        (OpenAI's languages[]). English-only model or no speech: English, or the first candidate."""
         if not self._model.model.is_multilingual or not chunks:
-            return "en", 1.0 if chunks else 0.0
+            return (candidates[0] if candidates else "en"), 1.0 if chunks else 0.0
         encoded = self._encode(chunks)
         totals: dict[str, float] = defaultdict(float)
         for per_chunk in self._model.model.detect_language(encoded):
             for token, prob in per_chunk:
-                totals[token[2:-2]] += prob
+                if not candidates or token[2:-2] in candidates:
+                    totals[token[2:-2]] += prob
         language = max(totals, key=totals.get)
         return language, totals[language] / len(chunks)
 

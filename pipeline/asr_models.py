@@ -40,8 +40,10 @@ class AsrModels:
         except KeyError:
             raise ValueError(f"ASR model {model_id!r} is not loaded here; loaded: {', '.join(self.engines)}") from None
 
-    def detect_language(self, chunks: Sequence[Chunk], model_id: str = "") -> tuple[str, float]:
-        return self.engine(model_id).detect_language(chunks)
+    def detect_language(
+        self, chunks: Sequence[Chunk], model_id: str = "", candidates: Sequence[str] = ()
+    ) -> tuple[str, float]:
+        return self.engine(model_id).detect_language(chunks, candidates)
 
     def transcribe_chunks(
         self, chunks: Sequence[Chunk], options: DecodeOptions | Sequence[DecodeOptions]

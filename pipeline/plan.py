@@ -50,6 +50,11 @@ class Request(DecodingChoices):
     known_speakers: tuple[KnownSpeaker, ...] = ()
     # OpenAI's chunking_strategy: None (auto) runs the configured VAD; server_vad its own thresholds.
     chunking: ServerVad | None = None
+    # OpenAI's languages[]: the audio is in one of these (one: it is the language; several: the
+    # vote chooses among them only). keywords[]: words and phrases to expect, given to the decoder
+    # after the prompt (as faster-whisper's hotwords are).
+    languages: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ class Plan:
     language_detected: bool = False  # set by `with_language`: the vote ran
     cached: Reused = field(default_factory=Reused, repr=False)  # stage outputs the cache holds
     vad: VadOptions = field(default_factory=VadOptions)  # the request's VAD (`chunking.vad_options`)
+    language_candidates: tuple[str, ...] = ()  # the vote chooses among these only (none: any)
 
     @property
     def format(self) -> Format:
@@ -200,14 +206,15 @@ class Plan:
     # --- the steps an executor runs with its own means -------------------------------------
 
     async def detect_language(self, chunks: Sequence[Any], detect: Callable[[list[Any]], Any]) -> Plan:
-        """When the plan detects, the executor's `detect(sampled chunks, model id) -> language`
-        decides, on the model `detect_model` names. `chunks`: (start, end) spans or objects with
+        """When the plan detects, the executor's `detect(sampled chunks, model id, candidates) ->
+        language` decides, on the model `detect_model` names, among `language_candidates` (none:
+        any). `chunks`: (start, end) spans or objects with
         `start` and `end` (pipeline.schema.Chunk)."""
         if not self.detects_language:
             return self
         spans = [(c.start, c.end) if hasattr(c, "start") else tuple(c) for c in chunks]
         sample = [chunks[i] for i in self.language_sample(spans)]
-        return self.with_language(await _settled(detect(sample, self.detect_model)))
+        return self.with_language(await _settled(detect(sample, self.detect_model, self.language_candidates)))
 
     def asr_results(self, results: list[ChunkResult] | None = None) -> list[ChunkResult]:
         """The chunks' ASR results: the cached ones, or those just computed."""
@@ -266,10 +273,19 @@ class Planner:
                 f"stream=true streams response_format {', '.join(streamed)} here, not {request.response_format}"
             )
         language = (request.language or "").strip().lower() or None
+        candidates = language_candidates(request.languages, language)
+        if language is None and len(candidates) == 1:
+            language = candidates[0]
         choices = {f.name: getattr(request, f.name) for f in fields(DecodingChoices)}
-        decode = DecodeOptions(**{**choices, "language": language, "initial_prompt": request.initial_prompt or None})
+        prompt = prompt_with_keywords(request.initial_prompt, request.keywords)
+        decode = DecodeOptions(**{**choices, "language": language, "initial_prompt": prompt})
         pinned = self.routes.pinned(request.model)  # an unknown name: the error lists those served
         if decode.language is None and self.routes.detector(pinned) is None:
+            if candidates and "en" not in candidates:
+                raise UnsupportedLanguage(
+                    f"languages[] {', '.join(candidates)}: the model served is English-only; configure a "
+                    "multilingual ASR model (asr_model: base)"
+                )
             decode = replace(decode, language="en")  # an English-only model: nothing to identify
         card = self.routes.for_language(decode.language, decode.task, pinned)
         try:
@@ -281,6 +297,11 @@ class Planner:
             raise type(exc)(f"{exc}. {what} a multilingual ASR model: configure one (asr_model: base)") from None
         if decode.language is not None:
             decode = replace(decode, model=card.model_id)
+        else:
+            for candidate in candidates:  # each one the vote may choose is one its model can decode
+                check_decode_options(
+                    replace(decode, language=candidate), self.routes.for_language(candidate, decode.task, pinned)
+                )
         request.speakers.bounds()
         known = request.known_speakers
         check_names([k.name for k in known], len(known), self.config.diarize.max_known_speakers)
@@ -304,7 +325,28 @@ class Planner:
             routes=self.routes,
             pinned=pinned,
             vad=vad_options(self.config.vad, request.chunking),
+            language_candidates=candidates if decode.language is None else (),
         )
+
+
+MAX_KEYWORDS, MAX_KEYWORD_CHARS = 100, 1000
+
+
+def language_candidates(languages: Sequence[str], language: str | None) -> tuple[str, ...]:
+    """languages[] normalised (lower case, each once, in order); a given `language` must be one of them."""
+    candidates = tuple(dict.fromkeys(x.strip().lower() for x in languages if x.strip()))
+    if language is not None and candidates and language not in candidates:
+        raise InvalidOption(f"language {language!r} is not among languages[] ({', '.join(candidates)})")
+    return candidates
+
+
+def prompt_with_keywords(prompt: str | None, keywords: Sequence[str]) -> str | None:
+    """keywords[] after the prompt, comma-separated: the decoder reads them as text already heard."""
+    words = [k.strip() for k in keywords if k.strip()]
+    if len(words) > MAX_KEYWORDS or sum(map(len, words)) > MAX_KEYWORD_CHARS:
+        raise InvalidOption(f"keywords[] may hold {MAX_KEYWORDS} entries of {MAX_KEYWORD_CHARS} characters in all")
+    text = " ".join(part for part in ((prompt or "").strip(), ", ".join(words)) if part)
+    return text or None
 
 
 def diarizes(request: Request) -> bool:

@@ -160,11 +160,13 @@ class TranscriberDeployment:
             "chunks_decoded": self._decoded,  # since the replica started
         }
 
-    async def detect_language(self, audio: AudioRef, regions: list[tuple[float, float]], model: str = "") -> str:
-        """The vote over the chunks the plan sampled, by the model it named."""
+    async def detect_language(
+        self, audio: AudioRef, regions: list[tuple[float, float]], model: str = "", candidates: tuple[str, ...] = ()
+    ) -> str:
+        """The vote over the chunks the plan sampled, by the model it named, among its candidates."""
         samples = await audio.fetch()
         chunks = [_chunk("detect", i, s, e, samples) for i, (s, e) in enumerate(regions)]
-        language, _ = await asyncio.to_thread(self.engine.detect_language, chunks, model)
+        language, _ = await asyncio.to_thread(self.engine.detect_language, chunks, model, candidates)
         return language
 
     async def transcribe(self, job: ChunkJob) -> ChunkOutcome:

@@ -182,9 +182,11 @@ class GraphExecutor:
                 results = None
                 if "asr" in runs:
 
-                    def detect(sample: list[tuple[float, float]], model: str):
-                        call = self._call(stats, self.graph.transcriber.detect_language, audio_ref, sample, model)
-                        return start(call)
+                    def detect(sample: list[tuple[float, float]], model: str, candidates: tuple[str, ...]):
+                        transcriber = self.graph.transcriber
+                        return start(
+                            self._call(stats, transcriber.detect_language, audio_ref, sample, model, candidates)
+                        )
 
                     plan = await plan.detect_language(speech.chunks, detect)
                     if plan.language_detected:

@@ -169,6 +169,11 @@ def _common(upload: Upload) -> dict:
     }
 
 
+def _hints(upload: Upload) -> dict:
+    """OpenAI's `languages[]` (the audio is in one of these) and `keywords[]` (words to expect)."""
+    return {"languages": tuple(_listed(upload, "languages")), "keywords": tuple(_listed(upload, "keywords"))}
+
+
 def cache_allowed(upload: Upload, headers) -> bool:
     """A request may be answered from, and stored in, the result cache unless it sends
     `cache=false` or `Cache-Control: no-cache` / `no-store`."""
@@ -221,6 +226,7 @@ def openai_request(upload: Upload) -> Request:
             raise InvalidOption(f"timestamp_granularities[] must be word or segment, not {g!r}")
     return Request(
         **_common(upload),
+        **_hints(upload),
         response_format=upload.get("response_format") or "json",
         stream=bool(_bool(upload, "stream", False)),
         word_timestamps="word" in granularities,
@@ -235,6 +241,7 @@ def native_request(upload: Upload) -> Request:
     )
     return Request(
         **_common(upload),
+        **_hints(upload),
         align=_bool(upload, "align", DEFAULTS.align),
         diarize=_bool(upload, "diarize", DEFAULTS.diarize),
         speakers=speakers,

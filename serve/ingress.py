@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from cluster.placement import from_ray
 from pipeline.plan import Planner
 from pipeline.vad import SpeechDetector
+from serve import openapi
 from serve.admission import Admission, AdmissionLimits, StageLoad
 from serve.cache_client import CacheClient
 from serve.config import INGRESS_TUNABLE, ServiceArgs
@@ -29,6 +30,18 @@ from serve.retry import RetryPolicy
 from serve.streaming import NativeLines, OpenAiEvents, stream_transcription
 
 log = logging.getLogger("whisperx_serve")
+# (method, path) -> handler; /openapi.json describes each (serve/openapi.py). GET /docs/<asset>: Swagger UI's files.
+ROUTES = {
+    ("POST", "/v1/audio/transcriptions"): "openai_transcriptions",
+    ("POST", "/v1/audio/translations"): "openai_translations",
+    ("POST", "/v1/transcribe"): "native_transcribe",
+    ("GET", "/v1/models"): "list_models",
+    ("GET", "/healthz"): "healthz",
+    ("GET", "/openapi.json"): "openapi",
+    ("GET", "/docs"): "docs",
+}
+# Answered without the API key: health for probes, the API's description for anyone reading it.
+PUBLIC_PATHS = ("/healthz", "/openapi.json", "/docs")
 REPLICA_POLL_S = 5.0
 
 
@@ -59,13 +72,7 @@ class Ingress:
         self.reconfigure({})  # the args' own limits, bounds and retries
         self.replica_states: dict[str, dict[str, int]] = {}  # deployment -> replica state -> count
         self._replica_watch = asyncio.create_task(self._watch_replicas())
-        self.routes = {
-            ("POST", "/v1/audio/transcriptions"): self.openai_transcriptions,
-            ("POST", "/v1/audio/translations"): self.openai_translations,
-            ("POST", "/v1/transcribe"): self.native_transcribe,
-            ("GET", "/v1/models"): self.list_models,
-            ("GET", "/healthz"): self.healthz,
-        }
+        self.routes = {route: getattr(self, handler) for route, handler in ROUTES.items()}
 
     def reconfigure(self, user_config: dict) -> None:
         """Request limits, admission bounds and retries (serve.config.INGRESS_TUNABLE) from
@@ -80,12 +87,14 @@ class Ingress:
     async def __call__(self, request: HttpRequest) -> Response:
         path = request.url.path.rstrip("/") or "/"
         handler = self.routes.get((request.method, path))
+        if handler is None and request.method == "GET" and path.startswith("/docs/"):
+            handler = self.docs_asset
         if handler is None:
             if any(p == path for _, p in self.routes):
                 return error_response(405, "method_not_allowed", f"{request.method} is not allowed on {path}")
             return error_response(404, "not_found", f"no route {path}; see README for the API")
         try:
-            if path != "/healthz":
+            if path not in PUBLIC_PATHS and not path.startswith("/docs/"):
                 self._authorize(request)
             return await handler(request)
         except Exception as exc:  # every error becomes a JSON response; the replica lives on
@@ -151,6 +160,19 @@ class Ingress:
             except Exception:  # noqa: BLE001 - busy or starting: the replica states tell the latter
                 pass
         return loading
+
+    async def openapi(self, request: HttpRequest) -> Response:
+        return JSONResponse(openapi.document())
+
+    async def docs(self, request: HttpRequest) -> Response:
+        return Response(openapi.DOCS_PAGE, media_type="text/html; charset=utf-8")
+
+    async def docs_asset(self, request: HttpRequest) -> Response:
+        asset = openapi.docs_asset(request.url.path.rsplit("/", 1)[-1])
+        if asset is None:
+            return error_response(404, "not_found", f"no route {request.url.path}; see /docs")
+        body, media_type = asset
+        return Response(body, media_type=media_type, headers={"Cache-Control": "public, max-age=86400"})
 
     async def list_models(self, request: HttpRequest) -> Response:
         data = [

@@ -39,7 +39,7 @@ def clips(speech_dir):
     return refs
 
 
-def vote(pipe, path) -> str:
+def vote(pipe, path, candidates: tuple[str, ...] = ()) -> str:
     """The pipeline's language vote for one file, as the runner takes it (VAD chunks, the
     plan's sample of them, the model's detection summed over the sample), without decoding."""
     audio = load_audio(path)
@@ -48,7 +48,7 @@ def vote(pipe, path) -> str:
     plan = pipe.plan(Request(response_format="text"))
     assert plan.detects_language and "language" in plan.stages()
     sample = [chunks[i] for i in plan.language_sample([(c.start, c.end) for c in chunks])]
-    return pipe.transcriber.detect_language(sample)[0]
+    return pipe.transcriber.detect_language(sample, candidates=candidates)[0]
 
 
 def test_base_is_the_offline_multilingual_package(base_pipeline):
@@ -62,6 +62,15 @@ def test_the_vote_picks_the_language_in_three_scripts(base_pipeline, clips):
     """Latin, Japanese and Hangul here; all eight clips in the slow test below."""
     voted = {lang: vote(base_pipeline, clips[lang].path) for lang in ("de", "ja", "ko")}
     assert voted == {"de": "de", "ja": "ja", "ko": "ko"}
+
+
+def test_languages_given_restrict_the_vote_to_them(base_pipeline, clips):
+    """OpenAI's languages[]: the vote chooses among the candidates only."""
+    assert vote(base_pipeline, clips["de"].path, ("ja", "de")) == "de"
+    assert vote(base_pipeline, clips["de"].path, ("fr", "es")) in ("fr", "es")
+    plan = base_pipeline.plan(Request(languages=("DE", "fr")))
+    assert plan.detects_language and plan.language_candidates == ("de", "fr")
+    assert base_pipeline.plan(Request(languages=("de",))).language == "de"  # one: it is the language
 
 
 def test_a_given_language_is_used_without_a_vote(base_pipeline, clips):

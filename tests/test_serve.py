@@ -8,6 +8,7 @@ place. The VAD in its own deployment (the gpu profile's placement) is `full_serv
 
 from __future__ import annotations
 
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -134,6 +135,32 @@ def test_chunking_strategy_server_vad_maps_onto_the_vad(service, local_pipeline,
     with open(pyannote_sample, "rb") as f, pytest.raises(openai.UnprocessableEntityError) as info:
         sdk.audio.transcriptions.create(model="whisper-1", file=f, chunking_strategy={**strategy, "threshold": 2})
     assert "threshold" in info.value.message
+
+
+def test_openapi_and_offline_docs_over_http(service, pyannote_sample):
+    """/openapi.json and /docs answer without the API key (nothing else does); the document is valid
+    OpenAPI and the page's every asset is served from the package; languages[] and keywords[] work."""
+    import openai
+    from openapi_spec_validator import validate
+
+    spec = httpx.get(f"{service.base}/openapi.json", timeout=10)
+    assert spec.status_code == 200
+    validate(spec.json())
+    page = httpx.get(f"{service.base}/docs", timeout=10)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assets = re.findall(r'(?:href|src)="(/docs/[^"]+)"', page.text)
+    assert len(assets) == 4
+    for asset in assets:
+        served = httpx.get(f"{service.base}{asset}", timeout=10)
+        assert served.status_code == 200 and len(served.content) > 500, asset
+    assert httpx.get(f"{service.base}/docs/index.j2", timeout=10).status_code == 404
+    assert httpx.get(f"{service.base}/v1/models", timeout=10).status_code == 401  # the rest keeps its key
+    sdk = openai.OpenAI(base_url=f"{service.base}/v1", api_key=API_KEY, max_retries=0)
+    with open(pyannote_sample, "rb") as f:
+        result = sdk.audio.transcriptions.create(
+            model="whisper-1", file=f, response_format="verbose_json", languages=["en", "de"], keywords=["Jersey"]
+        )
+    assert result.language == "english" and "Jersey" in result.text
 
 
 def test_diarize_runs_with_asr(client, pyannote_sample):

@@ -264,12 +264,13 @@ def test_the_plan_steps_take_synchronous_and_asynchronous_means():
     spans = [(0.0, 5.0), (5.0, 30.0), (30.0, 31.0)]
     votes = []
 
-    def detect(sample, model):
+    def detect(sample, model, candidates):
         votes.append(sample)
+        assert candidates == ()  # no languages[]: any language
         assert model == MULTI.model_id  # the multilingual model identifies the language
         return "de"
 
-    async def detect_async(sample, model):
+    async def detect_async(sample, model, candidates):
         return "fr"
 
     detected = run_sync(plan.detect_language(spans, detect))

@@ -421,3 +421,11 @@ def test_server_vad_takes_openais_defaults(client):
 def test_bad_chunking_strategy_is_an_invalid_option_naming_it(client, fields, named):
     message = _error(send(client, "openai", fields, "form"), 422, "invalid_option")  # as a bad language is
     assert "chunking_strategy" in message and named in message
+
+
+@pytest.mark.parametrize("via", VIA)
+@pytest.mark.parametrize("kind", ["openai", "native"])
+def test_languages_and_keywords_pass_through(client, via, kind):
+    fields = [("languages[]", "de"), ("languages[]", "fr"), ("keywords[]", "Ada"), ("keywords[]", "Ray Serve")]
+    request = _ok(send(client, kind, fields, via))["request"]
+    assert request["languages"] == ["de", "fr"] and request["keywords"] == ["Ada", "Ray Serve"]

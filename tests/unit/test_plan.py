@@ -722,3 +722,44 @@ def test_server_vad_maps_onto_the_vad_options_and_auto_keeps_the_configured_ones
     assert mapped.step_seconds == PipelineConfig().vad.step_seconds  # the scoring stays the configured one
     defaults = plan(Request(chunking=ServerVad())).vad  # OpenAI's defaults: WhisperX's thresholds
     assert (defaults.onset, defaults.offset) == (0.5, 0.363)
+
+
+# --- OpenAI's languages[] and keywords[] ----------------------------------------------------------
+
+
+def test_one_language_given_in_languages_is_the_language_and_several_restrict_the_vote():
+    assert plan(Request(languages=("DE",)), card=MULTI).language == "de"
+    several = plan(Request(languages=("de", " fr ", "de")), card=MULTI)
+    assert several.detects_language and several.language_candidates == ("de", "fr")
+    assert plan(Request(language="fr", languages=("de", "fr")), card=MULTI).language_candidates == ()  # given: no vote
+    with pytest.raises(InvalidOption, match="not among languages"):
+        plan(Request(language="en", languages=("de", "fr")), card=MULTI)
+    with pytest.raises(UnsupportedLanguage, match="'xx'"):
+        plan(Request(languages=("de", "xx")), card=MULTI)  # a candidate the model cannot decode
+
+
+def test_languages_on_an_english_only_model():
+    assert plan(Request(languages=("en", "de"))).language == "en"  # nothing to vote with: English
+    with pytest.raises(UnsupportedLanguage, match="English-only"):
+        plan(Request(languages=("de", "fr")))
+
+
+def test_the_vote_is_given_the_candidates_and_they_are_in_the_key():
+    from pipeline.cache_keys import stage_keys
+    from pipeline.plan import run_sync
+
+    asked = []
+    restricted = plan(Request(languages=("de", "fr")), card=MULTI)
+    run_sync(restricted.detect_language([(0.0, 5.0)], lambda sample, model, c: asked.append(c) or "fr"))
+    assert asked == [("de", "fr")]
+    assert stage_keys(restricted, "a" * 64).asr != stage_keys(plan(card=MULTI), "a" * 64).asr
+    assert "language_candidates" not in result_options(plan(card=MULTI))  # keys without languages[] unchanged
+
+
+def test_keywords_follow_the_prompt_as_the_decoder_reads_them():
+    assert plan(Request(keywords=("Kubernetes", " Ray Serve "))).decode.initial_prompt == "Kubernetes, Ray Serve"
+    both = plan(Request(initial_prompt="Names: Ada.", keywords=("WhisperX",))).decode.initial_prompt
+    assert both == "Names: Ada. WhisperX"
+    assert plan(Request(keywords=("", " "))).decode.initial_prompt is None
+    with pytest.raises(InvalidOption, match="keywords"):
+        plan(Request(keywords=tuple(f"w{i}" for i in range(101))))
