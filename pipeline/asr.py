@@ -48,6 +48,9 @@ class AsrConfig:
     num_workers: int | None = None
     batch_size: int = 16
     language_detection_chunks: int = 5  # chunks voted over when the language is not given
+    # ... the longest among the first this many: a stream identifies the language (and starts
+    # its first words) once these are found, not after the VAD has scored the whole file.
+    language_detection_first_chunks: int = 8
 
     def model_names(self) -> tuple[str, ...]:
         """The models to load, `model` first."""

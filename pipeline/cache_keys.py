@@ -44,7 +44,11 @@ def stage_keys(plan: Plan, audio_sha256: str) -> StageKeys | None:
     # `decode` holds word_timestamps: timed segments are cut at sentence ends, which changes how
     # `text` joins them in languages written without spaces, so timed never serves untimed.
     model = {"model": plan.asr_choice, "identity": plan.asr_identity, "compute_type": plan.config.asr.compute_type}
-    detection = (plan.detection_chunks, *([plan.language_candidates] if plan.language_candidates else []))
+    detection = (
+        plan.detection_chunks,
+        plan.detection_first_chunks,
+        *([plan.language_candidates] if plan.language_candidates else []),
+    )
     asr = _digest("asr", audio_sha256, model, asdict(plan.decode), *detection, _vad(plan))
     align = _digest("align", asr, _align(plan)) if plan.align_requested else None
     # diarize: the turns depend on the audio, the VAD and the diarizer only.
@@ -66,6 +70,7 @@ def result_options(plan: Plan) -> dict:
         "asr_models": plan.asr_identity,
         "compute_type": plan.config.asr.compute_type,
         "language_detection_chunks": plan.detection_chunks,
+        "language_detection_first_chunks": plan.detection_first_chunks,
         **({"language_candidates": list(plan.language_candidates)} if plan.language_candidates else {}),
         "decode": asdict(plan.decode),
         "vad": _vad(plan),

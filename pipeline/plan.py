@@ -177,10 +177,17 @@ class Plan:
         cached = (self.cached.asr, self.cached.aligned, self.cached.turns)
         return "partial" if any(c is not None for c in cached) else "miss"
 
+    @property
+    def detection_first_chunks(self) -> int:
+        """The language vote looks no further than this many chunks from the start."""
+        return max(self.detection_chunks, self.config.asr.language_detection_first_chunks)
+
     def language_sample(self, chunks: Sequence[tuple[float, float]]) -> list[int]:
-        """Indices of the chunks the language vote runs over: the longest, in time order."""
+        """Indices of the chunks the language vote runs over: the longest of the first
+        `detection_first_chunks`, in time order."""
         # The longest: the most speech per encoder pass.
-        ranked = sorted(range(len(chunks)), key=lambda i: (-(chunks[i][1] - chunks[i][0]), i))
+        first = range(min(len(chunks), self.detection_first_chunks))
+        ranked = sorted(first, key=lambda i: (-(chunks[i][1] - chunks[i][0]), i))
         return sorted(ranked[: self.detection_chunks])
 
     def with_language(self, language: str) -> Plan:

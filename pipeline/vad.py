@@ -4,7 +4,8 @@ segmentation weights that ship inside whisperx, so it works offline."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,27 +86,73 @@ class SpeechDetector:
         """Score the audio once; derive both the speech regions and the ASR chunks. `regions`:
         the request's thresholds, silence and padding (its plan's `vad`); the scoring (model,
         step, batch) is always this detector's own."""
-        import torch
-        from whisperx.vads.pyannote import Binarize
-        from whisperx.vads.vad import Vad
-
         if audio.duration < 0.1:
             return SpeechMap(speech=[], chunks=[])
+        scores = self._inference({"waveform": self._waveform(audio), "sample_rate": SAMPLE_RATE})
+        return self._speech_map(scores, regions or self.options, audio.duration)
+
+    def analyze_progressively(
+        self,
+        audio: Audio,
+        regions: VadOptions | None,
+        on_chunks: Callable[[list[FinalChunk]], None],
+        first_windows: int = 24,
+    ) -> SpeechMap:
+        """`analyze`, announcing each ASR chunk to `on_chunks` (in order, with its speech) as soon
+        as no later audio can change it. The windows are scored in growing pieces of the whole
+        grid (pipeline.vad_pieces), so the chunks and the map returned are `analyze`'s exactly.
+        `on_chunks` may raise to abandon the work."""
+        from pipeline.vad_pieces import WindowGrid
+
+        o = regions or self.options
+        if audio.duration < 0.1:
+            on_chunks([])
+            return SpeechMap(speech=[], chunks=[])
+        announced = 0
+        for prefix in WindowGrid(self._inference, self._waveform(audio)).prefixes(first_windows):
+            if prefix.complete:
+                speech = self._speech_map(prefix.scores, o, audio.duration)
+                on_chunks(_final(speech.chunks[announced:], speech.speech, announced))
+                return speech
+            closed = self._speech_map(prefix.scores, o, audio.duration, open_end=prefix.end_seconds)
+            # A chunk is final when a later one exists (merging closed it) and the speech inside
+            # it can no longer grow: no later region, padded or joined across a pause, reaches it.
+            reach = prefix.end_seconds - o.pad_onset_seconds - max(0.1, o.min_silence_seconds) - 0.5
+            ready = [c for c in closed.chunks[:-1] if c[1] <= reach]
+            if len(ready) > announced:
+                on_chunks(_final(ready[announced:], closed.speech, announced))
+                announced = len(ready)
+        raise AssertionError("the window grid ended without its complete prefix")
+
+    def _waveform(self, audio: Audio):
+        import torch
+
         # OpenMP's thread count is per calling thread (and Ray sets OMP_NUM_THREADS=1 in
         # fractional-CPU workers), so it is set here, in whatever thread runs the VAD.
         if self.placement.device == "cpu" and torch.get_num_threads() != self.placement.cpu_threads:
             torch.set_num_threads(self.placement.cpu_threads)
-        waveform = torch.from_numpy(audio.samples).unsqueeze(0)
-        scores = self._inference({"waveform": waveform, "sample_rate": SAMPLE_RATE})
-        o, limit = regions or self.options, self.options.chunk_seconds
+        with warnings.catch_warnings():  # the object store's samples are read-only; the VAD only reads
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.from_numpy(audio.samples).unsqueeze(0)
+
+    def _speech_map(self, scores, o: VadOptions, duration: float, open_end: float | None = None) -> SpeechMap:
+        """`open_end`: the scores stop there, mid-audio: a turn still active at it is left out."""
+        from whisperx.vads.pyannote import Binarize
+        from whisperx.vads.vad import Vad
+
+        limit = self.options.chunk_seconds
         # WhisperX's cut-and-merge (Pyannote.merge_chunks): turns of at most `limit`, packed into
         # chunks. server_vad's silence and padding act on the turns in between (its binarizer
         # refuses them with max_duration); at 0 and 0 the chunks are WhisperX's exactly.
         cut_regions = Binarize(onset=o.onset, offset=o.offset, max_duration=limit)(scores)
         turns = [(t.start, t.end) for t in cut_regions.get_timeline()]
+        if open_end is not None:
+            turns = [t for t in turns if t[1] < open_end - EPSILON]
+            if o.min_silence_seconds > 0 and turns:  # a later turn may yet join the last one
+                turns = turns[:-1]
         turns = utterances(turns, o.min_silence_seconds, o.pad_onset_seconds, limit)
         merged = Vad.merge_chunks([_Region(*t) for t in turns], limit, o.onset, o.offset) if turns else []
-        chunks = _clip_chunks([(float(m["start"]), float(m["end"])) for m in merged], audio.duration)
+        chunks = _clip_chunks([(float(m["start"]), float(m["end"])) for m in merged], duration)
         binarize = Binarize(
             onset=o.onset,
             offset=o.offset,
@@ -114,8 +161,23 @@ class SpeechDetector:
             pad_onset=o.pad_onset_seconds,
         )
         timeline = binarize(scores).get_timeline().support()
-        speech = _clip([(seg.start, seg.end) for seg in timeline], audio.duration)
+        speech = _clip([(seg.start, seg.end) for seg in timeline], duration)
         return SpeechMap(speech=speech, chunks=chunks)
+
+
+@dataclass(frozen=True)
+class FinalChunk:
+    """An ASR chunk the VAD will not change, announced before the rest of the audio is scored."""
+
+    index: int
+    start: float
+    end: float
+    speech: tuple[tuple[float, float], ...]  # the speech regions inside it (SpeechMap.speech within)
+
+
+def _final(chunks: list[tuple[float, float]], speech, first_index: int) -> list[FinalChunk]:
+    regions = Regions.of(speech)
+    return [FinalChunk(first_index + i, s, e, regions.within(s, e)) for i, (s, e) in enumerate(chunks)]
 
 
 @dataclass(frozen=True)

@@ -181,8 +181,20 @@ def test_language_sample_uses_the_configured_default():
     assert len(sample) == 5
     assert sample == sorted(sample)
     shortest_taken = min(chunks[i][1] - chunks[i][0] for i in sample)
-    longest_left = max(chunks[i][1] - chunks[i][0] for i in range(len(chunks)) if i not in sample)
+    first = range(AsrConfig().language_detection_first_chunks)
+    longest_left = max(chunks[i][1] - chunks[i][0] for i in first if i not in sample)
     assert shortest_taken >= longest_left
+
+
+def test_language_sample_looks_only_at_the_first_chunks():
+    # a stream identifies the language once the first chunks are found: a longer one later is not waited for
+    config = PipelineConfig(asr=AsrConfig(language_detection_chunks=2, language_detection_first_chunks=4))
+    p = plan(config=config, card=MULTI)
+    chunks = [(0, 5), (5, 6), (6, 12), (12, 13), (13, 43)]
+    assert p.language_sample(chunks) == [0, 2]
+    assert p.language_sample(chunks[:4]) == [0, 2], "the same sample before the later chunks are known"
+    assert plan(config=PipelineConfig(asr=AsrConfig(language_detection_chunks=6))).detection_first_chunks == 8
+    assert plan(config=PipelineConfig(asr=AsrConfig(language_detection_chunks=9))).detection_first_chunks == 9
 
 
 # --- alignment ---------------------------------------------------------------------------------
