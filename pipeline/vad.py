@@ -112,7 +112,7 @@ class SpeechDetector:
         for prefix in WindowGrid(self._inference, self._waveform(audio)).prefixes(first_windows):
             if prefix.complete:
                 speech = self._speech_map(prefix.scores, o, audio.duration)
-                on_chunks(_final(speech.chunks[announced:], speech.speech, announced))
+                on_chunks(final_chunks_of(speech.chunks[announced:], speech.speech, announced))
                 return speech
             closed = self._speech_map(prefix.scores, o, audio.duration, open_end=prefix.end_seconds)
             # A chunk is final when a later one exists (merging closed it) and the speech inside
@@ -120,7 +120,7 @@ class SpeechDetector:
             reach = prefix.end_seconds - o.pad_onset_seconds - max(0.1, o.min_silence_seconds) - 0.5
             ready = [c for c in closed.chunks[:-1] if c[1] <= reach]
             if len(ready) > announced:
-                on_chunks(_final(ready[announced:], closed.speech, announced))
+                on_chunks(final_chunks_of(ready[announced:], closed.speech, announced))
                 announced = len(ready)
         raise AssertionError("the window grid ended without its complete prefix")
 
@@ -175,7 +175,12 @@ class FinalChunk:
     speech: tuple[tuple[float, float], ...]  # the speech regions inside it (SpeechMap.speech within)
 
 
-def _final(chunks: list[tuple[float, float]], speech, first_index: int) -> list[FinalChunk]:
+def final_chunks(speech: SpeechMap) -> list[FinalChunk]:
+    """A whole pass's chunks, as the progressive one announces them."""
+    return final_chunks_of(speech.chunks, speech.speech, 0)
+
+
+def final_chunks_of(chunks: list[tuple[float, float]], speech, first_index: int) -> list[FinalChunk]:
     regions = Regions.of(speech)
     return [FinalChunk(first_index + i, s, e, regions.within(s, e)) for i, (s, e) in enumerate(chunks)]
 

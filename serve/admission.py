@@ -177,9 +177,15 @@ class Ticket:
             admission.stages[name].add(seconds)
             self._pending[name] = self._pending.get(name, 0.0) + seconds
 
-    def submit(self, stage: str, seconds: float) -> None:
-        """The request's work for `stage` is known (e.g. the speech VAD found) and sent to it."""
-        self._admission.stages[stage].submit(self._pending.pop(stage, 0.0), seconds)
+    def submit(self, stage: str, seconds: float, more: bool = False) -> None:
+        """The request's work for `stage` is known (e.g. the speech VAD found) and sent to it.
+        `more`: part of it, more to come (a stream's first chunks): what it sends takes the place
+        of as much of the expected work, and the last call settles the rest."""
+        pending = self._pending.pop(stage, 0.0)
+        if more:
+            self._pending[stage] = pending - min(pending, seconds)
+            pending = min(pending, seconds)
+        self._admission.stages[stage].submit(pending, seconds)
         self._submitted[stage] = self._submitted.get(stage, 0.0) + seconds
 
     def done(self, stage: str, seconds: float) -> None:

@@ -15,10 +15,9 @@ import ray
 from pipeline.audio import AudioLimits, open_audio
 from pipeline.cache_entries import AsrEntry, Reused, encode_asr, encode_segments, encode_turns, reuse
 from pipeline.cache_keys import StageKeys, audio_digest, stage_keys
-from pipeline.intervals import Regions
 from pipeline.plan import Plan, Planner, Request
-from pipeline.schema import ChunkResult, Transcript
-from pipeline.vad import SpeechDetector, SpeechMap
+from pipeline.schema import Audio, ChunkResult, Transcript
+from pipeline.vad import FinalChunk, SpeechDetector, SpeechMap, final_chunks
 from serve import retry
 from serve.admission import Admission, Ticket
 from serve.cache_client import CacheClient
@@ -141,15 +140,9 @@ class GraphExecutor:
                 audio = await asyncio.to_thread(upload.decode, ticket)  # every array reserved first
             ticket.settle(audio.samples.nbytes)
             clock.lap("decode")
-            # The audio is held once: scored here before it moves to the object store, or read
-            # from there by the Vad deployment.
-            speech = None
-            if "asr" in runs and self.graph.vad_deployment is None:
-                speech = await asyncio.get_running_loop().run_in_executor(
-                    self.graph.vad_pool, self.graph.vad.analyze, audio, plan.vad
-                )
+            # The audio is held once, in the object store; the VAD here reads it from there.
             duration, audio_ref = audio.duration, AudioRef(ray.put(audio.samples), audio.duration)
-            del audio  # the object store holds the samples from here on
+            del audio
             tasks: list[asyncio.Task] = []
 
             def start(coroutine) -> asyncio.Task:
@@ -160,27 +153,22 @@ class GraphExecutor:
                 return start(self._done_after(stats, ticket, stage, seconds, method, *args))
 
             try:
-                if "asr" in runs and speech is None:
-                    speech = await self._call(stats, self.graph.vad_deployment.analyze, audio_ref, plan.vad)
-                if speech is not None:
-                    ticket.hold(len(speech.chunks))
-                    clock.lap("vad")
-                else:
-                    speech = SpeechMap(speech=plan.cached.asr.speech, chunks=[])
+                feed = _ChunkFeed(asyncio.get_running_loop()) if "asr" in runs else None
+                scanned = start(self._vad(stats, audio_ref, plan.vad, feed)) if feed else None
                 diarized = None
-                if "diarize" in runs:  # beside ASR: it needs only the audio
-                    ticket.submit("Diarizer", duration)
-                    diarized = tracked(
-                        "Diarizer",
-                        duration,
-                        self.graph.diarizer.diarize,
-                        audio_ref,
-                        speech.speech,
-                        plan.speakers,
-                        references,
-                    )
+                if "diarize" in runs:  # beside ASR: it needs the audio and the speech regions only
+
+                    async def diarize():
+                        regions = (await scanned).speech if scanned else plan.cached.asr.speech
+                        ticket.submit("Diarizer", duration)
+                        diarizer = self.graph.diarizer.diarize
+                        return await self._done_after(
+                            stats, ticket, "Diarizer", duration, diarizer, audio_ref, regions, plan.speakers, references
+                        )
+
+                    diarized = start(diarize())
                 results = None
-                if "asr" in runs:
+                if feed is not None:
 
                     def detect(sample: list[tuple[float, float]], model: str, candidates: tuple[str, ...]):
                         transcriber = self.graph.transcriber
@@ -188,10 +176,12 @@ class GraphExecutor:
                             self._call(stats, transcriber.detect_language, audio_ref, sample, model, candidates)
                         )
 
-                    plan = await plan.detect_language(speech.chunks, detect)
-                    if plan.language_detected:
+                    if plan.detects_language:  # on the first chunks: a stream need not wait for the whole VAD
+                        first = await feed.first(plan.detection_first_chunks)
+                        plan = await plan.detect_language([(c.start, c.end) for c in first], detect)
                         clock.lap("language")
-                    results = await self._transcribe_chunks(plan, stats, ticket, audio_ref, speech, tracked, progress)
+                    results = await self._transcribe_chunks(plan, stats, ticket, audio_ref, feed, tracked, progress)
+                    speech = await scanned
                     clock.lap("asr")
                     if keys:
                         entry = AsrEntry(duration, plan.language, plan.language_detected, speech.speech, results)
@@ -221,26 +211,63 @@ class GraphExecutor:
         clock.total()
         return plan, transcript
 
+    async def _vad(self, stats: ServiceStats, audio_ref: AudioRef, regions, feed: _ChunkFeed) -> SpeechMap:
+        """The speech map, its chunks announced to `feed` as they are final: here, scored
+        progressively in a worker thread, or all at once by the Vad deployment."""
+        started = time.perf_counter()
+        try:
+            if self.graph.vad_deployment is not None:
+                speech = await self._call(stats, self.graph.vad_deployment.analyze, audio_ref, regions)
+                feed.add(final_chunks(speech))
+            else:
+                loop = asyncio.get_running_loop()
+                speech = await loop.run_in_executor(self.graph.vad_pool, self._scan, audio_ref, regions, feed)
+        except BaseException as error:
+            feed.end(error)  # and the thread stops at its next announcement
+            raise
+        feed.end()
+        stats.seconds["vad"] = round(time.perf_counter() - started, 4)
+        return speech
+
+    def _scan(self, audio_ref: AudioRef, regions, feed: _ChunkFeed) -> SpeechMap:
+        samples = ray.get(audio_ref.ref)  # a read-only view of the object store's copy
+        return self.graph.vad.analyze_progressively(Audio(samples), regions, feed.announce)
+
     async def _transcribe_chunks(
-        self, plan: Plan, stats: ServiceStats, ticket: Ticket, audio_ref, speech, tracked, progress=None
+        self, plan: Plan, stats: ServiceStats, ticket: Ticket, audio_ref, feed: _ChunkFeed, tracked, progress=None
     ):
-        """The chunks fan out to the Transcriber, batched there with other requests' chunks."""
-        ticket.submit("Transcriber", sum(e - s for s, e in speech.chunks))
-        regions = Regions.of(speech.speech)  # each chunk carries the speech inside it
-        calls = []
-        for i, (s, e) in enumerate(speech.chunks):
-            job = ChunkJob(stats.request_id, audio_ref, i, s, e, plan.decode, regions.within(s, e))
-            calls.append(tracked("Transcriber", e - s, self.graph.transcriber.transcribe, job))
-        if progress is None:
-            outcomes = await asyncio.gather(*calls, return_exceptions=True)
-            failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
-            if failed is not None:
-                raise failed
-        else:  # in audio order: a failure stops here, and the caller cancels the rest
-            outcomes = []
-            for call in calls:
+        """Each chunk goes to the Transcriber as soon as the VAD announces it, batched there with
+        other requests' chunks; the results are taken (and `progress` called) in audio order."""
+        calls: asyncio.Queue = asyncio.Queue()
+        sent = 0
+
+        async def dispatch():
+            nonlocal sent
+            try:
+                async for chunks in feed:
+                    sent += len(chunks)
+                    ticket.hold(sent)
+                    ticket.submit("Transcriber", sum(c.end - c.start for c in chunks), more=True)
+                    for c in chunks:
+                        job = ChunkJob(stats.request_id, audio_ref, c.index, c.start, c.end, plan.decode, c.speech)
+                        calls.put_nowait(
+                            tracked("Transcriber", c.end - c.start, self.graph.transcriber.transcribe, job)
+                        )
+                ticket.hold(sent)  # no speech: the placeholder goes too
+                ticket.submit("Transcriber", 0.0)  # the VAD is over: what it did not find leaves the queue
+            finally:
+                calls.put_nowait(None)
+
+        dispatcher = asyncio.create_task(dispatch())
+        try:
+            outcomes = []  # a failure stops here, and the caller cancels the rest
+            while (call := await calls.get()) is not None:
                 outcomes.append(await call)
-                progress(plan, outcomes[-1].result)
+                if progress is not None:
+                    progress(plan, outcomes[-1].result)
+            await dispatcher  # the VAD's failure, if it failed
+        finally:
+            dispatcher.cancel()
         ticket.hold(0)
         stats.chunks = len(outcomes)
         stats.batch_sizes = [o.batch_size for o in outcomes]
@@ -260,6 +287,63 @@ class GraphExecutor:
         result = await self._call(stats, method, *args)
         ticket.done(stage, seconds)
         return result
+
+
+class _Abandoned(Exception):
+    """Raised in the VAD's thread when its request is gone."""
+
+
+class _ChunkFeed:
+    """The VAD's final chunks, from its thread to the event loop, in order; an async iterator of
+    the lists announced (for one consumer at a time)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.chunks: list[FinalChunk] = []
+        self.ended = False
+        self.error: BaseException | None = None
+        self._changed = asyncio.Event()
+
+    def announce(self, chunks: list[FinalChunk]) -> None:
+        """From the VAD's thread; raises there once the request has ended."""
+        if self.ended:
+            raise _Abandoned
+        self.loop.call_soon_threadsafe(self.add, chunks)
+
+    def add(self, chunks: list[FinalChunk]) -> None:
+        self.chunks.extend(chunks)
+        self._changed.set()
+
+    def end(self, error: BaseException | None = None) -> None:
+        self.ended, self.error = True, error
+        self._changed.set()
+
+    async def _wait(self) -> None:
+        self._changed.clear()
+        await self._changed.wait()
+
+    async def first(self, count: int) -> list[FinalChunk]:
+        """The first `count` chunks, or all of them when there are fewer."""
+        while len(self.chunks) < count and not self.ended:
+            await self._wait()
+        self._raise()
+        return self.chunks[:count]
+
+    async def __aiter__(self):
+        taken = 0
+        while True:
+            if len(self.chunks) > taken:
+                yield self.chunks[taken:]
+                taken = len(self.chunks)
+            elif self.ended:
+                self._raise()
+                return
+            else:
+                await self._wait()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise self.error
 
 
 class _Stopwatch:

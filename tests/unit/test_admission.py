@@ -76,6 +76,22 @@ def test_wait_to_start_refuses_with_an_honest_retry_after():
     assert admission.stages["Transcriber"].queued == 0.0
 
 
+def test_a_streams_chunks_replace_its_expected_work_as_they_come():
+    admission = _admission()
+    load = admission.stages["Transcriber"]
+    with admission.admit() as ticket:
+        ticket.expect({"Transcriber": 250.0})
+        ticket.submit("Transcriber", 30.0, more=True)  # the VAD's first chunk
+        assert (load.queued, load.submitted) == (250.0, 30.0)  # 220 s expected, 30 s sent
+        ticket.submit("Transcriber", 200.0, more=True)
+        ticket.submit("Transcriber", 40.0, more=True)  # more speech than expected: nothing below 0
+        assert (load.queued, load.submitted) == (270.0, 270.0)
+        ticket.done("Transcriber", 30.0)
+        ticket.submit("Transcriber", 0.0)  # the VAD ended: no expectation left
+        assert (load.queued, load.submitted) == (240.0, 240.0)
+    assert (load.queued, load.submitted) == (0.0, 0.0)
+
+
 def test_a_file_longer_than_the_bound_is_admitted_behind_a_short_queue():
     admission = _admission(max_queue_wait_s=30.0)
     with admission.admit() as short, admission.admit() as long:
