@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict, dataclass, fields, replace
 
 from cluster.output_parts import deduplicate, done_keys
+from cluster.restartable import pass_actor_arguments_by_value
 from cluster.stages import BatchJob, Diarize, ParquetSink, Preprocess, Transcribe, hash_row, new_run_id
 from pipeline.asr import AsrConfig
 from pipeline.config import PipelineConfig
@@ -94,14 +95,33 @@ def plan_job(config: PipelineConfig, request: Request, run: RunOptions, per_segm
     check("cuda" if run.asr_num_gpus > 0 else "cpu", logical=False)
     # Then under the ASR actors' reservation: the card, and the device that reservation gives
     # (the CPU where the cluster's GPUs are logical only, WXS_LOGICAL_GPUS).
-    describe = ray.remote(_describe_asr).options(num_cpus=0.25, num_gpus=run.asr_num_gpus)
-    cards, device, logical = ray.get(describe.remote(config.asr))
+    describe = ray.remote(_describe_asr).options(num_cpus=run.asr_num_cpus, num_gpus=run.asr_num_gpus)
+    cards, device, logical = _get_once_scheduled(describe.remote(config.asr), run)
     check(device, logical)
     # The ASR actors run the cards' compute type (resolved for their device): part of the key.
     config = replace(config, asr=replace(config.asr, compute_type=cards[0].compute_type))
     plan = Planner(config, cards).plan(request)
     plan.speaker_references()  # a bad reference clip fails the job here, not in its actors
     return BatchJob(plan=plan, per_segment=per_segment)
+
+
+def _get_once_scheduled(ref, run: RunOptions, every_s: float = 20.0):
+    """ray.get of the task that reserves what an ASR actor does, saying every `every_s` what the
+    job waits for: on a cluster whose CPUs or GPUs others hold (a Serve app keeps its replicas'
+    until `serve shutdown`), the job would otherwise wait in silence."""
+    import ray
+
+    while not ray.wait([ref], timeout=every_s)[0]:
+        free, total = ray.available_resources(), ray.cluster_resources()
+        have = ", ".join(f"{r} {free.get(r, 0):g} of {total.get(r, 0):g}" for r in ("CPU", "GPU"))
+        log.warning(
+            "waiting for the cluster to free %g CPU and %g GPU for an ASR actor (free now: %s); "
+            "a Serve app holds its replicas' share until `serve shutdown`",
+            run.asr_num_cpus,
+            run.asr_num_gpus,
+            have,
+        )
+    return ray.get(ref)
 
 
 def _describe_asr(asr: AsrConfig):
@@ -135,6 +155,7 @@ def run_batch(
 
     if not ray.is_initialized():
         ray.init(logging_level="WARNING", log_to_driver=False, include_dashboard=False)
+    pass_actor_arguments_by_value()  # actors restart from their own task spec (cluster/restartable.py)
     job = plan_job(config, request, run, per_segment)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False

@@ -160,6 +160,19 @@ def test_the_schema_check_catches_a_misspelt_field():
         jsonschema.validate(config, _ray_schema())
 
 
+def test_launcher_nodes_start_with_rays_token_authentication():
+    config = _load(LAUNCHER)
+    for commands in ("head_start_ray_commands", "worker_start_ray_commands"):
+        start = next(c for c in config[commands] if "ray start" in c)
+        assert "RAY_AUTH_MODE=token" in start.split("ray start")[0], commands
+    assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token", "the same token on every node"
+    assert any("RAY_AUTH_MODE=token" in c for c in config["setup_commands"]), "ray exec shells send it"
+
+
+def test_rayservice_turns_on_token_authentication(service):
+    assert _cluster(service)["authOptions"] == {"mode": "token"}
+
+
 def test_launcher_head_has_no_gpus_and_workers_have_one():
     config = _load(LAUNCHER)
     types = config["available_node_types"]
@@ -280,6 +293,11 @@ KUBERAY_SUBSET = {
                     "additionalProperties": False,
                     "properties": {
                         "rayVersion": {"type": "string"},
+                        "authOptions": {
+                            "type": "object",
+                            "additionalProperties": False,
+                            "properties": {"mode": {"enum": ["disabled", "token"]}, "secretName": {"type": "string"}},
+                        },
                         "enableInTreeAutoscaling": {"type": "boolean"},
                         "autoscalerOptions": {
                             "type": "object",
