@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -20,11 +19,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.serve_run import URL, serve_run
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
 VERSION = os.environ.get("WXS_SECOND_PYTHON", "3.12")
-PORT = 8000  # config.yaml's, as `serve run config.yaml` serves it
 
 
 def _python_available(version: str) -> bool:
@@ -82,36 +82,8 @@ def test_cli_transcribes(second_venv, speech_dir):
 
 
 def test_serve_run_answers(second_venv, pyannote_sample, tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WXS_API_KEY": "", "RAY_ADDRESS": "local"}
-    log_path = tmp_path / "serve.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [second_venv / "bin" / "serve", "run", "config.yaml"],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert proc.poll() is None, log_path.read_text()[-3000:]
-            try:
-                if httpx.get(f"http://127.0.0.1:{PORT}/healthz", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "not healthy in 300 s:\n" + log_path.read_text()[-3000:]
-            time.sleep(1)
+    with serve_run(second_venv / "bin" / "serve", tmp_path / "serve.log"):
         with open(pyannote_sample, "rb") as f:
-            answer = httpx.post(f"http://127.0.0.1:{PORT}/v1/audio/transcriptions", files={"file": f}, timeout=300)
+            answer = httpx.post(f"{URL}/v1/audio/transcriptions", files={"file": f}, timeout=300)
         assert answer.status_code == 200, answer.text
         assert "New Jersey" in answer.json()["text"]
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()

@@ -4,8 +4,6 @@ embedded defaults, offline, and it answers a transcription."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -13,35 +11,15 @@ from pathlib import Path
 import httpx
 import yaml
 
+from tests.serve_run import serve_run
+
 REPO = Path(__file__).resolve().parent.parent
 # The README's command as a user types it: the `serve` CLI starts its own Ray and Serve (under a
-# minute here). In the core suite, before the session's cluster starts (conftest.py's phases).
+# minute here; tests/serve_run.py). In the core suite, before the session's cluster starts (conftest.py's phases).
 
 
 def test_serve_run_config_yaml(pyannote_sample, tmp_path):
-    serve_cli = Path(sys.executable).parent / "serve"
-    # RAY_ADDRESS=local: its own Ray, as on a user's machine (never this test run's cluster).
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WXS_API_KEY": "", "RAY_ADDRESS": "local"}
-    log = open(tmp_path / "serve.log", "wb")
-    proc = subprocess.Popen(
-        [str(serve_cli), "run", "config.yaml"],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-            try:
-                if httpx.get("http://127.0.0.1:8000/healthz", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "not ready in 300 s:\n" + (tmp_path / "serve.log").read_text()[-3000:]
-            time.sleep(2)
+    with serve_run(Path(sys.executable).parent / "serve", tmp_path / "serve.log"):
         # Healthy before the Diarizer has loaded (it loads after the Transcriber on a CPU
         # machine): a diarized request sent at once waits for it rather than failing.
         with open(pyannote_sample, "rb") as f:
@@ -66,13 +44,6 @@ def test_serve_run_config_yaml(pyannote_sample, tmp_path):
         configured = yaml.safe_load((REPO / "config.yaml").read_text())["applications"][0]["deployments"][0]
         assert health["transcriber"]["max_batch_size"] == configured["user_config"]["max_batch_size"]
         assert _listeners(8000) == {"127.0.0.1"}, "the HTTP port must listen on loopback only"
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def _listeners(port: int) -> set[str]:
