@@ -13,8 +13,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
 from ray import serve
+from starlette.applications import Starlette
 from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 
 from cluster.placement import from_ray
 from pipeline.plan import Planner
@@ -26,6 +29,7 @@ from serve.config import INGRESS_TUNABLE, ServiceArgs
 from serve.errors import RequestError, error_response, response_for
 from serve.executor import Graph, GraphExecutor, ServiceStats, new_request_id
 from serve.http import cache_allowed, native_request, openai_request, openai_translation_request, read_upload
+from serve.realtime import RealtimeSession
 from serve.retry import RetryPolicy
 from serve.streaming import NativeLines, OpenAiEvents, stream_transcription
 
@@ -42,10 +46,13 @@ ROUTES = {
 }
 # Answered without the API key: health for probes, the API's description for anyone reading it.
 PUBLIC_PATHS = ("/healthz", "/openapi.json", "/docs")
+REALTIME_PATH = "/v1/realtime"  # OpenAI's Realtime transcription sessions (WebSocket)
 REPLICA_POLL_S = 5.0
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 @serve.deployment(name="Ingress", max_ongoing_requests=32, max_queued_requests=64)
+@serve.ingress()
 class Ingress:
     async def __init__(self, args: ServiceArgs, transcriber, diarizer, aligner=None, vad=None):
         self.deployed_args = args  # what user_config is laid over (reconfigure)
@@ -84,7 +91,18 @@ class Ingress:
             args.max_chunks_in_flight, args.max_queue_wait_s, args.max_decoded_bytes_in_flight, args.retry_after_s
         )
 
-    async def __call__(self, request: HttpRequest) -> Response:
+    def __serve_build_asgi_app__(self) -> Starlette:
+        """Serve's ASGI ingress: HTTP to `dispatch` (the routes above), WebSockets to the
+        Realtime sessions; any other WebSocket path is refused (HTTP 403 before the upgrade)."""
+        return Starlette(
+            routes=[
+                WebSocketRoute(REALTIME_PATH, self.realtime),
+                WebSocketRoute("/{path:path}", _refuse_websocket),
+                Route("/{path:path}", self.dispatch, methods=METHODS),
+            ]
+        )
+
+    async def dispatch(self, request: HttpRequest) -> Response:
         path = request.url.path.rstrip("/") or "/"
         handler = self.routes.get((request.method, path))
         if handler is None and request.method == "GET" and path.startswith("/docs/"):
@@ -100,12 +118,16 @@ class Ingress:
         except Exception as exc:  # every error becomes a JSON response; the replica lives on
             return response_for(exc, self.args.retry_after_s)
 
-    def _authorize(self, request: HttpRequest) -> None:
+    def _authorize(self, request: HttpRequest | WebSocket) -> None:
         key = self.args.api_key
         if key is None:
             return
         given = request.headers.get("authorization", "")
         token = given[7:] if given.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
+        if not token:  # browsers' WebSockets carry no headers: OpenAI's subprotocol carries the key
+            protocols = request.headers.get("sec-websocket-protocol", "").split(",")
+            prefix = "openai-insecure-api-key."
+            token = next((p.strip()[len(prefix) :] for p in protocols if p.strip().startswith(prefix)), "")
         if not hmac.compare_digest(token.encode(), key.encode()):
             raise RequestError(
                 401,
@@ -115,6 +137,27 @@ class Ingress:
             )
 
     # --- endpoints ----------------------------------------------------------------------------
+
+    async def realtime(self, ws: WebSocket) -> None:
+        """`/v1/realtime?intent=transcription`: a live transcription session (serve/realtime.py)."""
+        intent = ws.query_params.get("intent", "transcription")
+        try:
+            self._authorize(ws)
+        except RequestError as exc:
+            await ws.close(code=1008, reason=str(exc)[:120])
+            return
+        if intent != "transcription":
+            await ws.close(code=1008, reason=f"intent={intent}: only transcription sessions are served")
+            return
+
+        async def transcribe(wav: bytes, asked) -> tuple[str, str]:
+            _, transcript, _ = await self.executor.transcribe(wav, asked, use_cache=False)
+            return transcript.text, transcript.language
+
+        def describe(exc: BaseException) -> dict:
+            return json.loads(response_for(exc, self.args.retry_after_s).body)["error"]
+
+        await RealtimeSession(ws, transcribe, describe).run()
 
     async def healthz(self, request: HttpRequest) -> Response:
         graph = self.executor.graph
@@ -238,6 +281,11 @@ class Ingress:
             except Exception as exc:  # noqa: BLE001 - keep the last counts; never fail requests
                 log.debug("replica count unavailable: %s", exc)
             await asyncio.sleep(REPLICA_POLL_S)
+
+
+async def _refuse_websocket(ws: WebSocket) -> None:
+    """A WebSocket on any other path: refused before the upgrade, naming the one there is."""
+    await ws.close(code=1008, reason=f"no WebSocket at {ws.url.path}; live sessions: {REALTIME_PATH}")
 
 
 def _stats_headers(stats: ServiceStats, transcript) -> dict[str, str]:
