@@ -20,7 +20,6 @@ import base64
 import binascii
 import io
 import json
-import logging
 import uuid
 import wave
 from collections.abc import Awaitable, Callable
@@ -30,8 +29,6 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from pipeline.live import LiveSession, LiveSettings
 from pipeline.plan import Request
-
-log = logging.getLogger("whisperx_serve")
 
 RATE = 24000  # OpenAI's pcm16: 24 kHz, mono, little-endian
 MIN_COMMIT_S = 0.1  # OpenAI refuses a commit of less than 100 ms
@@ -228,9 +225,7 @@ class RealtimeSession:
             item, pcm = await self.utterances.get()
             try:
                 text, language = await self.transcribe(wav_bytes(pcm), self.live.request())
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the client hears of it; the session lives on
+            except Exception as exc:  # noqa: BLE001 - the client hears of it; the session lives on (cancelling is no Exception)
                 error = self.describe_error(exc)
                 await self.send(
                     {

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import subprocess
 import time
 
 import jiwer
@@ -17,18 +16,13 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from benchmarks.bench_realtime import pcm24k
 from benchmarks.evaluation import normalize_english
 from tests.session import AUTH
 
-RATE = 24000
+RATE = 24000  # OpenAI pcm16, as benchmarks.bench_realtime.pcm24k makes it
 STEP_S = 0.1  # 100 ms of audio per append, as a microphone client sends it
 COMPLETED = "conversation.item.input_audio_transcription.completed"
-
-
-def pcm24k(path) -> bytes:
-    """The file as OpenAI's pcm16: 24 kHz mono little-endian (ffmpeg's resampler)."""
-    command = ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(path), "-f", "s16le", "-ac", "1"]
-    return subprocess.run([*command, "-ar", str(RATE), "-"], check=True, capture_output=True).stdout
 
 
 def ws_url(service, path: str = "/v1/realtime?intent=transcription") -> str:
