@@ -16,6 +16,7 @@ from pipeline.models import whisperx_vad_weights
 from pipeline.placement import Placement
 from pipeline.schema import SAMPLE_RATE, Audio, Chunk, ms
 from pipeline.torch_runtime import TorchRuntime
+from pipeline.turns import FrameGrid
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,19 @@ class SpeechDetector:
                 on_chunks(final_chunks_of(ready[announced:], closed.speech, announced))
                 announced = len(ready)
         raise AssertionError("the window grid ended without its complete prefix")
+
+    def frame_grid(self) -> FrameGrid:
+        """How `window_scores` scores a window (a live stream's server VAD, pipeline/turns.py)."""
+        model, frames = self._inference.model, self._inference.model.receptive_field
+        window = model.audio.get_num_samples(self._inference.duration)
+        count = model.num_frames(window)
+        return FrameGrid(window, count, round(frames.step * SAMPLE_RATE), frames[0].middle)
+
+    def window_scores(self, samples: np.ndarray) -> np.ndarray:
+        """The speech score of each frame of one window (frame_grid's samples, 16 kHz), scored
+        as `analyze` scores a file's windows and in the same forwards as theirs."""
+        rows = self._waveform(Audio(samples)).unsqueeze(0)  # (1 window, 1 channel, samples)
+        return self._inference.pre_aggregation_hook(self._inference.infer(rows))[0, :, 0]
 
     def _waveform(self, audio: Audio):
         import torch

@@ -29,6 +29,7 @@ from pipeline.diarize.known import SpeakerReference
 from pipeline.models import AsrCard
 from pipeline.placement import Placement
 from pipeline.schema import SAMPLE_RATE, Audio, Chunk, ChunkResult, Segment, Turn
+from pipeline.turns import FrameGrid
 from pipeline.vad import VAD_MODEL_ID, SpeechDetector, SpeechMap, VadOptions
 from serve.config import DEFAULT_BATCHING
 from serve.fair_queue import FairQueue
@@ -425,3 +426,10 @@ class VadDeployment:
     async def analyze(self, audio: AudioRef, regions: VadOptions | None = None) -> SpeechMap:
         samples = await audio.fetch()
         return await self._calls.run(self.engine.analyze, Audio(samples), regions)
+
+    def frame_grid(self) -> FrameGrid:
+        return self.engine.frame_grid()
+
+    async def window_scores(self, samples: np.ndarray) -> np.ndarray:
+        """A live stream's window (serve/realtime.py's server VAD), in the files' forwards."""
+        return await self._calls.run(self.engine.window_scores, samples)

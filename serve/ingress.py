@@ -29,7 +29,7 @@ from serve.config import INGRESS_TUNABLE, ServiceArgs
 from serve.errors import RequestError, error_response, response_for
 from serve.executor import Graph, GraphExecutor, ServiceStats, new_request_id
 from serve.http import cache_allowed, native_request, openai_request, openai_translation_request, read_upload
-from serve.realtime import RealtimeSession
+from serve.realtime import RealtimeSession, ServerVad
 from serve.retry import RetryPolicy
 from serve.streaming import NativeLines, OpenAiEvents, stream_transcription
 
@@ -80,6 +80,7 @@ class Ingress:
         self.replica_states: dict[str, dict[str, int]] = {}  # deployment -> replica state -> count
         self._replica_watch = asyncio.create_task(self._watch_replicas())
         self.routes = {route: getattr(self, handler) for route, handler in ROUTES.items()}
+        self._live_vad: ServerVad | None = None  # the live sessions' turn detection, made on the first
 
     def reconfigure(self, user_config: dict) -> None:
         """Request limits, admission bounds and retries (serve.config.INGRESS_TUNABLE) from
@@ -157,7 +158,27 @@ class Ingress:
         def describe(exc: BaseException) -> dict:
             return json.loads(response_for(exc, self.args.retry_after_s).body)["error"]
 
-        await RealtimeSession(ws, transcribe, describe).run()
+        await RealtimeSession(ws, transcribe, describe, await self._server_vad()).run()
+
+    async def _server_vad(self) -> ServerVad:
+        """The sessions' turn detection: the VAD model where the files' VAD runs (this replica
+        or the Vad deployment), its windows in the same shared forwards."""
+        if self._live_vad is None:
+            graph = self.executor.graph
+            if graph.vad_deployment is not None:
+                deployment = graph.vad_deployment
+                grid = await deployment.frame_grid.remote()
+
+                async def score(samples):
+                    return await deployment.window_scores.remote(samples)
+            else:
+                grid, loop = graph.vad.frame_grid(), asyncio.get_running_loop()
+
+                async def score(samples):
+                    return await loop.run_in_executor(graph.vad_pool, graph.vad.window_scores, samples)
+
+            self._live_vad = ServerVad(grid, score)
+        return self._live_vad
 
     async def healthz(self, request: HttpRequest) -> Response:
         graph = self.executor.graph

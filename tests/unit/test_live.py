@@ -8,6 +8,7 @@ import pytest
 
 from pipeline.audio import load_audio
 from pipeline.live import CONTEXT_CHARS, LiveSession, LiveSettings
+from pipeline.turns import TurnDetection
 from serve.realtime import RATE, EventError, SessionConfig, configure, wav_bytes
 
 
@@ -68,9 +69,20 @@ def test_both_set_up_shapes():
         legacy=True,
     )
     assert old.settings.language == "de" and old.describe(legacy=True)["input_audio_format"] == "pcm16"
-    # A partial update keeps the rest; turn detection stays the client's (session.created says null).
+    # A partial update keeps the rest, turn detection included.
     kept = configure(old, {}, legacy=True)
     assert kept.settings == old.settings and kept.describe(legacy=True)["turn_detection"] is None
+
+
+def test_server_vad_is_the_default_and_takes_openais_defaults_for_what_is_left_out():
+    default = {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 500}
+    assert SessionConfig().describe()["audio"]["input"]["turn_detection"] == default
+    vad = _input(turn_detection={"type": "server_vad", "threshold": 0.7})
+    asked = configure(SessionConfig(turn_detection=None), vad, legacy=False)
+    assert asked.turn_detection == TurnDetection(threshold=0.7)
+    legacy = configure(SessionConfig(), {"turn_detection": {"type": "server_vad", "silence_duration_ms": 800}}, True)
+    assert legacy.describe(legacy=True)["turn_detection"] == {**default, "silence_duration_ms": 800}
+    assert configure(asked, _input(transcription={"language": "en"}), False).turn_detection == asked.turn_detection
 
 
 def _input(**fields) -> dict:
@@ -84,9 +96,15 @@ def _input(**fields) -> dict:
         (_input(format={"type": "audio/pcm", "rate": 16000}), False, "invalid_value", "session.audio.input"),
         ({"type": "realtime"}, False, "invalid_value", "session.type"),
         ({"input_audio_format": "g711_ulaw"}, True, "invalid_value", "session"),
-        (_input(turn_detection={"type": "server_vad"}), False, "unsupported_turn_detection",
-         "session.audio.input.turn_detection"),
-        ({"turn_detection": {"type": "server_vad"}}, True, "unsupported_turn_detection", "session.turn_detection"),
+        (_input(turn_detection={"type": "semantic_vad"}), False, "unsupported_turn_detection",
+         "session.audio.input.turn_detection.type"),
+        ({"turn_detection": {"type": "server_vad", "threshold": 1.5}}, True, "invalid_value", "session.turn_detection"),
+        ({"turn_detection": {"silence_duration_ms": "long"}}, True, "invalid_value",
+         "session.turn_detection.silence_duration_ms"),
+        ({"turn_detection": {"prefix_padding_ms": 2.5}}, True, "invalid_value",
+         "session.turn_detection.prefix_padding_ms"),
+        ({"turn_detection": {"idle_timeout_ms": 5000}}, True, "unsupported_turn_detection", "session.turn_detection"),
+        ({"turn_detection": "server_vad"}, True, "invalid_value", "session.turn_detection"),
         ("text", False, "invalid_value", "session"),
     ],
 )  # fmt: skip
