@@ -49,6 +49,7 @@ class LiveSession:
             word_timestamps=False,
             align=False,
             openai=True,
+            live=True,
         )
 
     def completed(self, transcript: str, language: str) -> None:

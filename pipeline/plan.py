@@ -55,6 +55,8 @@ class Request(DecodingChoices):
     # after the prompt (as faster-whisper's hotwords are).
     languages: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()
+    # A live session's utterance (pipeline/live.py): its chunks are decoded ahead of bulk work's.
+    live: bool = False
 
 
 @dataclass(frozen=True)

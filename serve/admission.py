@@ -166,12 +166,13 @@ class Ticket:
         self._pending: dict[str, float] = {}  # stage -> audio seconds admitted, not yet sent
         self._submitted: dict[str, float] = {}  # stage -> audio seconds sent, not yet returned
 
-    def expect(self, work: dict[str, float]) -> None:
+    def expect(self, work: dict[str, float], bound_wait: bool = True) -> None:
         """Admit the request's expected work per stage, or refuse it (Overloaded with the
-        seconds until it would fit) when the work queued ahead of it takes longer than the bound."""
+        seconds until it would fit) when the work queued ahead of it takes longer than the bound.
+        `bound_wait` False: work that goes ahead of the queue (live utterances) is only counted."""
         admission = self._admission
         wait = admission.start_wait(work)
-        if wait > admission.limits.max_queue_wait_s:
+        if bound_wait and wait > admission.limits.max_queue_wait_s:
             raise admission.refuse(work, wait)
         for name, seconds in work.items():
             admission.stages[name].add(seconds)

@@ -67,6 +67,7 @@ class ChunkJob:
     # The VAD's speech regions inside [start, end] (pipeline.intervals.Regions.within): word
     # times are kept on them. Empty: not known, and words are bounded by their length only.
     speech: tuple[tuple[float, float], ...] = ()
+    live: bool = False  # a live utterance's chunk: its turn comes ahead of bulk work's
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class TranscriberDeployment:
             "whisperx_asr_max_batch_size", description="max_batch_size in force (batch_size_source)"
         )
         self._oom_counter = Counter("whisperx_asr_oom_splits", description="ASR batches halved after out of memory")
+        self._live_waiting = Gauge("whisperx_asr_live_chunks_waiting", description="live utterances' chunks queued")
         self._batching = dict(DEFAULT_BATCHING)
         self._heap = _HeapTrimmer()
         # Turns into the batch queue, fair across requests: at most what the batches hold at once.
@@ -158,6 +160,7 @@ class TranscriberDeployment:
             "oom_splits": self._oom_splits,
             "batches_decoding": self._heap.busy,  # batches this replica decodes now
             "chunks_waiting": self._turns.waiting,  # for a turn in the batch queue
+            "live_chunks_waiting": self._turns.live_waiting,  # of them, live utterances' (served first)
             "chunks_decoded": self._decoded,  # since the replica started
         }
 
@@ -172,11 +175,17 @@ class TranscriberDeployment:
 
     async def transcribe(self, job: ChunkJob) -> ChunkOutcome:
         """One chunk, decoded in a batch with other requests' chunks once its request's turn
-        comes (the request served least so far goes first: serve/fair_queue.py)."""
+        comes (live utterances first, then the request served least so far: serve/fair_queue.py)."""
         try:
-            async with self._turns.turn(job.request_id, job.end - job.start):
+            if job.live:  # the gauge counts it from now (it waits, or is granted at once)
+                self._live_waiting.set(self._turns.live_waiting + 1)
+            async with self._turns.turn(job.request_id, job.end - job.start, job.live):
+                if job.live:
+                    self._live_waiting.set(self._turns.live_waiting)
                 return await self._decode_batch(job)
         finally:
+            if job.live:
+                self._live_waiting.set(self._turns.live_waiting)
             job.audio.release()  # read or not, this replica's copy of the ref is done
 
     @serve.batch(

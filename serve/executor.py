@@ -136,7 +136,9 @@ class GraphExecutor:
                 # the audio seconds each planned stage that admission tracks will queue
                 seconds = upload.expected_seconds()
                 tracked = [STAGE_DEPLOYMENT[s] for s in runs if STAGE_DEPLOYMENT[s] in self.admission.stages]
-                ticket.expect({deployment: seconds for deployment in tracked})
+                # A live utterance's wait is the live work ahead of it (it goes first): the session
+                # cap bounds that, so only bulk work is refused for the queue's length.
+                ticket.expect({deployment: seconds for deployment in tracked}, bound_wait=not plan.request.live)
                 audio = await asyncio.to_thread(upload.decode, ticket)  # every array reserved first
             ticket.settle(audio.samples.nbytes)
             clock.lap("decode")
@@ -249,7 +251,16 @@ class GraphExecutor:
                     ticket.hold(sent)
                     ticket.submit("Transcriber", sum(c.end - c.start for c in chunks), more=True)
                     for c in chunks:
-                        job = ChunkJob(stats.request_id, audio_ref, c.index, c.start, c.end, plan.decode, c.speech)
+                        job = ChunkJob(
+                            stats.request_id,
+                            audio_ref,
+                            c.index,
+                            c.start,
+                            c.end,
+                            plan.decode,
+                            c.speech,
+                            plan.request.live,
+                        )
                         calls.put_nowait(
                             tracked("Transcriber", c.end - c.start, self.graph.transcriber.transcribe, job)
                         )

@@ -13,6 +13,11 @@ have been served are waiting, those others get no turn until a batch holding the
 chunks has started (`batch_started`). On a CPU a batch costs what its chunks cost, so a short
 request behind a long one then pays for one running batch and its own chunks, not for three
 more chunks of the long file in its batch. Newcomers arriving meanwhile share that batch.
+
+Live utterances (`live=True`: a Realtime session's commits) go first: a caption is late after
+two seconds, a file's transcript is not. Among waiting calls a live one is granted before any
+bulk one, but never more than LIVE_BURST live turns in a row while a bulk call waits: bulk work
+keeps at least one slot in every LIVE_BURST + 1 granted, however much live audio comes.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+LIVE_BURST = 4  # live turns granted in a row while bulk calls wait; then one bulk turn
+
 
 @dataclass
 class _Request:
@@ -31,6 +38,7 @@ class _Request:
     served: float = 0.0  # cost granted so far (audio seconds)
     holding: int = 0  # turns granted and not yet ended
     waiting: deque[tuple[asyncio.Future, float]] = field(default_factory=deque)
+    live: bool = False  # a live utterance's calls: granted ahead of bulk ones
 
 
 class FairQueue:
@@ -42,10 +50,15 @@ class FairQueue:
         # While not None, a newcomer's batch is forming: only these requests (and other
         # never-served ones, who join) get turns until a batch holding one of them starts.
         self._newcomers: set[str] | None = None
+        self._live_in_a_row = 0  # live turns granted since the last bulk one while bulk waited
 
     @property
     def waiting(self) -> int:
         return sum(len(r.waiting) for r in self._requests.values())
+
+    @property
+    def live_waiting(self) -> int:
+        return sum(len(r.waiting) for r in self._requests.values() if r.live)
 
     def batch_started(self, keys: set[str]) -> None:
         """A batch holding these requests' calls began: a newcomer's batch ends the hold."""
@@ -58,11 +71,11 @@ class FairQueue:
         self._grant()
 
     @asynccontextmanager
-    async def turn(self, key: str, cost: float) -> AsyncIterator[None]:
+    async def turn(self, key: str, cost: float, live: bool = False) -> AsyncIterator[None]:
         """Wait for a turn for one call of request `key` costing `cost`, and hold it inside."""
         request = self._requests.get(key)
         if request is None:
-            request = self._requests[key] = _Request(next(self._arrivals))
+            request = self._requests[key] = _Request(next(self._arrivals), live=live)
         granted = asyncio.get_running_loop().create_future()
         request.waiting.append((granted, cost))
         self._grant()
@@ -84,17 +97,21 @@ class FairQueue:
     def _grant(self) -> None:
         while self.inside < self.slots:
             candidates = [
-                (r.served, r.arrival, key)
+                (not r.live, r.served, r.arrival, key)
                 for key, r in self._requests.items()
                 if r.waiting and (self._newcomers is None or key in self._newcomers or r.served == 0)
             ]
             if not candidates:
                 return
-            served, _, key = min(candidates)
+            bulk = [c for c in candidates if c[0]]
+            if bulk and self._live_in_a_row >= LIVE_BURST:  # bulk's turn: live has had its run
+                candidates = bulk
+            bulk_first, served, _, key = min(candidates)
             request = self._requests[key]
             granted, cost = request.waiting.popleft()
             if granted.done():  # cancelled while waiting: its turn goes to the next
                 continue
+            self._live_in_a_row = self._live_in_a_row + 1 if not bulk_first and bulk else 0
             if served == 0 and self._newcomers is None and self._others_served_waiting(key):
                 self._newcomers = set()
             if self._newcomers is not None and served == 0:

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 
 from ray import serve
+from ray.serve.metrics import Gauge
 from starlette.applications import Starlette
 from starlette.requests import Request as HttpRequest
 from starlette.responses import JSONResponse, Response
@@ -25,11 +26,11 @@ from pipeline.vad import SpeechDetector
 from serve import openapi
 from serve.admission import Admission, AdmissionLimits, StageLoad
 from serve.cache_client import CacheClient
-from serve.config import INGRESS_TUNABLE, ServiceArgs
+from serve.config import INGRESS_MAX_ONGOING, INGRESS_TUNABLE, ServiceArgs
 from serve.errors import RequestError, error_response, response_for
 from serve.executor import Graph, GraphExecutor, ServiceStats, new_request_id
 from serve.http import cache_allowed, native_request, openai_request, openai_translation_request, read_upload
-from serve.realtime import RealtimeSession, ServerVad
+from serve.realtime import LiveLimits, LiveVad, RealtimeSession
 from serve.retry import RetryPolicy
 from serve.streaming import NativeLines, OpenAiEvents, stream_transcription
 
@@ -51,7 +52,7 @@ REPLICA_POLL_S = 5.0
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
-@serve.deployment(name="Ingress", max_ongoing_requests=32, max_queued_requests=64)
+@serve.deployment(name="Ingress", max_ongoing_requests=INGRESS_MAX_ONGOING, max_queued_requests=64)
 @serve.ingress()
 class Ingress:
     async def __init__(self, args: ServiceArgs, transcriber, diarizer, aligner=None, vad=None):
@@ -80,7 +81,9 @@ class Ingress:
         self.replica_states: dict[str, dict[str, int]] = {}  # deployment -> replica state -> count
         self._replica_watch = asyncio.create_task(self._watch_replicas())
         self.routes = {route: getattr(self, handler) for route, handler in ROUTES.items()}
-        self._live_vad: ServerVad | None = None  # the live sessions' turn detection, made on the first
+        self._live_vad: LiveVad | None = None  # the live sessions' turn detection, made on the first
+        self.live_sessions = 0  # open on this replica
+        self._sessions_gauge = Gauge("whisperx_live_sessions", description="live sessions open on an ingress replica")
 
     def reconfigure(self, user_config: dict) -> None:
         """Request limits, admission bounds and retries (serve.config.INGRESS_TUNABLE) from
@@ -150,6 +153,19 @@ class Ingress:
         if intent != "transcription":
             await ws.close(code=1008, reason=f"intent={intent}: only transcription sessions are served")
             return
+        if self.live_sessions >= self.args.max_live_sessions:  # refused in the protocol, not left waiting
+            await ws.accept()
+            error = {
+                "type": "invalid_request_error",
+                "code": "session_limit_reached",
+                "message": f"this replica serves at most {self.args.max_live_sessions} live sessions "
+                "(max_live_sessions): try again later",
+                "param": None,
+                "event_id": None,
+            }
+            await ws.send_text(json.dumps({"event_id": f"event_{new_request_id()}", "type": "error", "error": error}))
+            await ws.close(code=1013, reason="session_limit_reached")  # 1013: try again later
+            return
 
         async def transcribe(wav: bytes, asked) -> tuple[str, str]:
             _, transcript, _ = await self.executor.transcribe(wav, asked, use_cache=False)
@@ -158,9 +174,19 @@ class Ingress:
         def describe(exc: BaseException) -> dict:
             return json.loads(response_for(exc, self.args.retry_after_s).body)["error"]
 
-        await RealtimeSession(ws, transcribe, describe, await self._server_vad()).run()
+        args = self.args
+        limits = LiveLimits(
+            args.max_live_session_s, args.live_idle_timeout_s, args.max_live_buffer_s, args.max_live_message_bytes
+        )
+        self.live_sessions += 1
+        self._sessions_gauge.set(self.live_sessions)
+        try:
+            await RealtimeSession(ws, transcribe, describe, await self._server_vad(), limits).run()
+        finally:
+            self.live_sessions -= 1
+            self._sessions_gauge.set(self.live_sessions)
 
-    async def _server_vad(self) -> ServerVad:
+    async def _server_vad(self) -> LiveVad:
         """The sessions' turn detection: the VAD model where the files' VAD runs (this replica
         or the Vad deployment), its windows in the same shared forwards."""
         if self._live_vad is None:
@@ -177,7 +203,7 @@ class Ingress:
                 async def score(samples):
                     return await loop.run_in_executor(graph.vad_pool, graph.vad.window_scores, samples)
 
-            self._live_vad = ServerVad(grid, score)
+            self._live_vad = LiveVad(grid, score)
         return self._live_vad
 
     async def healthz(self, request: HttpRequest) -> Response:
@@ -204,6 +230,8 @@ class Ingress:
                 "replicas": self.replica_states,
                 "loading": sorted(loading),
                 "vad": "deployment" if graph.vad_deployment is not None else "ingress",
+                # live sessions open here (the Transcriber's "live_chunks_waiting": their chunks queued)
+                "live": {"sessions": self.live_sessions, "max_sessions": self.args.max_live_sessions},
                 # the Transcriber's own report (batching, threads, workers, placement, GPU memory)
                 "transcriber": {k: v for k, v in info.items() if k not in ("model", "device")},
                 "cache": cache.status() if cache else None,

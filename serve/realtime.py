@@ -34,8 +34,7 @@ from pipeline.turns import FrameGrid, TurnDetection, TurnEnded, TurnStarted, Tur
 
 RATE = 24000  # OpenAI's pcm16: 24 kHz, mono, little-endian
 MIN_COMMIT_S = 0.1  # OpenAI refuses a commit of less than 100 ms
-MAX_BUFFER_S = 600.0  # one utterance's audio; more is an error, not memory
-MAX_MESSAGE_BYTES = 15 * 1024 * 1024  # OpenAI's own bound on one event
+DRAIN_S = 120.0  # a session that ends (expired, idle) answers its committed utterances within this
 
 # (wav bytes, request) -> (transcript text, language): the executor's means
 Transcribe = Callable[[bytes, Request], Awaitable[tuple[str, str]]]
@@ -43,7 +42,17 @@ _ABSENT = object()  # a key the client left out (None is its null)
 
 
 @dataclass(frozen=True)
-class ServerVad:
+class LiveLimits:
+    """One session's bounds (ServiceArgs' max_live_* and live_idle_timeout_s)."""
+
+    max_session_s: float = 1800.0
+    idle_timeout_s: float = 120.0
+    max_buffer_s: float = 600.0  # audio appended and not committed
+    max_message_bytes: int = 15 << 20
+
+
+@dataclass(frozen=True)
+class LiveVad:
     """The segmentation model as a session sees it: its frame grid and a window's scores."""
 
     grid: FrameGrid
@@ -176,10 +185,11 @@ class RealtimeSession:
         ws: WebSocket,
         transcribe: Transcribe,
         describe_error: Callable[[BaseException], dict],
-        server_vad: ServerVad,
+        server_vad: LiveVad,
+        limits: LiveLimits = LiveLimits(),
     ):
         self.ws, self.transcribe, self.describe_error = ws, transcribe, describe_error
-        self.server_vad = server_vad
+        self.server_vad, self.limits = server_vad, limits
         self.config = SessionConfig()
         self.live = LiveSession()
         self.buffer = bytearray()  # the audio not committed yet, from buffer_start on
@@ -194,18 +204,28 @@ class RealtimeSession:
         self.send_lock = asyncio.Lock()
         self.commit_lock = asyncio.Lock()  # one commit at a time: committed events in queue order
         self.client_event_id: str | None = None  # the event an error answers, when it had an id
+        self.unanswered = 0  # utterances committed and not yet answered
+        self.answered = asyncio.Event()  # set while none is unanswered
+        self.answered.set()
+        self.last_event = 0.0  # loop time of the client's last event
+        self.ending = False  # expired or idle: what comes in is no longer taken
         self._track_turns()
 
     async def run(self) -> None:
         offered = [p.strip() for p in self.ws.headers.get("sec-websocket-protocol", "").split(",")]
         await self.ws.accept(subprotocol="realtime" if "realtime" in offered else None)
         await self.send({"type": "session.created", "session": self.config.describe()})
-        workers = [asyncio.create_task(self._transcribe_in_order()), asyncio.create_task(self._detect_turns())]
+        self.last_event = asyncio.get_running_loop().time()
+        workers = [self._transcribe_in_order(), self._detect_turns(), self._end_when_due()]
+        tasks = [asyncio.create_task(worker) for worker in workers]
         try:
             while True:
                 message = await self.ws.receive()
                 if message["type"] == "websocket.disconnect":
                     return
+                if self.ending:
+                    continue
+                self.last_event = asyncio.get_running_loop().time()
                 raw = message.get("text") if message.get("text") is not None else message.get("bytes")
                 try:
                     await self.handle(raw)
@@ -214,13 +234,39 @@ class RealtimeSession:
         except WebSocketDisconnect:
             return
         finally:
-            for worker in workers:
-                worker.cancel()  # a vanished client frees its work at once
+            for task in tasks:
+                task.cancel()  # a vanished client frees its work at once
+
+    async def _end_when_due(self) -> None:
+        """End the session at its length limit or after its idle time: the committed utterances
+        (and an open server-VAD turn, committed now) are answered first, then an `error` event
+        says why and the socket closes normally."""
+        loop, limits = asyncio.get_running_loop(), self.limits
+        expires = loop.time() + limits.max_session_s
+        while (due := min(expires, self.last_event + limits.idle_timeout_s)) > loop.time():
+            await asyncio.sleep(due - loop.time())
+        self.ending = True
+        if loop.time() >= expires:
+            code, why = "session_expired", f"a session lasts at most {limits.max_session_s:g} s (max_live_session_s)"
+        else:
+            code, why = "session_idle_timeout", f"no event for {limits.idle_timeout_s:g} s (live_idle_timeout_s)"
+        if self.turn_item is not None and len(self.buffer) / 2 / RATE >= MIN_COMMIT_S:
+            await self.commit()
+        try:
+            await asyncio.wait_for(self.answered.wait(), DRAIN_S)
+        except TimeoutError:
+            pass
+        await self.send_error(code, why, None, None)
+        await self.ws.close(code=1000, reason=code)
 
     async def handle(self, raw: str | bytes | None) -> None:
         self.client_event_id = None
-        if raw is None or len(raw) > MAX_MESSAGE_BYTES:
-            raise EventError("invalid_event", f"an event is one JSON text message of at most {MAX_MESSAGE_BYTES} bytes")
+        if raw is None or len(raw) > self.limits.max_message_bytes:
+            raise EventError(
+                "invalid_event",
+                f"an event is one JSON text message of at most {self.limits.max_message_bytes} bytes "
+                "(max_live_message_bytes)",
+            )
         try:
             event = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -260,10 +306,11 @@ class RealtimeSession:
             raise EventError("invalid_base64", "audio is not valid base64", "audio") from None
         if len(pcm) % 2:
             raise EventError("invalid_audio", "pcm16 audio has an even number of bytes", "audio")
-        if (len(self.buffer) + len(pcm)) / 2 / RATE > MAX_BUFFER_S:
+        if (len(self.buffer) + len(pcm)) / 2 / RATE > self.limits.max_buffer_s:
             raise EventError(
                 "input_audio_buffer_too_large",
-                f"an utterance holds at most {MAX_BUFFER_S:.0f} s: commit before appending more",
+                f"at most {self.limits.max_buffer_s:g} s of audio wait uncommitted (max_live_buffer_s): "
+                "commit before appending more",
                 "audio",
             )
         self.buffer += pcm
@@ -294,6 +341,8 @@ class RealtimeSession:
             for event in [*before, committed]:
                 await self.send(event)
             self.utterances.put_nowait((item, pcm))
+            self.unanswered += 1
+            self.answered.clear()
 
     def _slice(self, start: int, end: int) -> bytes:
         """A copy of the buffer's audio of stream samples [start, end)."""
@@ -355,30 +404,32 @@ class RealtimeSession:
         while True:
             item, pcm = await self.utterances.get()
             try:
-                text, language = await self.transcribe(wav_bytes(pcm), self.live.request())
-            except Exception as exc:  # noqa: BLE001 - the client hears of it; the session lives on (cancelling is no Exception)
-                error = self.describe_error(exc)
-                await self.send(
-                    {
-                        "type": "conversation.item.input_audio_transcription.failed",
-                        "item_id": item,
-                        "content_index": 0,
-                        "error": {"type": "transcription_error", "param": None, **error},
-                    }
-                )
-                continue
-            self.live.completed(text, language)
-            done = {"item_id": item, "content_index": 0}
-            # One delta with the whole text (as OpenAI's whisper-1 sends): clients that render deltas show it.
-            await self.send({"type": "conversation.item.input_audio_transcription.delta", **done, "delta": text})
-            await self.send(
-                {
-                    "type": "conversation.item.input_audio_transcription.completed",
-                    **done,
-                    "transcript": text,
-                    "usage": {"type": "duration", "seconds": round(len(pcm) / 2 / RATE, 3)},
-                }
-            )
+                await self._answer(item, pcm)
+            finally:
+                self.unanswered -= 1
+                if not self.unanswered:
+                    self.answered.set()
+
+    async def _answer(self, item: str, pcm: bytes) -> None:
+        done = {"item_id": item, "content_index": 0}
+        try:
+            text, language = await self.transcribe(wav_bytes(pcm), self.live.request())
+        except Exception as exc:  # noqa: BLE001 - the client hears of it; the session lives on (cancelling is no Exception)
+            error = {"type": "transcription_error", "param": None, **self.describe_error(exc)}
+            await self.send({"type": "conversation.item.input_audio_transcription.failed", **done, "error": error})
+            return
+        self.live.completed(text, language)
+        # One delta with the whole text (as OpenAI's whisper-1 sends): clients that render deltas show it.
+        await self.send({"type": "conversation.item.input_audio_transcription.delta", **done, "delta": text})
+        usage = {"type": "duration", "seconds": round(len(pcm) / 2 / RATE, 3)}
+        await self.send(
+            {
+                "type": "conversation.item.input_audio_transcription.completed",
+                **done,
+                "transcript": text,
+                "usage": usage,
+            }
+        )
 
     async def send(self, event: dict) -> None:
         async with self.send_lock:

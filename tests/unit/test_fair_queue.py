@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from serve.fair_queue import FairQueue
+from serve.fair_queue import LIVE_BURST, FairQueue
 
 
 async def _run(queue: FairQueue, key: str, cost: float, order: list[str], release: asyncio.Event) -> None:
@@ -156,3 +156,49 @@ def test_a_newcomer_that_leaves_before_its_batch_ends_the_hold():
         assert queue.inside == 0 and queue._newcomers is None
 
     asyncio.run(scenario())
+
+
+async def _run_batched(queue: FairQueue, key: str, order: list[str], release: asyncio.Event, live: bool) -> None:
+    async with queue.turn(key, 1.0, live=live):
+        queue.batch_started({key})  # each call is a batch of its own here
+        order.append(key)
+        await release.wait()
+
+
+def test_a_live_utterance_goes_ahead_of_waiting_bulk_work():
+    async def scenario() -> list[str]:
+        queue, order = FairQueue(slots=1), []
+        gates = [asyncio.Event() for _ in range(8)]
+        bulk = [asyncio.create_task(_run_batched(queue, "file", order, gates[i], False)) for i in range(6)]
+        early = asyncio.create_task(_run_batched(queue, "early-newcomer", order, gates[6], False))
+        await _settle()
+        live = asyncio.create_task(_run_batched(queue, "utterance", order, gates[7], True))
+        await _settle()
+        assert queue.live_waiting == 1
+        gates[0].set()  # the batch being decoded ends: the live call is next, before the newcomer
+        await _settle()
+        assert order == ["file", "utterance"]
+        for gate in gates:
+            gate.set()
+        await asyncio.gather(*bulk, early, live)
+        assert queue.inside == 0 and not queue._requests
+        return order
+
+    asyncio.run(scenario())
+
+
+def test_bulk_work_keeps_a_turn_in_every_live_burst():
+    async def scenario() -> list[str]:
+        queue, order, release = FairQueue(slots=1), [], asyncio.Event()
+        tasks = [asyncio.create_task(_run_batched(queue, "file", order, release, False)) for _ in range(5)]
+        await _settle()
+        tasks += [asyncio.create_task(_run_batched(queue, f"live{i}", order, release, True)) for i in range(20)]
+        await _settle()
+        release.set()
+        await asyncio.gather(*tasks)
+        return order
+
+    order = asyncio.run(scenario())
+    kinds = "".join("b" if key == "file" else "l" for key in order)
+    assert kinds.startswith("b" + "l" * LIVE_BURST + "b"), kinds
+    assert "l" * (LIVE_BURST + 1) not in kinds[: kinds.rindex("b")], "never more than LIVE_BURST live in a row"
