@@ -25,7 +25,7 @@ from pipeline.merge import assign_speakers
 from pipeline.models import AsrCard
 from pipeline.routing import AUTO, AsrRoutes
 from pipeline.schema import ChunkResult, Segment, Transcript, Turn, normalized_turns
-from pipeline.vad import VAD_MODEL_ID, VadOptions
+from pipeline.vad import VAD_MODEL_ID, SpeechMap, VadOptions, whole_speech_map
 
 T = TypeVar("T")
 
@@ -57,6 +57,8 @@ class Request(DecodingChoices):
     keywords: tuple[str, ...] = ()
     # A live session's utterance (pipeline/live.py): its chunks are decoded ahead of bulk work's.
     live: bool = False
+    # The audio is one stretch of speech its caller found (a server-VAD turn): no VAD pass.
+    whole_speech: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,7 @@ class Plan:
 
     def stages(self) -> tuple[str, ...]:
         """The stages that run, in order (logs, docs, tests); "cache" last when the cache answered some."""
-        out = ["decode", "vad"]
+        out = ["decode"] if self.request.whole_speech else ["decode", "vad"]
         if self.detects_language or self.language_detected:
             out.append("language")
         out.append("asr")
@@ -157,6 +159,12 @@ class Plan:
         if cached.asr is not None and plan.detects_language:
             plan = plan.with_language(cached.asr.language)
         return plan
+
+    def given_speech(self, duration: float) -> SpeechMap | None:
+        """The speech map when the request brings it (`whole_speech`); None: the VAD finds it."""
+        if not self.request.whole_speech:
+            return None
+        return whole_speech_map(duration, self.config.vad.chunk_seconds)
 
     def to_run(self) -> tuple[str, ...]:
         """The model stages still to run: "asr", "align", "diarize" (nothing: a full hit)."""

@@ -4,6 +4,7 @@ segmentation weights that ship inside whisperx, so it works offline."""
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -212,6 +213,16 @@ class SpeechMap:
 
     speech: list[tuple[float, float]]  # speech regions as detected (diarization embeds these)
     chunks: list[tuple[float, float]]  # regions merged up to chunk_seconds (ASR decodes these)
+
+
+def whole_speech_map(duration: float, chunk_seconds: float) -> SpeechMap:
+    """Audio its caller found to be one stretch of speech (a live session's server-VAD turn): no
+    VAD pass, one region, cut into equal chunks of at most `chunk_seconds`, as a file's would be."""
+    if duration < 0.1:
+        return SpeechMap(speech=[], chunks=[])
+    pieces = max(1, math.ceil(duration / chunk_seconds - 1e-9))
+    bounds = [ms(duration * i / pieces) for i in range(pieces + 1)]
+    return SpeechMap(speech=[(0.0, bounds[-1])], chunks=list(zip(bounds, bounds[1:], strict=False)))
 
 
 def cut(

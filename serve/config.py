@@ -43,11 +43,11 @@ INGRESS_TUNABLE = (
     "max_decoded_bytes_in_flight",
     "retry_after_s",
     "replica_retries",
-    "max_live_sessions",
-    "max_live_session_s",
+    "live_max_sessions",
+    "live_max_session_s",
     "live_idle_timeout_s",
-    "max_live_buffer_s",
-    "max_live_message_bytes",
+    "live_max_buffer_s",
+    "live_max_message_bytes",
 )
 # Requests one Ingress replica works on at once (its deployment's default; a live session is one).
 INGRESS_MAX_ONGOING = 32
@@ -224,11 +224,11 @@ class ServiceArgs(BaseModel):
     retry_after_s: int = Field(5, ge=1)
     replica_retries: int = Field(3, ge=0)  # resends of a call whose model replica died
     # live sessions (/v1/realtime), per ingress replica: past one, an `error` event naming it
-    max_live_sessions: int = Field(8, ge=0)  # more are refused (error event, close code 1013)
-    max_live_session_s: float = Field(1800.0, gt=0)  # then the session ends (its utterances answered)
+    live_max_sessions: int = Field(8, ge=0)  # more are refused (error event, close code 1013)
+    live_max_session_s: float = Field(1800.0, gt=0)  # then the session ends (its utterances answered)
     live_idle_timeout_s: float = Field(120.0, gt=0)  # no event from the client this long: it ends
-    max_live_buffer_s: float = Field(600.0, gt=0)  # audio appended and not committed
-    max_live_message_bytes: int = Field(15 << 20, gt=0)  # one client event (OpenAI's bound)
+    live_max_buffer_s: float = Field(600.0, gt=0)  # audio appended and not committed
+    live_max_message_bytes: int = Field(15 << 20, gt=0)  # one client event (OpenAI's bound)
     # optional API key; the value itself is read from this environment variable
     api_key_env: str = "WXS_API_KEY"
     cache: CacheSettings = Field(default_factory=CacheSettings)  # serve/cache_client.py
@@ -265,9 +265,9 @@ class ServiceArgs(BaseModel):
         """A session holds one of the Ingress's ongoing requests for its whole length: past
         max_ongoing_requests a new one would wait in Serve's queue unanswered, not be refused."""
         ongoing = (self.deployments.get("Ingress") or DeploymentArgs()).max_ongoing_requests or INGRESS_MAX_ONGOING
-        if self.max_live_sessions >= ongoing:
+        if self.live_max_sessions >= ongoing:
             raise ValueError(
-                f"max_live_sessions ({self.max_live_sessions}) must stay below the Ingress's "
+                f"live_max_sessions ({self.live_max_sessions}) must stay below the Ingress's "
                 f"max_ongoing_requests ({ongoing}): HTTP requests need the rest"
             )
         return self

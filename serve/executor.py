@@ -156,7 +156,7 @@ class GraphExecutor:
 
             try:
                 feed = _ChunkFeed(asyncio.get_running_loop()) if "asr" in runs else None
-                scanned = start(self._vad(stats, audio_ref, plan.vad, feed)) if feed else None
+                scanned = start(self._vad(stats, audio_ref, plan, feed)) if feed else None
                 diarized = None
                 if "diarize" in runs:  # beside ASR: it needs the audio and the speech regions only
 
@@ -213,10 +213,15 @@ class GraphExecutor:
         clock.total()
         return plan, transcript
 
-    async def _vad(self, stats: ServiceStats, audio_ref: AudioRef, regions, feed: _ChunkFeed) -> SpeechMap:
+    async def _vad(self, stats: ServiceStats, audio_ref: AudioRef, plan: Plan, feed: _ChunkFeed) -> SpeechMap:
         """The speech map, its chunks announced to `feed` as they are final: here, scored
-        progressively in a worker thread, or all at once by the Vad deployment."""
-        started = time.perf_counter()
+        progressively in a worker thread, or all at once by the Vad deployment; or the one the
+        request brought (a live turn), announced at once."""
+        if (given := plan.given_speech(audio_ref.duration)) is not None:
+            feed.add(final_chunks(given))
+            feed.end()
+            return given
+        started, regions = time.perf_counter(), plan.vad
         try:
             if self.graph.vad_deployment is not None:
                 speech = await self._call(stats, self.graph.vad_deployment.analyze, audio_ref, regions)

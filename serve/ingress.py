@@ -153,13 +153,13 @@ class Ingress:
         if intent != "transcription":
             await ws.close(code=1008, reason=f"intent={intent}: only transcription sessions are served")
             return
-        if self.live_sessions >= self.args.max_live_sessions:  # refused in the protocol, not left waiting
+        if self.live_sessions >= self.args.live_max_sessions:  # refused in the protocol, not left waiting
             await ws.accept()
             error = {
                 "type": "invalid_request_error",
                 "code": "session_limit_reached",
-                "message": f"this replica serves at most {self.args.max_live_sessions} live sessions "
-                "(max_live_sessions): try again later",
+                "message": f"this replica serves at most {self.args.live_max_sessions} live sessions "
+                "(live_max_sessions): try again later",
                 "param": None,
                 "event_id": None,
             }
@@ -176,7 +176,7 @@ class Ingress:
 
         args = self.args
         limits = LiveLimits(
-            args.max_live_session_s, args.live_idle_timeout_s, args.max_live_buffer_s, args.max_live_message_bytes
+            args.live_max_session_s, args.live_idle_timeout_s, args.live_max_buffer_s, args.live_max_message_bytes
         )
         self.live_sessions += 1
         self._sessions_gauge.set(self.live_sessions)
@@ -231,7 +231,7 @@ class Ingress:
                 "loading": sorted(loading),
                 "vad": "deployment" if graph.vad_deployment is not None else "ingress",
                 # live sessions open here (the Transcriber's "live_chunks_waiting": their chunks queued)
-                "live": {"sessions": self.live_sessions, "max_sessions": self.args.max_live_sessions},
+                "live": {"sessions": self.live_sessions, "max_sessions": self.args.live_max_sessions},
                 # the Transcriber's own report (batching, threads, workers, placement, GPU memory)
                 "transcriber": {k: v for k, v in info.items() if k not in ("model", "device")},
                 "cache": cache.status() if cache else None,

@@ -18,17 +18,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import io
 import json
 import uuid
-import wave
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from pipeline.live import LiveSession, LiveSettings
+from pipeline.live import LiveSession, LiveSettings, wav_bytes
 from pipeline.plan import Request
 from pipeline.turns import FrameGrid, TurnDetection, TurnEnded, TurnStarted, TurnTracker
 
@@ -166,17 +164,6 @@ def turn_detection_of(asked, where: str) -> TurnDetection | None:
         raise EventError("invalid_value", f"turn_detection: {exc}", param) from None
 
 
-def wav_bytes(pcm16: bytes) -> bytes:
-    """The committed audio as a WAV file, so it is decoded exactly as an upload is."""
-    out = io.BytesIO()
-    with wave.open(out, "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(RATE)
-        f.writeframes(pcm16)
-    return out.getvalue()
-
-
 class RealtimeSession:
     """One WebSocket client: its audio buffer, its turns, its utterances in commit order."""
 
@@ -199,7 +186,7 @@ class RealtimeSession:
         self.turn_item: str | None = None  # the item of the turn whose speech started
         self.turn_start = 0.0  # and where its audio starts (stream seconds)
         self.previous_item: str | None = None
-        self.utterances: asyncio.Queue[tuple[str, bytes] | None] = asyncio.Queue()
+        self.utterances: asyncio.Queue[tuple[str, bytes, bool]] = asyncio.Queue()  # (item, pcm, whole_speech)
         self.new_audio = asyncio.Event()
         self.send_lock = asyncio.Lock()
         self.commit_lock = asyncio.Lock()  # one commit at a time: committed events in queue order
@@ -247,7 +234,7 @@ class RealtimeSession:
             await asyncio.sleep(due - loop.time())
         self.ending = True
         if loop.time() >= expires:
-            code, why = "session_expired", f"a session lasts at most {limits.max_session_s:g} s (max_live_session_s)"
+            code, why = "session_expired", f"a session lasts at most {limits.max_session_s:g} s (live_max_session_s)"
         else:
             code, why = "session_idle_timeout", f"no event for {limits.idle_timeout_s:g} s (live_idle_timeout_s)"
         if self.turn_item is not None and len(self.buffer) / 2 / RATE >= MIN_COMMIT_S:
@@ -265,7 +252,7 @@ class RealtimeSession:
             raise EventError(
                 "invalid_event",
                 f"an event is one JSON text message of at most {self.limits.max_message_bytes} bytes "
-                "(max_live_message_bytes)",
+                "(live_max_message_bytes)",
             )
         try:
             event = json.loads(raw)
@@ -309,7 +296,7 @@ class RealtimeSession:
         if (len(self.buffer) + len(pcm)) / 2 / RATE > self.limits.max_buffer_s:
             raise EventError(
                 "input_audio_buffer_too_large",
-                f"at most {self.limits.max_buffer_s:g} s of audio wait uncommitted (max_live_buffer_s): "
+                f"at most {self.limits.max_buffer_s:g} s of audio wait uncommitted (live_max_buffer_s): "
                 "commit before appending more",
                 "audio",
             )
@@ -330,9 +317,9 @@ class RealtimeSession:
         item, self.turn_item = self.turn_item or _new_item(), None
         if self.tracker is not None:
             self.tracker.reset(self.received / RATE)
-        await self._commit(item, self._drop_until(self.received), [])
+        await self._commit(item, self._drop_until(self.received), [], whole_speech=False)
 
-    async def _commit(self, item: str, pcm: bytes, before: list[dict]) -> None:
+    async def _commit(self, item: str, pcm: bytes, before: list[dict], whole_speech: bool) -> None:
         """Send `before` and `committed`, then queue the utterance (a commit at a time, so the
         queue holds the utterances in the order their `committed` events went out)."""
         async with self.commit_lock:
@@ -340,7 +327,7 @@ class RealtimeSession:
             committed = {"type": "input_audio_buffer.committed", "previous_item_id": previous, "item_id": item}
             for event in [*before, committed]:
                 await self.send(event)
-            self.utterances.put_nowait((item, pcm))
+            self.utterances.put_nowait((item, pcm, whole_speech))
             self.unanswered += 1
             self.answered.clear()
 
@@ -395,25 +382,25 @@ class RealtimeSession:
         if len(pcm) / 2 / RATE < MIN_COMMIT_S:  # a manual commit took the turn's audio meanwhile
             await self.send(stopped)
             return
-        await self._commit(item, pcm, [stopped])
+        await self._commit(item, pcm, [stopped], whole_speech=True)  # the VAD found it: none runs again
 
     # --- results --------------------------------------------------------------------------------
 
     async def _transcribe_in_order(self) -> None:
         """One utterance at a time: the next one's prompt is the text before it."""
         while True:
-            item, pcm = await self.utterances.get()
+            item, pcm, whole_speech = await self.utterances.get()
             try:
-                await self._answer(item, pcm)
+                await self._answer(item, pcm, whole_speech)
             finally:
                 self.unanswered -= 1
                 if not self.unanswered:
                     self.answered.set()
 
-    async def _answer(self, item: str, pcm: bytes) -> None:
+    async def _answer(self, item: str, pcm: bytes, whole_speech: bool) -> None:
         done = {"item_id": item, "content_index": 0}
         try:
-            text, language = await self.transcribe(wav_bytes(pcm), self.live.request())
+            text, language = await self.transcribe(wav_bytes(pcm), self.live.request(whole_speech))
         except Exception as exc:  # noqa: BLE001 - the client hears of it; the session lives on (cancelling is no Exception)
             error = {"type": "transcription_error", "param": None, **self.describe_error(exc)}
             await self.send({"type": "conversation.item.input_audio_transcription.failed", **done, "error": error})

@@ -26,6 +26,11 @@ COMPLETED = "conversation.item.input_audio_transcription.completed"
 DELTA = "conversation.item.input_audio_transcription.delta"
 
 
+def is_the_fox(transcript: str) -> bool:
+    """The espeak sentence came back: tiny.en hears its "brown" as "round" in some cuts of it."""
+    return {"quick", "fox", "lazy", "dog"} <= set(normalize_english(transcript).split())
+
+
 def ws_url(service, path: str = "/v1/realtime?intent=transcription") -> str:
     return service.base.replace("http://", "ws://") + path
 
@@ -109,7 +114,7 @@ def test_committed_utterances_come_back_in_order_as_the_file_does(service, clien
     file_wer = jiwer.wer(normalize_english(reference), normalize_english(as_file))
     live_wer = jiwer.wer(normalize_english(reference), normalize_english(live))
     assert live_wer <= file_wer + 0.02, (live, as_file)
-    assert "quick brown fox" in completed[1]["transcript"].lower()
+    assert is_the_fox(completed[1]["transcript"])
     print(f"end of speech -> completed: {delay:.2f} s")
 
 
@@ -164,7 +169,7 @@ def test_server_vad_finds_the_turns_and_commits_them(service, speech_dir, speak)
     stops = {e["item_id"]: e["audio_end_ms"] for e in events if e["type"] == "input_audio_buffer.speech_stopped"}
     starts = {e["item_id"]: e["audio_start_ms"] for e in events if e["type"] == "input_audio_buffer.speech_started"}
     assert stops[items[-1]] > jfk_ms + 1000 and starts[items[-1]] >= jfk_ms, "the fox is a turn of its own"
-    assert "quick brown fox" in completed[items[-1]].lower()
+    assert is_the_fox(completed[items[-1]])
     # JFK's pauses (0.6-1 s) cut the sentence into four turns, and tiny.en hears a 2.7 s turn less
     # well than the whole (2 of 22 words here); over the dev set's recordings the joined turns
     # are within 2 WER points of the files' (benchmarks/bench_realtime.py, BENCHMARKS.md).
@@ -195,7 +200,7 @@ def test_with_server_vad_the_client_may_still_commit_and_clear(service, speak):
     committed = next(e for e in events if e["type"] == "input_audio_buffer.committed")
     assert started and committed["item_id"] == started[0]["item_id"], "the open turn is the one committed"
     assert "input_audio_buffer.speech_stopped" not in kinds[: kinds.index(COMPLETED)]
-    assert "quick brown fox" in events[kinds.index(COMPLETED)]["transcript"].lower()
+    assert is_the_fox(events[kinds.index(COMPLETED)]["transcript"])
     assert kinds.count("input_audio_buffer.committed") == 1, "the cleared speech is never committed"
 
 
@@ -218,7 +223,7 @@ def test_server_vad_where_the_vad_is_a_deployment(full_service, speak):
     kinds = [e["type"] for e in events]
     assert kinds[:3] == ["input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
                          "input_audio_buffer.committed"], kinds  # fmt: skip
-    assert "quick brown fox" in events[-1]["transcript"].lower()
+    assert is_the_fox(events[-1]["transcript"])
 
 
 def _open_items(events: list[dict]) -> set[str]:

@@ -151,3 +151,46 @@ def test_valid_audio_never_gets_a_5xx(client, pyannote_sample, speak, tmp_path):
             )
             statuses[(case.name, f"openai {fmt}")] = response.status_code
     assert set(statuses.values()) == {200}, {k: v for k, v in statuses.items() if v != 200}
+
+
+@pytest.mark.slow  # on full_service, after its other tests
+@pytest.mark.kills
+def test_a_transcriber_killed_mid_utterance_fails_no_live_utterance(full_service, speech_dir):
+    """A live session's committed utterance is resent like a file's chunks when the
+    Transcriber replica decoding it dies: the session answers `.completed`, never `.failed`."""
+    import asyncio
+    import base64
+    import json
+
+    from websockets.asyncio.client import connect
+
+    from benchmarks.bench_realtime import pcm24k
+    from tests.session import AUTH
+    from tests.test_realtime import COMPLETED, receive, update, ws_url
+
+    pcm = pcm24k(speech_dir / "diarization" / "librispeech_3spk_turns.flac")  # 106 s: several chunks
+    pid = _info("Transcriber")["pid"]
+
+    async def session():
+        async with connect(ws_url(full_service), additional_headers=AUTH, max_size=None) as ws:
+            await receive(ws)
+            await ws.send(json.dumps(update()))  # the client commits
+            await receive(ws)
+            for at in range(0, len(pcm), 480_000):  # 10 s per event: the point is the kill
+                audio = base64.b64encode(pcm[at : at + 480_000]).decode()
+                await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": audio}))
+            await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+            deadline = time.monotonic() + 120
+            while not await asyncio.to_thread(_busy, "Transcriber"):
+                assert time.monotonic() < deadline, "the Transcriber never got the utterance"
+                await asyncio.sleep(0.02)
+            os.kill(pid, signal.SIGKILL)
+            events = [await receive(ws, 300)]
+            while events[-1]["type"] not in (COMPLETED, "conversation.item.input_audio_transcription.failed"):
+                events.append(await receive(ws, 300))
+            return events
+
+    events = asyncio.run(session())
+    assert events[-1]["type"] == COMPLETED, events[-1]
+    assert len(events[-1]["transcript"].split()) > 100, "the whole utterance, not a part"
+    assert _info("Transcriber")["pid"] != pid, "a new replica serves now"

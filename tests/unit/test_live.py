@@ -3,13 +3,16 @@ what each utterance asks for, and which session.update shapes are taken or refus
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
+import soundfile
 
 from pipeline.audio import load_audio
-from pipeline.live import CONTEXT_CHARS, LiveSession, LiveSettings
+from pipeline.live import CONTEXT_CHARS, LiveSession, LiveSettings, wav_bytes
 from pipeline.turns import TurnDetection
-from serve.realtime import RATE, EventError, SessionConfig, configure, wav_bytes
+from serve.realtime import RATE, EventError, SessionConfig, configure
 
 
 def test_the_first_utterance_is_identified_and_its_language_kept():
@@ -117,6 +120,8 @@ def test_set_up_refused_naming_the_field(session, legacy, code, param):
 def test_committed_pcm16_decodes_as_an_upload_does():
     seconds = 1.5
     tone = (np.sin(np.arange(int(RATE * seconds)) * 2 * np.pi * 440 / RATE) * 8000).astype("<i2")
-    audio = load_audio(wav_bytes(tone.tobytes()))
+    wav = wav_bytes(tone.tobytes())
+    assert soundfile.info(io.BytesIO(wav)).samplerate == 16000, "the model's rate: read without ffmpeg"
+    audio = load_audio(wav)
     assert audio.duration == pytest.approx(seconds, abs=0.01)
     assert 0.15 < float(np.abs(audio.samples).max()) < 0.3, "resampled to 16 kHz float, same level"

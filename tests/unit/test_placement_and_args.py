@@ -403,11 +403,11 @@ def test_an_ingress_user_config_field_that_needs_a_restart_is_refused():
 
 def test_live_sessions_stay_below_the_ingresss_ongoing_requests():
     """A session holds one of the Ingress's ongoing requests: one past them would wait unanswered."""
-    assert ServiceArgs().max_live_sessions == 8
-    with pytest.raises(ValidationError, match="max_live_sessions"):
-        ServiceArgs(max_live_sessions=32)
+    assert ServiceArgs().live_max_sessions == 8
+    with pytest.raises(ValidationError, match="live_max_sessions"):
+        ServiceArgs(live_max_sessions=32)
     wider = {"Ingress": {"max_ongoing_requests": 100}}
-    assert ServiceArgs(max_live_sessions=64, deployments=wider).max_live_sessions == 64
-    with pytest.raises(ValueError, match="max_live_sessions"):
-        ServiceArgs().with_ingress_config({"max_live_sessions": 40})
+    assert ServiceArgs(live_max_sessions=64, deployments=wider).live_max_sessions == 64
+    with pytest.raises(ValueError, match="live_max_sessions"):
+        ServiceArgs().with_ingress_config({"live_max_sessions": 40})
     assert ServiceArgs().with_ingress_config({"live_idle_timeout_s": 5}).live_idle_timeout_s == 5

@@ -775,3 +775,16 @@ def test_keywords_follow_the_prompt_as_the_decoder_reads_them():
     assert plan(Request(keywords=("", " "))).decode.initial_prompt is None
     with pytest.raises(InvalidOption, match="keywords"):
         plan(Request(keywords=tuple(f"w{i}" for i in range(101))))
+
+
+def test_a_live_turn_brings_its_speech_and_runs_no_vad():
+    from pipeline.live import LiveSession
+
+    turn = plan(LiveSession().request(whole_speech=True))
+    assert "vad" not in turn.stages() and turn.request.live
+    given = turn.given_speech(70.0)
+    assert given.speech == [(0.0, 70.0)] and len(given.chunks) == 3
+    assert all(e - s <= 30.0 for s, e in given.chunks) and given.chunks[-1][1] == 70.0
+    assert turn.given_speech(0.05).chunks == [], "nothing to decode"
+    committed = plan(LiveSession().request())  # the client's commit: may hold silence, the VAD runs
+    assert "vad" in committed.stages() and committed.given_speech(10.0) is None
