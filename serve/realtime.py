@@ -41,12 +41,12 @@ _ABSENT = object()  # a key the client left out (None is its null)
 
 @dataclass(frozen=True)
 class LiveLimits:
-    """One session's bounds (ServiceArgs' max_live_* and live_idle_timeout_s)."""
+    """One session's bounds: ServiceArgs' live_* fields (their defaults are there)."""
 
-    max_session_s: float = 1800.0
-    idle_timeout_s: float = 120.0
-    max_buffer_s: float = 600.0  # audio appended and not committed
-    max_message_bytes: int = 15 << 20
+    max_session_s: float
+    idle_timeout_s: float
+    max_buffer_s: float  # audio appended and not committed
+    max_message_bytes: int
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,7 @@ class RealtimeSession:
         transcribe: Transcribe,
         describe_error: Callable[[BaseException], dict],
         server_vad: LiveVad,
-        limits: LiveLimits = LiveLimits(),
+        limits: LiveLimits,
     ):
         self.ws, self.transcribe, self.describe_error = ws, transcribe, describe_error
         self.server_vad, self.limits = server_vad, limits
@@ -360,7 +360,12 @@ class RealtimeSession:
             self.new_audio.clear()
             tracker = self.tracker
             while tracker is not None and (window := tracker.next_window()) is not None:
-                scores = await self.server_vad.score(window.samples)
+                try:
+                    scores = await self.server_vad.score(window.samples)
+                except Exception as exc:  # noqa: BLE001 - a lost VAD replica: said, and the next window tries again
+                    error = self.describe_error(exc)
+                    await self.send_error("turn_detection_failed", f"server VAD: {error['message']}", None, None)
+                    break
                 if tracker is not self.tracker:  # turned off or replaced meanwhile
                     break
                 for turn in tracker.scored(window, scores):
@@ -400,7 +405,8 @@ class RealtimeSession:
     async def _answer(self, item: str, pcm: bytes, whole_speech: bool) -> None:
         done = {"item_id": item, "content_index": 0}
         try:
-            text, language = await self.transcribe(wav_bytes(pcm), self.live.request(whole_speech))
+            wav = await asyncio.to_thread(wav_bytes, pcm)  # resampling up to 30 s: off the event loop
+            text, language = await self.transcribe(wav, self.live.request(whole_speech))
         except Exception as exc:  # noqa: BLE001 - the client hears of it; the session lives on (cancelling is no Exception)
             error = {"type": "transcription_error", "param": None, **self.describe_error(exc)}
             await self.send({"type": "conversation.item.input_audio_transcription.failed", **done, "error": error})
