@@ -89,15 +89,17 @@ class TurnTracker:
     the segmentation model and hand the scores to `scored`, which returns the turns' events."""
 
     def __init__(self, detection: TurnDetection, grid: FrameGrid, start: float = 0.0):
+        """`start`: the stream time of the first audio fed (a session that turns server VAD on
+        midway): times stay the stream's, and no turn starts before it."""
         self.detection, self.grid = detection, grid
         # 24 kHz stream audio kept for the next windows: the newest window and its edge
         self._keep = grid.window_samples * 3 // 2 + int(EDGE_S * STREAM_RATE) + 3
         self._tail = np.zeros(0, dtype=np.int16)
-        self._received = 0  # stream samples fed, at 24 kHz
+        self._received = round(start * STREAM_RATE)  # stream samples so far, at 24 kHz
         self._weights = np.hamming(grid.frames) + 1e-3  # the window's middle counts most
         self._sums = np.zeros(0)  # weighted score sums of frames _decided.. (undecided yet)
         self._counts = np.zeros(0)
-        self._decided = 0  # frames before this one are decided
+        self._decided = max(0, int((start - grid.first_middle) / grid.step))  # frames before are decided
         self._scored_to = -(10**9)  # the last scored window's first frame
         self._recent: deque[tuple[float, float]] = deque(maxlen=int(CUT_SEARCH_S / grid.step))  # (time, score)
         self._active = False  # the last decided frame was speech

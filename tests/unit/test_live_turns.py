@@ -22,10 +22,10 @@ GRID = FrameGrid(window_samples=80000, frames=293, step_samples=270, first_middl
 STEP_S = 0.1  # a client's append
 
 
-def run(speech, seconds: float, detection: TurnDetection = TurnDetection(), score_of=None):
-    """Stream `seconds` of audio whose frames score 0.9 inside `speech` regions, 0.1 outside;
-    returns (stream time when decided, event) pairs."""
-    tracker = TurnTracker(detection, GRID)
+def run(speech, seconds: float, detection: TurnDetection = TurnDetection(), score_of=None, start: float = 0.0):
+    """Stream `seconds` of audio (from stream time `start`) whose frames score 0.9 inside
+    `speech` regions, 0.1 outside; returns (stream time when decided, event) pairs."""
+    tracker = TurnTracker(detection, GRID, start)
 
     def score(t: float) -> float:
         if score_of is not None:
@@ -84,6 +84,13 @@ def test_a_long_turn_is_cut_at_its_quietest_moment():
     starts = [e.start for e in events if isinstance(e, TurnStarted)]
     assert starts[1:] == cuts, "the turn goes on from the cut"
     assert all(b - a <= MAX_TURN_S + 0.1 for a, b in zip([starts[0], *cuts], cuts, strict=False))
+
+
+def test_server_vad_turned_on_midway_keeps_the_streams_times():
+    events = run([(41.0, 43.0)], 6.0, start=40.0)
+    assert [type(e) for _, e in events] == [TurnStarted, TurnEnded]
+    assert events[0][1].start == pytest.approx(40.7, abs=0.03) and events[1][1].end == pytest.approx(43.5, abs=0.03)
+    assert run([(39.0, 42.0)], 6.0, start=40.0)[0][1].start == pytest.approx(40.0, abs=0.03), "nothing before it"
 
 
 def test_a_reset_mid_speech_starts_the_next_turn_there():
