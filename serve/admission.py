@@ -155,6 +155,10 @@ class Admission:
         }
 
 
+class TicketReleased(Exception):
+    """A reservation for a request that has already ended (its client left mid-decode)."""
+
+
 class Ticket:
     """One admitted request's hold on the ingress; a context manager that releases it all."""
 
@@ -162,6 +166,7 @@ class Ticket:
         self._admission = admission
         self._chunks = 0
         self._preparing = True
+        self._released = False  # the request ended: a decode still running in its thread must not reserve
         self._bytes = 0
         self._pending: dict[str, float] = {}  # stage -> audio seconds admitted, not yet sent
         self._submitted: dict[str, float] = {}  # stage -> audio seconds sent, not yet returned
@@ -199,6 +204,8 @@ class Ticket:
         """The decoder is about to allocate `nbytes` (pipeline.audio.DecodeBudget)."""
         admission = self._admission
         with admission._lock:
+            if self._released:  # cancelled while its decode ran in a worker thread: stop that decode
+                raise TicketReleased("the request ended while its audio was being decoded")
             alone = admission.decoded_bytes == self._bytes  # no other request holds decoded audio
             if not alone and admission.decoded_bytes + nbytes > admission.limits.max_decoded_bytes:
                 raise Overloaded("decoded audio in flight", admission.limits.retry_after_s)
@@ -208,6 +215,8 @@ class Ticket:
     def settle(self, nbytes: int) -> None:
         """The decode is over: the request holds exactly `nbytes` from now on."""
         with self._admission._lock:
+            if self._released and nbytes:
+                return
             self._admission.decoded_bytes += nbytes - self._bytes
             self._bytes = nbytes
 
@@ -220,6 +229,8 @@ class Ticket:
         self._chunks = chunks
 
     def release(self) -> None:
+        with self._admission._lock:
+            self._released = True
         self.hold(0)
         for name in {*self._pending, *self._submitted}:
             self._admission.stages[name].remove(self._pending.get(name, 0.0), self._submitted.get(name, 0.0))

@@ -144,6 +144,7 @@ def test_vanished_clients_free_their_sessions_and_queued_work(service, speak):
     health = _wait_idle(service)
     grown_mb = _rss_mb(ingress) - before
     assert health["live"]["sessions"] == 0 and health["chunks_in_flight"] == 0
+    assert health["decoded_bytes_in_flight"] == 0, "a decode cut short by its client holds nothing"
     assert health["transcriber"]["chunks_waiting"] == 0 and health["transcriber"]["live_chunks_waiting"] == 0
     assert grown_mb < 64, f"the ingress grew {grown_mb:.0f} MB over 50 vanished sessions"
 
@@ -165,6 +166,7 @@ def _wait_idle(service, timeout_s: float = 120) -> dict:
             health["live"]["sessions"] == 0
             and health["chunks_in_flight"] == 0
             and health["requests_preparing"] == 0
+            and health["decoded_bytes_in_flight"] == 0
             and health["transcriber"]["chunks_waiting"] == 0
         )
         if idle or time.monotonic() > deadline:

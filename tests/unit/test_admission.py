@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serve.admission import Admission, AdmissionLimits, StageLoad
+from serve.admission import Admission, AdmissionLimits, StageLoad, TicketReleased
 from serve.errors import Overloaded
 
 
@@ -123,6 +123,20 @@ def test_decoded_bytes_budget():
     assert admission.decoded_bytes == 0
     with admission.admit() as alone:
         alone.reserve(5000)  # nobody else holds bytes: never refused (it could never start)
+    assert admission.decoded_bytes == 0
+
+
+def test_a_decode_that_outlives_its_request_holds_no_bytes():
+    """A client that leaves mid-decode: the request's ticket is released while the decode's
+    worker thread still runs; what that thread reserves next is refused, and nothing stays held."""
+    admission = _admission()
+    ticket = admission.admit()
+    ticket.reserve(400)
+    ticket.release()  # the request was cancelled
+    assert admission.decoded_bytes == 0
+    with pytest.raises(TicketReleased):
+        ticket.reserve(600)  # the thread's next array
+    ticket.settle(600)
     assert admission.decoded_bytes == 0
 
 
