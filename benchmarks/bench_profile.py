@@ -9,7 +9,10 @@ CPU that no Python thread accounts for ran in native pools (CTranslate2's worker
 Transcriber, torch's intra-op threads elsewhere): it is listed as such. Idle is the rest of
 wall x cores.
 
-    .venv/bin/python -m benchmarks.bench_profile [--clients 8]
+    .venv/bin/python -m benchmarks.bench_profile [--clients 8] [--mixed]
+
+`--mixed`: benchmarks/mixed.py's workload (54 files, 2 s to 5 min) instead of the dev set, with
+`language=en` as bench_mixed sends it.
 """
 
 from __future__ import annotations
@@ -73,9 +76,20 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--mixed", action="store_true", help="benchmarks/mixed.py's workload, language=en")
     options = parser.parse_args()
-    paths = [r.path for r in english_dev_set()]
-    audio_s = sum(r.duration for r in english_dev_set())
+    if options.mixed:
+        import random
+
+        from benchmarks.mixed import mixed_workload
+
+        files = mixed_workload()
+        paths, audio_s = [f.path for f in files], sum(f.seconds for f in files)
+        random.Random(44).shuffle(paths)  # as bench_mixed sends them
+    else:
+        paths = [r.path for r in english_dev_set()]
+        audio_s = sum(r.duration for r in english_dev_set())
+    given = {"language": "en"} if options.mixed else {}
     args, deployments = config_yaml()
     args["cache"] = {"enabled": False}
     base = launcher.start(args, port=PORT, deployments=deployments)
@@ -86,7 +100,7 @@ def main() -> None:
 
         def transcribe(path: Path) -> None:
             with open(path, "rb") as f:
-                client.audio.transcriptions.create(model="whisper-1", file=f, response_format="verbose_json")
+                client.audio.transcriptions.create(model="whisper-1", file=f, response_format="verbose_json", **given)
 
         transcribe(paths[0])  # warm-up
         pids = {name: found[0] for name, found in replica_pids().items()}  # one replica each here
@@ -146,8 +160,12 @@ def main() -> None:
         if native > 0.05:
             print(f"| {name} | native pools (no Python frame) | {native:.1f} | {native / machine:.0%} |")
         print(f"| **{name}** | all | **{cpu:.1f}** | **{cpu / machine:.0%}** |")
+    others = {name: after[name] - before.get(name, 0.0) for name in after if name not in pids}
+    for name, cpu in sorted(others.items(), key=lambda kv: -kv[1]):
+        accounted += cpu
+        print(f"| {name} | all | {cpu:.1f} | {cpu / machine:.0%} |")
     rest = machine - accounted
-    print(f"| other processes and idle | | {rest:.1f} | {rest / machine:.0%} |")
+    print(f"| idle and unlabelled processes | | {rest:.1f} | {rest / machine:.0%} |")
 
 
 if __name__ == "__main__":

@@ -193,8 +193,16 @@ def steal_seconds() -> float:
     return int(fields[8]) / os.sysconf("SC_CLK_TCK")
 
 
+def idle_seconds() -> float:
+    """CPU seconds every core of this machine has been idle (/proc/stat: idle + iowait)."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds() -> dict[str, float]:
-    """CPU seconds (user + system) each Ray process on this machine has used, by role."""
+    """CPU seconds (user + system) each Ray process on this machine has used, by role, with its
+    finished children's (the ingress's ffmpeg decodes)."""
     tick = os.sysconf("SC_CLK_TCK")
     out: dict[str, float] = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -211,7 +219,7 @@ def cpu_seconds() -> dict[str, float]:
             if label is None and match:
                 label = name or match.group(1).decode()
         if label is not None:
-            out[label] = out.get(label, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+            out[label] = out.get(label, 0.0) + sum(int(x) for x in fields[11:15]) / tick
     return out
 
 

@@ -7,6 +7,12 @@ laid end to end, through the `openai` SDK: streamed (`stream=True`: the time to 
 `--repeats` times each.
 
     .venv/bin/python -m benchmarks.bench_streaming [--minutes 30] [--repeats 2]
+
+`--first-only`: only the time to the first delta, without a language and with `language=en`,
+alternating, `--repeats` times each (the stream is closed at its first delta, which cancels the
+rest of the request):
+
+    .venv/bin/python -m benchmarks.bench_streaming --first-only --repeats 3
 """
 
 from __future__ import annotations
@@ -26,7 +32,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--first-only", action="store_true", help="the first delta only: see the module's doc")
     args = parser.parse_args()
+    if args.first_only:
+        return first_only(args.minutes, args.repeats)
 
     import openai
 
@@ -73,6 +82,39 @@ def main() -> None:
         f"\nmedian: first delta {statistics.median(first_delta):.2f} s; whole streamed "
         f"{statistics.median(streamed):.1f} s vs not {statistics.median(plain):.1f} s ({ratio:.3f}x); same text"
     )
+
+
+def first_only(minutes: float, repeats: int) -> None:
+    import openai
+
+    from benchmarks import launcher
+
+    long_path = Path(tempfile.mkdtemp()) / "long.wav"
+    seconds = long_recording([r.path for r in english_dev_set()], minutes * 60, long_path)
+    service_args, deployments = config_yaml()
+    service_args["cache"] = {"enabled": False}
+    base = launcher.start(service_args, port=PORT, deployments=deployments)
+    firsts: dict[str, list[float]] = {"no language": [], "language=en": []}
+    try:
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", timeout=1800, max_retries=0)
+        for _ in range(repeats):
+            for label, given in (("no language", {}), ("language=en", {"language": "en"})):
+                start = time.perf_counter()
+                with open(long_path, "rb") as f:
+                    events = client.audio.transcriptions.create(model="whisper-1", file=f, stream=True, **given)
+                    for event in events:
+                        if event.type == "transcript.text.delta":
+                            firsts[label].append(time.perf_counter() - start)
+                            break
+                    events.response.close()  # the rest of the request is cancelled
+                time.sleep(2.0)  # the cancelled request's chunks leave the Transcriber
+    finally:
+        launcher.stop()
+        long_path.unlink(missing_ok=True)
+    print(f"machine: {os.cpu_count()} cores; one {seconds / 60:.0f}-minute recording; config.yaml, cache off")
+    print("| request | first delta s, each run | median |\n|---|---|---|")
+    for label, times in firsts.items():
+        print(f"| {label} | {', '.join(f'{t:.2f}' for t in times)} | {statistics.median(times):.2f} |")
 
 
 if __name__ == "__main__":

@@ -136,9 +136,9 @@ class Transcribe:
             out.pop("samples")
         return _columns(out)
 
-    def _detect(self, sample: list, model: str, candidates: tuple[str, ...]) -> str:
-        """The language step's means: the vote over the chunks the plan sampled."""
-        return self.transcriber.detect_language(sample, model, candidates)[0]
+    def _detect(self, sample: list, model: str, candidates: tuple[str, ...]) -> tuple[str, float]:
+        """The language step's means: (language, confidence) over the chunks the plan sampled."""
+        return self.transcriber.detect_language(sample, model, candidates)
 
 
 class Diarize:

@@ -192,6 +192,11 @@ class Plan:
         """The language vote looks no further than this many chunks from the start."""
         return max(self.detection_chunks, self.config.asr.language_detection_first_chunks)
 
+    @property
+    def detection_confidence(self) -> tuple[float, float]:
+        """When the first chunk decides alone: (its confidence, its least length in seconds)."""
+        return (self.config.asr.language_confidence, self.config.asr.language_confident_seconds)
+
     def language_sample(self, chunks: Sequence[tuple[float, float]]) -> list[int]:
         """Indices of the chunks the language vote runs over: the longest of the first
         `detection_first_chunks`, in time order."""
@@ -222,16 +227,30 @@ class Plan:
 
     # --- the steps an executor runs with its own means -------------------------------------
 
-    async def detect_language(self, chunks: Sequence[Any], detect: Callable[[list[Any]], Any]) -> Plan:
+    def decides_alone(self, first: tuple[float, float]) -> bool:
+        """Whether the first chunk's language, when the model is sure of it, needs no vote."""
+        asr = self.config.asr
+        return asr.language_confidence <= 1.0 and first[1] - first[0] >= asr.language_confident_seconds
+
+    async def detect_language(self, chunks: Sequence[Any] | Callable[[int], Any], detect: Callable[..., Any]) -> Plan:
         """When the plan detects, the executor's `detect(sampled chunks, model id, candidates) ->
-        language` decides, on the model `detect_model` names, among `language_candidates` (none:
-        any). `chunks`: (start, end) spans or objects with
-        `start` and `end` (pipeline.schema.Chunk)."""
+        (language, confidence)` decides, on the model `detect_model` names, among
+        `language_candidates` (none: any): the first chunk alone when it `decides_alone` and the
+        model is `language_confidence` sure, else the vote over `language_sample`. `chunks`: the
+        audio's chunks in time order ((start, end) spans or objects with `start` and `end`), or
+        an executor's `first(n)` giving the first n as they become known (awaitable or not)."""
         if not self.detects_language:
             return self
-        spans = [(c.start, c.end) if hasattr(c, "start") else tuple(c) for c in chunks]
-        sample = [chunks[i] for i in self.language_sample(spans)]
-        return self.with_language(await _settled(detect(sample, self.detect_model, self.language_candidates)))
+        first = chunks if callable(chunks) else (lambda n: chunks[:n])
+        head = list(await _settled(first(1)))
+        if head and self.decides_alone(_span(head[0])):
+            language, confidence = await _settled(detect(head, self.detect_model, self.language_candidates))
+            if confidence >= self.config.asr.language_confidence:
+                return self.with_language(language)
+        known = list(await _settled(first(self.detection_first_chunks)))
+        sample = [known[i] for i in self.language_sample([_span(c) for c in known])]
+        language, _ = await _settled(detect(sample, self.detect_model, self.language_candidates))
+        return self.with_language(language)
 
     def asr_results(self, results: list[ChunkResult] | None = None) -> list[ChunkResult]:
         """The chunks' ASR results: the cached ones, or those just computed."""
@@ -376,6 +395,10 @@ def needs_word_timing(request: Request) -> bool:
     """Word times are computed only when the output shows them or speakers are assigned per word."""
     needed = FORMATS[request.response_format].word_times
     return diarizes(request) or needed == "always" or (needed == "asked" and request.word_timestamps)
+
+
+def _span(chunk: Any) -> tuple[float, float]:
+    return (chunk.start, chunk.end) if hasattr(chunk, "start") else tuple(chunk)
 
 
 async def _settled(value: T | Awaitable[T]) -> T:

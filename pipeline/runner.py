@@ -97,9 +97,9 @@ class LocalPipeline:
             flush(up_to_full_batches=False)
             yield from self._completed(pending)
 
-    def _detect(self, sample: list[Chunk], model: str, candidates: tuple[str, ...]) -> str:
-        """The language step's means: the vote over the chunks the plan sampled."""
-        return self.transcriber.detect_language(sample, model, candidates)[0]
+    def _detect(self, sample: list[Chunk], model: str, candidates: tuple[str, ...]) -> tuple[str, float]:
+        """The language step's means: (language, confidence) over the chunks the plan sampled."""
+        return self.transcriber.detect_language(sample, model, candidates)
 
     def _completed(self, pending: deque[_Pending]) -> Iterator[FileResult]:
         while pending and pending[0].done:

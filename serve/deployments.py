@@ -166,12 +166,12 @@ class TranscriberDeployment:
 
     async def detect_language(
         self, audio: AudioRef, regions: list[tuple[float, float]], model: str = "", candidates: tuple[str, ...] = ()
-    ) -> str:
-        """The vote over the chunks the plan sampled, by the model it named, among its candidates."""
+    ) -> tuple[str, float]:
+        """(language, confidence): the vote over the chunks the plan sampled, by the model it
+        named, among its candidates."""
         samples = await audio.fetch()
         chunks = [_chunk("detect", i, s, e, samples) for i, (s, e) in enumerate(regions)]
-        language, _ = await asyncio.to_thread(self.engine.detect_language, chunks, model, candidates)
-        return language
+        return await asyncio.to_thread(self.engine.detect_language, chunks, model, candidates)
 
     async def transcribe(self, job: ChunkJob) -> ChunkOutcome:
         """One chunk, decoded in a batch with other requests' chunks once its request's turn

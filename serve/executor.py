@@ -172,15 +172,15 @@ class GraphExecutor:
                 results = None
                 if feed is not None:
 
-                    def detect(sample: list[tuple[float, float]], model: str, candidates: tuple[str, ...]):
+                    def detect(sample: list[FinalChunk], model: str, candidates: tuple[str, ...]):
+                        spans = [(c.start, c.end) for c in sample]
                         transcriber = self.graph.transcriber
                         return start(
-                            self._call(stats, transcriber.detect_language, audio_ref, sample, model, candidates)
+                            self._call(stats, transcriber.detect_language, audio_ref, spans, model, candidates)
                         )
 
                     if plan.detects_language:  # on the first chunks: a stream need not wait for the whole VAD
-                        first = await feed.first(plan.detection_first_chunks)
-                        plan = await plan.detect_language([(c.start, c.end) for c in first], detect)
+                        plan = await plan.detect_language(feed.first, detect)
                         clock.lap("language")
                     results = await self._transcribe_chunks(plan, stats, ticket, audio_ref, feed, tracked, progress)
                     speech = await scanned

@@ -268,12 +268,12 @@ def test_the_plan_steps_take_synchronous_and_asynchronous_means():
         votes.append(sample)
         assert candidates == ()  # no languages[]: any language
         assert model == MULTI.model_id  # the multilingual model identifies the language
-        return "de"
+        return "de", 0.95
 
     async def detect_async(sample, model, candidates):
-        return "fr"
+        return "fr", 0.95
 
-    detected = run_sync(plan.detect_language(spans, detect))
+    detected = run_sync(plan.detect_language(spans, detect))  # the first chunk is too short to decide alone
     assert (
         detected.language == "de"
         and detected.language_detected

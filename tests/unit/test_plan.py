@@ -173,6 +173,40 @@ def test_language_sample_breaks_ties_by_time_and_takes_all_when_few():
     assert p.language_sample([]) == []
 
 
+def test_a_long_confident_first_chunk_decides_the_language_alone():
+    import asyncio
+
+    from pipeline.plan import run_sync
+
+    spans = [(0.0, 20.0)] + [(20.0 + 25 * i, 45.0 + 25 * i) for i in range(10)]
+    asked, votes = [], []
+
+    async def first(n):  # as the service's chunk feed: the first n, once known
+        asked.append(n)
+        return spans[:n]
+
+    def detector(confidence):
+        def detect(sample, model, candidates):
+            votes.append(sample)
+            return ("de" if len(sample) == 1 else "fr"), confidence
+
+        return detect
+
+    p = plan(card=MULTI)
+    assert asyncio.run(p.detect_language(first, detector(0.95))).language == "de"
+    assert asked == [1] and votes == [[spans[0]]], "no more chunks waited for, no vote"
+    asked.clear(), votes.clear()
+    assert run_sync(p.detect_language(spans, detector(0.6))).language == "fr", "unsure: the vote decides"
+    assert votes == [[spans[0]], [spans[i] for i in p.language_sample(spans[:8])]]
+    votes.clear()
+    short = [(0.0, 9.0)] + spans[1:]  # too short to decide alone, however sure
+    assert run_sync(p.detect_language(short, detector(0.99))).language == "fr" and len(votes) == 1
+    votes.clear()
+    always_vote = plan(config=PipelineConfig(asr=AsrConfig(language_confidence=1.01)), card=MULTI)
+    assert run_sync(always_vote.detect_language(spans, detector(1.0))).language == "fr" and len(votes) == 1
+    assert options_digest(result_options(always_vote)) != options_digest(result_options(p)), "in the keys"
+
+
 def test_language_sample_uses_the_configured_default():
     p = plan(card=MULTI)
     assert p.detection_chunks == AsrConfig().language_detection_chunks == 5
