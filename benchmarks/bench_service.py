@@ -17,7 +17,11 @@ a client of `serve run config.yaml` sees, through the official `openai` SDK:
    `verbose_json` (OpenAI's default granularity: segments), as throughput vs plain WhisperX;
 2. a 30-minute upload (dev-set files laid end to end) sent 1 s after a 106 s request: admitted
    or refused; then an 11 s request (jfk.flac) sent 10, 20 and 30 s after the long one started:
-   its time behind the long one vs alone (median of 3), and the long one's own time.
+   its time behind the long one vs alone (median of 3), and the long one's own time;
+3. the mixed workload (benchmarks/mixed.py: 54 files, 2 s to 5 min, wav/flac/mp3), 8 clients,
+   `language=en`, once: against plain WhisperX (before and after, as in 1.) and against the
+   service's own compute ceiling (`bench_ceiling.service_compute` on one thread, over the cores);
+   bench_mixed runs it three times.
 
     .venv/bin/python -m benchmarks.bench_service --quick
 """
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import re
 import statistics
 import time
@@ -183,6 +188,10 @@ _LABELS = (
     (re.compile(rb"ServeController"), "Serve controller"),
     (re.compile(rb"raylet"), "raylet"),
     (re.compile(rb"gcs_server"), "gcs"),
+    (re.compile(rb"agent"), "Ray agents"),
+    (re.compile(rb"dashboard"), "Ray dashboard"),
+    (re.compile(rb"log_monitor|monitor\.py"), "Ray monitors"),
+    (re.compile(rb"ray::|default_worker"), "other Ray workers"),
 )
 
 
@@ -236,8 +245,15 @@ def quick(clients: int = 8, language: str | None = None) -> None:
     import openai
 
     from benchmarks import launcher
+    from benchmarks.bench_ceiling import service_compute
+    from benchmarks.bench_mixed import one_run
     from benchmarks.common import SPEECH_DIR
+    from benchmarks.mixed import describe, mixed_workload
 
+    mixed = mixed_workload()
+    mixed_paths, mixed_seconds = [f.path for f in mixed], sum(f.seconds for f in mixed)
+    mixed_order = list(range(len(mixed)))
+    random.Random(44).shuffle(mixed_order)  # as bench_mixed sends them
     refs = english_dev_set()
     paths = [r.path for r in refs]
     audio_seconds = sum(r.duration for r in refs)
@@ -253,6 +269,8 @@ def quick(clients: int = 8, language: str | None = None) -> None:
     stolen = steal_seconds()
     plain_before = baseline.run(paths, audio_seconds)
     plain_stolen = steal_seconds() - stolen
+    mixed_plain = [baseline.run(mixed_paths, mixed_seconds).wall_seconds]
+    ceiling = service_compute(mixed_paths, split_encoder=False)
 
     service_args, deployments = config_yaml()
     service_args["cache"] = {"enabled": False}  # models, not the cache
@@ -282,6 +300,8 @@ def quick(clients: int = 8, language: str | None = None) -> None:
         stolen = steal_seconds()
         plain_after = baseline.run(paths, audio_seconds)  # the service idles meanwhile
         plain_stolen += steal_seconds() - stolen
+        mixed_run = one_run(mixed, mixed_order, "en", client)
+        mixed_plain.append(baseline.run(mixed_paths, mixed_seconds).wall_seconds)
         del baseline
         alone = statistics.median(transcribe(short) for _ in range(3))
 
@@ -347,6 +367,23 @@ def quick(clients: int = 8, language: str | None = None) -> None:
         f"\n{long_seconds / 60:.0f}-minute upload sent 1 s after a {medium.name} request: {long_text}; "
         f"11 s request ({short.name}) alone {alone:.2f} s (median of 3), sent into the long one: {behind_text}{worst}"
     )
+    cores = os.cpu_count() or 1
+    mixed_plain_wall, ceiling_wall = statistics.mean(mixed_plain), ceiling.ceiling_wall(cores)
+    print(f"\n{describe(mixed)}; {clients} clients, language=en\n")
+    print("| run | wall s | vs plain WhisperX | of the ceiling |\n|---|---|---|---|")
+    print(
+        f"| plain WhisperX (before {mixed_plain[0]:.1f} s, after {mixed_plain[1]:.1f} s: mean) | "
+        f"{mixed_plain_wall:.1f} | 1.00x | |"
+    )
+    print(
+        f"| ceiling: the service's compute, {ceiling.total:.1f} CPU s on one thread / {cores} cores | "
+        f"{ceiling_wall:.1f} | {mixed_plain_wall / ceiling_wall:.2f}x | 100 % |"
+    )
+    print(
+        f"| service | {mixed_run.wall:.1f} | {mixed_plain_wall / mixed_run.wall:.2f}x | "
+        f"**{ceiling_wall / mixed_run.wall:.0%}** |"
+    )
+    print(f"\nmixed run: idle {mixed_run.idle / (mixed_run.wall * cores):.0%} of the machine; {mixed_run.tail()}")
 
 
 if __name__ == "__main__":
