@@ -10,6 +10,10 @@ recordings (45 s to 5 min); every other dev file is one chunk, where both rules 
 encoder pass. Per input: the VAD's chunks, each rule's language, the first chunk's length and
 confidence, and the CPU seconds of each rule's identification (base, int8, 2 threads).
 
+Then the window the language's encoder pass sees, on every dev file (47, 8 languages, its first
+30 s as one chunk): the chunk's own frames plus 1 s (the default, `language_detection_trim`)
+against WhisperX's window padded to 30 s: the language each names, how sure, and the CPU.
+
     .venv/bin/python -m benchmarks.bench_language_id
 """
 
@@ -99,6 +103,37 @@ def main() -> None:
         f"\nsame language on {same} of {len(rows)}; identification CPU s in all: first-chunk rule {cpu_first:.1f}, "
         f"vote {cpu_vote:.1f} (per encoder pass about {cpu_vote / sum(r['vote passes'] for *_, r in rows):.2f})"
     )
+    windows(pipe)
+
+
+def windows(pipe) -> None:
+    from dataclasses import replace
+
+    from benchmarks.evaluation import read_references
+    from pipeline.audio import load_audio
+    from pipeline.vad import cut
+
+    transcriber = pipe.transcriber.first
+    refs = read_references(SPEECH_DIR)
+    found: dict[bool, list[tuple[str, float]]] = {True: [], False: []}
+    cpu = {True: 0.0, False: 0.0}
+    for ref in refs:
+        audio = load_audio(ref.path)
+        chunks = cut(audio, "0", [(0.0, min(30.0, audio.duration))])
+        for trim in (True, False):
+            transcriber.config = replace(transcriber.config, language_detection_trim=trim)
+            start = cpu_now()
+            found[trim].append(transcriber.detect_language(chunks))
+            cpu[trim] += cpu_now() - start
+    transcriber.config = replace(transcriber.config, language_detection_trim=True)
+    print(f"\nthe language pass's window, {len(refs)} dev files:\n")
+    print("| window | right language | least confidence | CPU s per file |\n|---|---|---|---|")
+    for trim, label in ((True, "the speech + 1 s (default)"), (False, "padded to 30 s (WhisperX)")):
+        right = sum(lang == ref.language for (lang, _), ref in zip(found[trim], refs))
+        least = min(conf for _, conf in found[trim])
+        print(f"| {label} | {right} of {len(refs)} | {least:.2f} | {cpu[trim] / len(refs):.2f} |")
+    same = sum(a[0] == b[0] for a, b in zip(found[True], found[False]))
+    print(f"\nthe two windows name the same language on {same} of {len(refs)} files")
 
 
 if __name__ == "__main__":

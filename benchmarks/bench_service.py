@@ -16,8 +16,9 @@ a client of `serve run config.yaml` sees, through the official `openai` SDK:
 1. plain WhisperX over the dev set, then the service with 8 concurrent clients asking for
    `verbose_json` (OpenAI's default granularity: segments), as throughput vs plain WhisperX;
 2. a 30-minute upload (dev-set files laid end to end) sent 1 s after a 106 s request: admitted
-   or refused; then an 11 s request (jfk.flac) sent 10, 20 and 30 s after the long one started:
-   its time behind the long one vs alone (median of 3), and the long one's own time;
+   or refused; then an 11 s request (jfk.flac) sent 5, 10, 15, 20 and 30 s after the long one
+   started (while it runs): its time behind the long one vs alone (median of 3), and the long
+   one's own time;
 3. the mixed workload (benchmarks/mixed.py: 54 files, 2 s to 5 min, wav/flac/mp3), 8 clients,
    `language=en`, once: against plain WhisperX (before and after, as in 1.) and against the
    service's own compute ceiling (`bench_ceiling.service_compute` on one thread, over the cores);
@@ -234,7 +235,7 @@ def cpu_seconds() -> dict[str, float]:
 
 # When the short request is sent, in seconds after the long one: early (its VAD and first
 # chunks), and while its chunks fill the Transcriber's batches.
-BEHIND_OFFSETS_S = (10.0, 20.0, 30.0)
+BEHIND_OFFSETS_S = (5.0, 10.0, 15.0, 20.0, 30.0)
 
 
 def quick(clients: int = 8, language: str | None = None) -> None:
@@ -362,7 +363,11 @@ def quick(clients: int = 8, language: str | None = None) -> None:
     long_s = outcome.get("long_s")
     long_text = f"{long_s:.1f} s" if isinstance(long_s, float) else str(long_s)
     behind_text = ", ".join(f"at {at:.0f} s {s:.2f} s ({s / alone:.2f}x)" for at, s in behind.items()) or "not sent"
-    worst = f"; worst {max(behind.values()) / alone:.2f}x alone" if behind else ""
+    worst = (
+        f"; median {statistics.median(behind.values()) / alone:.2f}x, worst {max(behind.values()) / alone:.2f}x alone"
+        if behind
+        else ""
+    )
     print(
         f"\n{long_seconds / 60:.0f}-minute upload sent 1 s after a {medium.name} request: {long_text}; "
         f"11 s request ({short.name}) alone {alone:.2f} s (median of 3), sent into the long one: {behind_text}{worst}"
@@ -383,7 +388,11 @@ def quick(clients: int = 8, language: str | None = None) -> None:
         f"| service | {mixed_run.wall:.1f} | {mixed_plain_wall / mixed_run.wall:.2f}x | "
         f"**{ceiling_wall / mixed_run.wall:.0%}** |"
     )
-    print(f"\nmixed run: idle {mixed_run.idle / (mixed_run.wall * cores):.0%} of the machine; {mixed_run.tail()}")
+    cpu = ", ".join(f"{k} {v:.1f}" for k, v in sorted(mixed_run.cpu.items(), key=lambda kv: -kv[1]) if v >= 0.3)
+    print(
+        f"\nmixed run: idle {mixed_run.idle / (mixed_run.wall * cores):.0%} of the machine; {mixed_run.tail()}; "
+        f"CPU s: {cpu} (one run: this VM's speed drifts, bench_mixed gives the median of three)"
+    )
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ def stage_keys(plan: Plan, audio_sha256: str) -> StageKeys | None:
         plan.detection_chunks,
         plan.detection_first_chunks,
         *plan.detection_confidence,
+        plan.detection_window,
         *([plan.language_candidates] if plan.language_candidates else []),
     )
     asr = _digest("asr", audio_sha256, model, asdict(plan.decode), *detection, _vad(plan))
@@ -73,6 +74,7 @@ def result_options(plan: Plan) -> dict:
         "language_detection_chunks": plan.detection_chunks,
         "language_detection_first_chunks": plan.detection_first_chunks,
         "language_confidence": list(plan.detection_confidence),
+        "language_detection_window": plan.detection_window,
         **({"language_candidates": list(plan.language_candidates)} if plan.language_candidates else {}),
         "decode": asdict(plan.decode),
         "vad": _vad(plan),

@@ -197,6 +197,11 @@ class Plan:
         """When the first chunk decides alone: (its confidence, its least length in seconds)."""
         return (self.config.asr.language_confidence, self.config.asr.language_confident_seconds)
 
+    @property
+    def detection_window(self) -> str:
+        """What the language's encoder pass sees: the chunks' own frames, or 30 s windows."""
+        return "speech" if self.config.asr.language_detection_trim else "30s"
+
     def language_sample(self, chunks: Sequence[tuple[float, float]]) -> list[int]:
         """Indices of the chunks the language vote runs over: the longest of the first
         `detection_first_chunks`, in time order."""

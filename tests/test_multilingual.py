@@ -64,6 +64,26 @@ def test_the_vote_picks_the_language_in_three_scripts(base_pipeline, clips):
     assert voted == {"de": "de", "ja": "ja", "ko": "ko"}
 
 
+def test_the_trimmed_language_pass_agrees_with_the_padded_one(base_pipeline, clips):
+    """The language's encoder pass over each clip's own frames (the default) names the language
+    the 30 s padded window names, and as surely, on every dev language."""
+    from dataclasses import replace
+
+    transcriber = base_pipeline.transcriber.first
+    trimmed, padded = {}, {}
+    for language, clip in clips.items():
+        audio = load_audio(clip.path)
+        chunks = cut(audio, "0", [(0.0, audio.duration)])
+        trimmed[language] = transcriber.detect_language(chunks)
+        transcriber.config = replace(transcriber.config, language_detection_trim=False)
+        try:
+            padded[language] = transcriber.detect_language(chunks)
+        finally:
+            transcriber.config = replace(transcriber.config, language_detection_trim=True)
+    assert {k: v[0] for k, v in trimmed.items()} == {k: v[0] for k, v in padded.items()} == {k: k for k in clips}
+    assert all(confidence >= 0.9 for _, confidence in trimmed.values()), trimmed
+
+
 def test_languages_given_restrict_the_vote_to_them(base_pipeline, clips):
     """OpenAI's languages[]: the vote chooses among the candidates only."""
     assert vote(base_pipeline, clips["de"].path, ("ja", "de")) == "de"

@@ -205,6 +205,25 @@ def test_a_long_confident_first_chunk_decides_the_language_alone():
     always_vote = plan(config=PipelineConfig(asr=AsrConfig(language_confidence=1.01)), card=MULTI)
     assert run_sync(always_vote.detect_language(spans, detector(1.0))).language == "fr" and len(votes) == 1
     assert options_digest(result_options(always_vote)) != options_digest(result_options(p)), "in the keys"
+    padded = plan(config=PipelineConfig(asr=AsrConfig(language_detection_trim=False)), card=MULTI)
+    assert (p.detection_window, padded.detection_window) == ("speech", "30s")
+    assert options_digest(result_options(padded)) != options_digest(result_options(p)), "the window is in the keys"
+
+
+def test_the_language_pass_sees_the_speech_plus_a_second():
+    import numpy as np
+
+    from pipeline.asr import detection_frames
+    from pipeline.schema import Chunk
+
+    def chunk(seconds: float) -> Chunk:
+        return Chunk("a", 0, 0.0, seconds, np.zeros(int(seconds * 16000), np.float32))
+
+    assert detection_frames([chunk(5.0)]) == 600  # 500 frames of audio + 100 of padding
+    assert detection_frames([chunk(0.3)]) == 200, "at least 2 s"
+    assert detection_frames([chunk(5.005)]) % 2 == 0, "even: the encoder halves the frames"
+    assert detection_frames([chunk(3.0), chunk(12.0)]) == 1300, "the longest of the sample"
+    assert detection_frames([chunk(29.5)]) == detection_frames([chunk(40.0)]) == 3000, "never past 30 s"
 
 
 def test_language_sample_uses_the_configured_default():
