@@ -106,34 +106,54 @@ def main() -> None:
     windows(pipe)
 
 
+ESPEAK = (
+    ("de", "Guten Morgen. Heute ist das Wetter in Berlin sehr schön."),
+    ("de", "Ich habe heute keine Zeit, weil ich arbeiten muss."),
+    ("fr", "Bonjour, je voudrais un café s'il vous plaît."),
+    ("es", "Buenos días, ¿cómo estás hoy?"),
+    ("it", "Buongiorno, come stai oggi?"),
+)
+
+
 def windows(pipe) -> None:
-    from dataclasses import replace
+    """The trimmed pass alone, the default (trimmed, then padded when unsure) and the padded
+    window alone, on every dev file and on short espeak-ng phrases (where it is installed)."""
+    import shutil
+    import subprocess
 
     from benchmarks.evaluation import read_references
+    from pipeline.asr import detection_frames
     from pipeline.audio import load_audio
     from pipeline.vad import cut
 
     transcriber = pipe.transcriber.first
-    refs = read_references(SPEECH_DIR)
-    found: dict[bool, list[tuple[str, float]]] = {True: [], False: []}
-    cpu = {True: 0.0, False: 0.0}
-    for ref in refs:
-        audio = load_audio(ref.path)
-        chunks = cut(audio, "0", [(0.0, min(30.0, audio.duration))])
-        for trim in (True, False):
-            transcriber.config = replace(transcriber.config, language_detection_trim=trim)
+    inputs = [(ref.language, ref.path) for ref in read_references(SPEECH_DIR)]
+    folder = Path(tempfile.mkdtemp())
+    if shutil.which("espeak-ng"):
+        for n, (language, text) in enumerate(ESPEAK):
+            path = folder / f"espeak{n}.wav"
+            subprocess.run(["espeak-ng", "-v", language, "-s", "140", "-w", str(path), text], check=True)
+            inputs.append((language, path))
+    ways = {
+        "the speech + 1 s alone": lambda c: transcriber._vote(c, (), detection_frames(c)),
+        "the speech + 1 s, padded when < 0.9 sure (default)": lambda c: transcriber.detect_language(c),
+        "padded to 30 s (WhisperX)": lambda c: transcriber._vote(c, (), None),
+    }
+    print(f"\nthe language pass's window, {len(inputs)} files (dev set; the last {len(inputs) - 47} espeak-ng):\n")
+    print("| window | right language, dev files | right, espeak-ng | CPU s per file |\n|---|---|---|---|")
+    for label, way in ways.items():
+        right, synthetic, cpu = 0, 0, 0.0
+        for n, (language, path) in enumerate(inputs):
+            audio = load_audio(path)
+            chunks = cut(audio, "0", [(0.0, min(30.0, audio.duration))])
             start = cpu_now()
-            found[trim].append(transcriber.detect_language(chunks))
-            cpu[trim] += cpu_now() - start
-    transcriber.config = replace(transcriber.config, language_detection_trim=True)
-    print(f"\nthe language pass's window, {len(refs)} dev files:\n")
-    print("| window | right language | least confidence | CPU s per file |\n|---|---|---|---|")
-    for trim, label in ((True, "the speech + 1 s (default)"), (False, "padded to 30 s (WhisperX)")):
-        right = sum(lang == ref.language for (lang, _), ref in zip(found[trim], refs))
-        least = min(conf for _, conf in found[trim])
-        print(f"| {label} | {right} of {len(refs)} | {least:.2f} | {cpu[trim] / len(refs):.2f} |")
-    same = sum(a[0] == b[0] for a, b in zip(found[True], found[False]))
-    print(f"\nthe two windows name the same language on {same} of {len(refs)} files")
+            found, _ = way(chunks)
+            cpu += cpu_now() - start
+            if n < 47:
+                right += found == language
+            else:
+                synthetic += found == language
+        print(f"| {label} | {right} of 47 | {synthetic} of {len(inputs) - 47} | {cpu / len(inputs):.2f} |")
 
 
 if __name__ == "__main__":

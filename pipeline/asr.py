@@ -57,10 +57,13 @@ class AsrConfig:
     # (Whisper base); less sure ones are voted on. A confidence above 1: always the vote.
     language_confidence: float = 0.9
     language_confident_seconds: float = 10.0
-    # The language's encoder pass sees each sampled chunk's own frames (plus 1 s, at least 2 s),
-    # not a window padded to 30 s: on the 47 dev files in 8 languages the same language every
-    # time (each >= 0.9 sure) for a quarter of the CPU (0.13 s against 0.56 s a file, base, one
-    # thread; benchmarks/bench_language_id.py). False: WhisperX's padded 30 s window.
+    # The language's encoder pass first sees each sampled chunk's own frames (plus 1 s, at least
+    # 2 s), not a window padded to 30 s; only when that pass is less than TRIMMED_SURE sure does
+    # WhisperX's padded window decide. On the 47 dev files in 8 languages the trimmed pass named
+    # the padded one's language every time, >= 0.93 sure, for a quarter of the CPU (0.13 s
+    # against 0.51 s a file, base, one thread: benchmarks/bench_language_id.py); on short
+    # synthetic (espeak-ng) clips it was unsure or wrong (Latin, Russian), so they take both
+    # passes. False: the padded window alone.
     language_detection_trim: bool = True
 
     def model_names(self) -> tuple[str, ...]:
@@ -113,6 +116,9 @@ def check_decode_options(options: DecodeOptions, card: AsrCard) -> None:
         raise InvalidOption("beam_size must be between 1 and 16")
     if options.initial_prompt is not None and len(options.initial_prompt) > 2000:
         raise InvalidOption("prompt must be at most 2000 characters")
+
+
+TRIMMED_SURE = 0.9  # a trimmed language pass this sure decides; below, the padded window does
 
 
 def detection_frames(chunks: Sequence[Chunk]) -> int:
@@ -184,7 +190,14 @@ class Transcriber:
         (OpenAI's languages[]). English-only model or no speech: English, or the first candidate."""
         if not self._model.model.is_multilingual or not chunks:
             return (candidates[0] if candidates else "en"), 1.0 if chunks else 0.0
-        encoded = self._encode(chunks, detection_frames(chunks) if self.config.language_detection_trim else None)
+        if self.config.language_detection_trim:
+            language, confidence = self._vote(chunks, candidates, detection_frames(chunks))
+            if confidence >= TRIMMED_SURE:
+                return language, confidence
+        return self._vote(chunks, candidates, None)
+
+    def _vote(self, chunks: Sequence[Chunk], candidates: Sequence[str], frames: int | None) -> tuple[str, float]:
+        encoded = self._encode(chunks, frames)
         totals: dict[str, float] = defaultdict(float)
         for per_chunk in self._model.model.detect_language(encoded):
             for token, prob in per_chunk:
