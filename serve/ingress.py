@@ -23,7 +23,7 @@ from starlette.websockets import WebSocket
 from cluster.placement import from_ray
 from pipeline.plan import Planner
 from pipeline.vad import SpeechDetector
-from serve import openapi
+from serve import openapi, page
 from serve.admission import Admission, AdmissionLimits, StageLoad
 from serve.cache_client import CacheClient
 from serve.config import INGRESS_MAX_ONGOING, INGRESS_TUNABLE, ServiceArgs
@@ -41,12 +41,13 @@ ROUTES = {
     ("POST", "/v1/audio/translations"): "openai_translations",
     ("POST", "/v1/transcribe"): "native_transcribe",
     ("GET", "/v1/models"): "list_models",
+    ("GET", "/"): "page",
     ("GET", "/healthz"): "healthz",
     ("GET", "/openapi.json"): "openapi",
     ("GET", "/docs"): "docs",
 }
 # Answered without the API key: health for probes, the API's description for anyone reading it.
-PUBLIC_PATHS = ("/healthz", "/openapi.json", "/docs")
+PUBLIC_PATHS = ("/", "/healthz", "/openapi.json", "/docs")
 REALTIME_PATH = "/v1/realtime"  # OpenAI's Realtime transcription sessions (WebSocket)
 REPLICA_POLL_S = 5.0  # while a deployment changes: replicas starting, stopping, scaling
 # While every deployment is healthy with its replicas running: serve.status() costs this replica
@@ -114,12 +115,14 @@ class Ingress:
         handler = self.routes.get((request.method, path))
         if handler is None and request.method == "GET" and path.startswith("/docs/"):
             handler = self.docs_asset
+        if handler is None and request.method == "GET" and path.startswith(page.ASSET_PREFIX):
+            handler = self.page_asset
         if handler is None:
             if any(p == path for _, p in self.routes):
                 return error_response(405, "method_not_allowed", f"{request.method} is not allowed on {path}")
             return error_response(404, "not_found", f"no route {path}; see README for the API")
         try:
-            if path not in PUBLIC_PATHS and not path.startswith("/docs/"):
+            if path not in PUBLIC_PATHS and not path.startswith(("/docs/", page.ASSET_PREFIX)):
                 self._authorize(request)
             return await handler(request)
         except Exception as exc:  # every error becomes a JSON response; the replica lives on
@@ -269,6 +272,17 @@ class Ingress:
             return error_response(404, "not_found", f"no route {request.url.path}; see /docs")
         body, media_type = asset
         return Response(body, media_type=media_type, headers={"Cache-Control": "public, max-age=86400"})
+
+    async def page(self, request: HttpRequest) -> Response:
+        body, media_type = page.index()
+        return Response(body, media_type=media_type, headers={"Content-Security-Policy": page.CSP})
+
+    async def page_asset(self, request: HttpRequest) -> Response:
+        found = page.asset(request.url.path[len(page.ASSET_PREFIX) :])
+        if found is None:
+            return error_response(404, "not_found", f"no route {request.url.path}; the page is at /")
+        body, media_type = found
+        return Response(body, media_type=media_type, headers={"Cache-Control": "no-cache"})
 
     async def list_models(self, request: HttpRequest) -> Response:
         data = [

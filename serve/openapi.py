@@ -272,11 +272,15 @@ SCHEMAS = {
     },
     "NativeStreamLine": {
         "type": "object",
-        "description": "one NDJSON line: a segment per chunk in audio order, then done (or error)",
+        "description": "one NDJSON line: a segment per chunk in audio order, then done (or error); with "
+        "alignment or diarization a draft per decoded chunk first, the segments just before done",
         "required": ["type"],
         "properties": {
-            "type": {"type": "string", "enum": ["segment", "done", "error"]},
+            "type": {"type": "string", "enum": ["draft", "segment", "done", "error"]},
             "segment": _ref("Segment"),
+            "index": {"type": "integer", "description": "draft: the chunk's place in the audio"},
+            "start": {"type": "number", "description": "draft: the chunk's start, seconds"},
+            "end": {"type": "number", "description": "draft: the chunk's end, seconds"},
             "language": {"type": "string"},
             "duration": {"type": "number"},
             "text": {"type": "string"},
@@ -425,6 +429,12 @@ def document() -> dict:
                 "get": {"summary": "this document", "responses": {"200": {"description": "OpenAPI 3.1"}}}
             },
             "/docs": {"get": {"summary": "Swagger UI, offline", "responses": {"200": {"description": "HTML"}}}},
+            "/": {
+                "get": {
+                    "summary": "the page for people: upload or speak, read, play, rename speakers, download",
+                    "responses": {"200": {"description": "HTML (its files under /page/)"}},
+                }
+            },
         },
     }
 

@@ -89,7 +89,9 @@ class NativeLines:
     scores, speakers) as soon as it is final, then `{"type": "done", ...}` with the rest of
     WhisperX's result (language, duration, models, speaker_turns, service), or `{"type": "error",
     "error": {...}}`. A chunk's segments are final when it is decoded unless alignment or
-    diarization still changes them: then they all come when those finish."""
+    diarization still changes them: then they all come when those finish, and meanwhile each
+    decoded chunk sends a draft of its text, `{"type": "draft", "index", "start", "end", "text"}`
+    (the chunk's span; the page shows progress with them)."""
 
     media_type = "application/x-ndjson"
 
@@ -98,7 +100,8 @@ class NativeLines:
 
     def piece(self, plan: Plan, result: ChunkResult) -> bytes:
         if plan.aligns or plan.diarize:
-            return b""
+            draft = {"index": result.index, "start": result.start, "end": result.end, "text": chunk_text(result)}
+            return line({"type": "draft", **draft})
         self.sent += len(result.segments)
         return b"".join(line({"type": "segment", "segment": segment_dict(s)}) for s in result.segments)
 
