@@ -127,6 +127,15 @@ def test_upload_diarize_rename_play_and_download(service, browser, pyannote_samp
     assert api.status_code == 200 and "SPEAKER_00" in api.text
     # every speaker as the page shows it: the name given, and the other's "Speaker 2"
     assert saved.read_text() == api.text.replace("SPEAKER_00", "Alice").replace("SPEAKER_01", "Speaker 2")
+    # A file that is not audio: a sentence naming the problem, and the page ready for the next.
+    not_audio = tmp_path / "notes.wav"
+    not_audio.write_text("these are meeting notes, not a recording")
+    page.set_input_files("#file", str(not_audio))
+    page.click("#transcribe")
+    page.wait_for_selector("#error:not([hidden])", timeout=30_000)
+    error = page.text_content("#error")
+    assert error.startswith("notes.wav: This file is not audio") and page.is_enabled("#transcribe"), error
+    assert page.text_content("#status") == ""
     page.close()
 
 

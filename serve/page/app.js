@@ -24,10 +24,11 @@ function showError(text) {
   $("error").hidden = !text;
 }
 
-function failed(error) {
+function failed(error, what = "") {
   if (error.name === "AbortError") return status("Stopped.");
   if (error instanceof ApiError && error.status === 401) askForKey();
-  showError(error.message || String(error));
+  const message = error.message || String(error);
+  showError(what ? `${what}: ${message}` : message);
   status("");
 }
 
@@ -143,7 +144,7 @@ form.addEventListener("submit", async (event) => {
     $("downloads").hidden = false;
     $("download-rttm").hidden = !done.speaker_turns;
   } catch (error) {
-    failed(error);
+    failed(error, chosen.name);
   } finally {
     running = null;
     $("transcribe").disabled = false;
