@@ -4,6 +4,7 @@ public; the API calls it makes carry the key the user gives it."""
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 
@@ -34,9 +35,14 @@ def index() -> tuple[bytes, str]:
     return _read("index.html"), _TYPES[".html"]
 
 
+_NAME = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9]+)+")  # a bare file name: no folder, no dot first
+
+
 def asset(name: str) -> tuple[bytes, str] | None:
-    """A file of the page by its bare name (no folders: nothing outside `serve/page/` is read)."""
+    """A file of the page by its bare name (nothing outside `serve/page/` is read)."""
+    if not _NAME.fullmatch(name):
+        return None
     path = PAGE_DIR / name
-    if "/" in name or name.startswith(".") or path.suffix not in _TYPES or not path.is_file():
+    if path.suffix not in _TYPES or not path.is_file():
         return None
     return _read(name), _TYPES[path.suffix]

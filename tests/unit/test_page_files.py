@@ -14,7 +14,8 @@ def test_every_file_is_served_by_its_bare_name_and_nothing_else():
     for name in names:
         found = page.asset(name)
         assert found is not None and found[0] == (page.PAGE_DIR / name).read_bytes(), name
-    for bad in ("../page.py", "..%2Fpage.py", ".hidden.js", "page.py", "nothing.js", "sub/app.js", ""):
+    for bad in ("../page.py", "..%2Fpage.py", ".hidden.js", "page.py", "nothing.js", "sub/app.js", "", "app.js\x00",
+                "app.js/", "..", "app .js"):  # fmt: skip
         assert page.asset(bad) is None, bad
     body, media_type = page.index()
     assert media_type.startswith("text/html") and b"<main>" in body
