@@ -182,7 +182,9 @@ class GraphExecutor:
                     if plan.detects_language:  # on the first chunks: a stream need not wait for the whole VAD
                         plan = await plan.detect_language(feed.first, detect)
                         clock.lap("language")
-                    results = await self._transcribe_chunks(plan, stats, ticket, audio_ref, feed, tracked, progress)
+                    results = await self._transcribe_chunks(
+                        plan, stats, ticket, audio_ref, feed, tracked, progress, since=clock.start
+                    )
                     speech = await scanned
                     clock.lap("asr")
                     if keys:
@@ -241,7 +243,15 @@ class GraphExecutor:
         return self.graph.vad.analyze_progressively(Audio(samples), regions, feed.announce)
 
     async def _transcribe_chunks(
-        self, plan: Plan, stats: ServiceStats, ticket: Ticket, audio_ref, feed: _ChunkFeed, tracked, progress=None
+        self,
+        plan: Plan,
+        stats: ServiceStats,
+        ticket: Ticket,
+        audio_ref,
+        feed: _ChunkFeed,
+        tracked,
+        progress=None,
+        since: float = 0.0,
     ):
         """Each chunk goes to the Transcriber as soon as the VAD announces it, batched there with
         other requests' chunks; the results are taken (and `progress` called) in audio order."""
@@ -252,6 +262,8 @@ class GraphExecutor:
             nonlocal sent
             try:
                 async for chunks in feed:
+                    if not sent:  # the request's first chunk, from its arrival (Server-Timing)
+                        stats.seconds["first_chunk"] = round(time.perf_counter() - since, 4)
                     sent += len(chunks)
                     ticket.hold(sent)
                     ticket.submit("Transcriber", sum(c.end - c.start for c in chunks), more=True)
@@ -287,6 +299,7 @@ class GraphExecutor:
         ticket.hold(0)
         stats.chunks = len(outcomes)
         stats.batch_sizes = [o.batch_size for o in outcomes]
+        stats.seconds["chunk_decode"] = round(sum(o.decode_seconds for o in outcomes), 4)
         stats.batch_requests = [o.batch_requests for o in outcomes]
         return [o.result for o in outcomes]
 

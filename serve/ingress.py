@@ -373,4 +373,12 @@ def _stats_headers(stats: ServiceStats, transcript) -> dict[str, str]:
         "X-Cache": stats.cache,
         "X-WhisperX-Batch-Sizes": ",".join(str(b) for b in stats.batch_sizes),
         "X-WhisperX-Seconds": str(stats.seconds.get("total", 0.0)),
+        # the same seconds per stage, as browsers' and proxies' tools read them (milliseconds)
+        "Server-Timing": server_timing(stats.seconds),
     }
+
+
+def server_timing(seconds: dict[str, float]) -> str:
+    """`Server-Timing` of a request's stage seconds: `vad;dur=812.5, asr;dur=1020.0, ...`.
+    Stages overlap (the VAD feeds the ASR as it goes), so they need not add up to `total`."""
+    return ", ".join(f"{name};dur={value * 1000:.1f}" for name, value in seconds.items())

@@ -164,8 +164,15 @@ def test_openapi_and_offline_docs_over_http(service, pyannote_sample):
 
 
 def test_diarize_runs_with_asr(client, pyannote_sample):
-    body = post_native(client, pyannote_sample, diarize="true").json()
+    response = post_native(client, pyannote_sample, diarize="true")
+    body = response.json()
     assert "diarize" in body["service"]["stages"], "computed, not a cache hit"
+    # Server-Timing carries the same stage seconds, in milliseconds
+    timing = dict(part.split(";dur=") for part in response.headers["server-timing"].split(", "))
+    seconds = body["service"]["seconds"]
+    assert {"decode", "first_chunk", "chunk_decode", "asr", "diarize_wait", "total"} <= set(timing)
+    assert all(abs(float(timing[name]) - 1000 * seconds[name]) < 0.1 for name in seconds)
+    assert 0 < seconds["first_chunk"] < seconds["total"] and seconds["chunk_decode"] > 0
     assert body["models"]["diarize"] == "whisperx-segmentation+resemblyzer"
     assert len({w["speaker"] for w in body["word_segments"]}) == 2
     assert "diarize_wait" in body["service"]["seconds"]
