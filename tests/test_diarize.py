@@ -218,3 +218,42 @@ def test_pyannote_backend_needs_a_model(tmp_path, monkeypatch):
     assert "--diarize-model" in str(info.value)
     with pytest.raises(ModelNotFound):
         Diarizer(DiarizeConfig(model=str(tmp_path)))  # no config.yaml there
+
+
+def test_far_field_meetings_are_built_from_real_speech_with_exact_references(speech_dir):
+    """benchmarks/farfield.py: deterministic, overlapped, nobody overlapping themselves."""
+    from benchmarks.farfield import activity, far_field_meetings
+
+    meetings = far_field_meetings(speech_dir)
+    again = far_field_meetings(speech_dir)
+    assert [m.name for m in meetings] == ["far4_overlap", "far3_quiet", "far2_reverb"]
+    for meeting, same in zip(meetings, again):
+        assert (meeting.audio.samples == same.audio.samples).all() and meeting.turns == same.turns
+        assert 55 < meeting.audio.duration < 80
+        assert meeting.speakers == int(meeting.name[3])
+        overlapped = sum(
+            max(0.0, min(a.end, b.end) - max(a.start, b.start))
+            for i, a in enumerate(meeting.turns)
+            for b in meeting.turns[i + 1 :]
+            if a.speaker != b.speaker
+        )
+        assert overlapped > 3.0, meeting.name  # seconds of two voices at once
+        for speaker in {t.speaker for t in meeting.turns}:
+            own = [t for t in meeting.turns if t.speaker == speaker]
+            assert all(a.end <= b.start for a, b in zip(own, own[1:])), (meeting.name, speaker)
+    # the reference's activity: a real utterance's speech without its silences
+    spans = activity(load_audio(speech_dir / "librispeech" / "19-198-0001.wav").samples)
+    assert 7.5 < sum(e - s for s, e in spans) < 10.5 and spans[0][0] > 0.1
+
+
+def test_the_trace_is_the_diarization(local_pipeline, diarizer, speech_dir):
+    """SegmentationBackend.trace (benchmarks/bench_speech_loss.py) keeps each step's speakers
+    per frame and returns diarize's turns."""
+    path = speech_dir / "diarization" / "sample.wav"
+    audio = load_audio(path)
+    speech = local_pipeline.vad.analyze(audio).speech
+    trace = diarizer._backend.trace(audio, speech, SpeakerCount())
+    assert trace.turns == diarizer.diarize(audio, speech) and trace.turns
+    found, kept = trace.found.data[:, 0], trace.speaking.data[:, 0]
+    assert found.max() >= 2 and (kept <= found).all()  # the overlap is seen; steps only remove
+    assert len(trace.unclipped) >= len(speakers(trace.turns))

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -55,6 +55,18 @@ MIN_GAP_SECONDS = 0.1  # same-speaker turns closer than this join (never across 
 KEEP_FRACTION = 0.25
 
 
+@dataclass
+class SegmentationTrace:
+    """What each step of the recipe kept: speakers per frame (pyannote SlidingWindowFeatures
+    on the segmentation's frames) and the turns before and after clipping to the VAD's speech."""
+
+    found: object | None = None  # active local speakers, as the segmentation scored them
+    in_speech: object | None = None  # ... once frames outside the VAD's speech are cleared
+    speaking: object | None = None  # ... of those that got a cluster (what reconstruction uses)
+    unclipped: list[Turn] = field(default_factory=list)  # reconstruction's turns
+    turns: list[Turn] = field(default_factory=list)  # clipped to the VAD's speech: the result
+
+
 @dataclass(frozen=True)
 class _LocalSpeaker:
     chunk: int
@@ -90,14 +102,17 @@ class SegmentationBackend:
     # --- the recipe ------------------------------------------------------------------------
 
     def diarize(self, audio: Audio, speech, count: SpeakerCount) -> list[Turn]:
+        return self.trace(audio, speech, count).turns
+
+    def trace(self, audio: Audio, speech, count: SpeakerCount) -> SegmentationTrace:
+        """`diarize`, keeping what each step found (benchmarks/bench_speech_loss.py reads it)."""
         import torch
         from pyannote.audio.utils.signal import binarize
-        from pyannote.core import SlidingWindowFeature
 
         low, high = count.bounds()
         speech = Regions.of([(0.0, audio.duration)] if speech is None else speech)
         if not speech.spans or audio.duration < 0.1:
-            return []
+            return SegmentationTrace()
         if self.placement.device == "cpu" and torch.get_num_threads() != self.placement.cpu_threads:
             torch.set_num_threads(self.placement.cpu_threads)
         waveform = torch.from_numpy(np.ascontiguousarray(audio.samples)).unsqueeze(0)
@@ -106,21 +121,29 @@ class SegmentationBackend:
         chunk_starts = chunks.start + chunks.step * np.arange(len(scores.data))
         centres = chunk_starts[:, None] + self._frame_middles(scores.data.shape[1])[None, :]
         in_speech = speech.inside(centres)
-        active = binarize(scores, onset=ONSET, initial_state=False).data.astype(bool) & in_speech[:, :, None]
+        found = binarize(scores, onset=ONSET, initial_state=False).data.astype(bool)
+        active = found & in_speech[:, :, None]
+        trace = SegmentationTrace(found=self._count_of(found, scores), in_speech=self._count_of(active, scores))
         if not active.any():
-            return []
+            return trace
 
         locals_, embeddings = self._embed(audio, active, chunk_starts)
         if not locals_:
-            return []
+            return trace
         clusters = self._cluster(locals_, embeddings, active, low, high)
         # Count simultaneous speakers among those that got a cluster: a local speaker too short
         # to embed would otherwise make room for an invented overlap.
-        speaking = self._speaker_count(
-            SlidingWindowFeature((active & (clusters >= 0)[:, None, :]).astype(np.float32), scores.sliding_window)
-        )
-        turns = self._reconstruct(scores, clusters, speaking)
-        return clip_turns(turns, speech)
+        trace.speaking = self._count_of(active & (clusters >= 0)[:, None, :], scores)
+        trace.unclipped = self._reconstruct(scores, clusters, trace.speaking)
+        trace.turns = clip_turns(trace.unclipped, speech)
+        return trace
+
+    def _count_of(self, active: np.ndarray, scores):
+        """Speakers per frame of the whole file, from each chunk's active local speakers
+        (pyannote's aggregation: the mean over the chunks covering a frame, rounded)."""
+        from pyannote.core import SlidingWindowFeature
+
+        return self._speaker_count(SlidingWindowFeature(active.astype(np.float32), scores.sliding_window))
 
     def _frame_middles(self, num_frames: int) -> np.ndarray:
         frames = self.frames
