@@ -72,7 +72,9 @@ def main() -> None:
         rows = []
         for repeat in range(args.repeats):
             outcome: dict[str, float] = {}
-            long_call = threading.Thread(target=lambda: outcome.setdefault("long_s", transcribe(long_path)[0]))
+            long_call = threading.Thread(
+                target=lambda outcome=outcome: outcome.setdefault("long_s", transcribe(long_path)[0])
+            )
             long_call.start()
             sent = time.perf_counter()
             for offset in BEHIND_OFFSETS_S:
