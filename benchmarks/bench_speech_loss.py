@@ -4,11 +4,11 @@ For every real multi-speaker dev file and the built far-field meetings (benchmar
 the `segmentation` method's trace (pipeline.diarize.segmentation.SegmentationBackend.trace):
 on a 10 ms grid, the reference's speakers per frame against what each step keeps:
 
-- `VAD`: the reference speech inside the VAD's regions (what clipping to speech can keep);
-- `segmentation`: speakers the segmentation finds active per frame (before the VAD clears any);
-- `in speech`: the same once frames outside the VAD's speech are cleared;
+- `VAD`: the reference speech inside the VAD's regions (what clipping to them would keep: the
+  diarizer did so until issue 23, and still checks only that the VAD found some speech);
+- `segmentation`: speakers the segmentation finds active per frame;
 - `clustered`: of those, the ones that got a cluster (the count reconstruction uses);
-- `reconstructed`: the turns built from them; `result`: those turns clipped to the VAD's speech.
+- `result`: the turns built from them.
 
 Missed = sum over frames of max(0, reference speakers - kept speakers), as DER counts it, in %
 of the reference's speaker-seconds; `overlap kept` = frames with 2+ reference speakers where
@@ -98,7 +98,7 @@ def main() -> None:
     placement = Placement.local_cpu()
     vad = SpeechDetector(placement=placement)
     backend = SegmentationBackend(DiarizeConfig(), placement)
-    stages = ("VAD", "segmentation", "in speech", "clustered", "reconstructed", "result")
+    stages = ("VAD", "segmentation", "clustered", "result")
     print("Missed reference speech after each step, % of reference speaker-seconds (overlap kept, %):\n")
     print(f"| file | ref s (overlap s) | {' | '.join(stages)} |")
     print("|---|---|" + "---|" * len(stages))
@@ -112,9 +112,7 @@ def main() -> None:
         kept = {
             "VAD": np.where(in_vad, ref, 0),
             "segmentation": count_of_feature(trace.found, frames),
-            "in speech": count_of_feature(trace.in_speech, frames),
             "clustered": count_of_feature(trace.speaking, frames),
-            "reconstructed": count_of_turns(trace.unclipped, frames),
             "result": count_of_turns(trace.turns, frames),
         }
         cells = [

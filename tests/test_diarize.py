@@ -140,7 +140,9 @@ def test_any_length_of_speech_diarizes(diarizer, windows_diarizer, speak, method
 @pytest.mark.parametrize("method", ["segmentation", "windows"])
 def test_turns_never_cover_rejected_silence(local_pipeline, diarizer, windows_diarizer, speak, method):
     # Two sentences 3 s apart: no turn may bridge the silence between the VAD's regions (the
-    # windows method used to merge one speaker's turns across any gap).
+    # windows method used to merge one speaker's turns across any gap). The windows method
+    # keeps inside the VAD's regions; the segmentation method follows its own finer activity
+    # (a turn may end a little after the VAD's region: 0.25 s here), never into the silence.
     import numpy as np
 
     from pipeline.schema import SAMPLE_RATE, Audio
@@ -153,8 +155,9 @@ def test_turns_never_cover_rejected_silence(local_pipeline, diarizer, windows_di
     chosen = diarizer if method == "segmentation" else windows_diarizer
     turns = chosen.diarize(audio, speech)
     assert turns
+    margin = 1e-3 if method == "windows" else 0.5
     for turn in turns:
-        assert any(s - 1e-3 <= turn.start and turn.end <= e + 1e-3 for s, e in speech), (turn, speech)
+        assert any(s - margin <= turn.start and turn.end <= e + margin for s, e in speech), (turn, speech)
     silence = (len(first) / SAMPLE_RATE + 0.3, (len(first) + len(gap)) / SAMPLE_RATE - 0.3)
     assert not any(t.start < silence[1] and t.end > silence[0] for t in turns)
 
@@ -256,4 +259,38 @@ def test_the_trace_is_the_diarization(local_pipeline, diarizer, speech_dir):
     assert trace.turns == diarizer.diarize(audio, speech) and trace.turns
     found, kept = trace.found.data[:, 0], trace.speaking.data[:, 0]
     assert found.max() >= 2 and (kept <= found).all()  # the overlap is seen; steps only remove
-    assert len(trace.unclipped) >= len(speakers(trace.turns))
+
+
+def test_far_field_overlap_gets_both_speakers_and_the_count_holds(diarizer, local_pipeline, speech_dir):
+    """Real speech at far-field levels with reverberation and overlap (benchmarks/farfield.py):
+    the count is right without a hint, overlapped speech gets two turns, and the quiet
+    talker's speech the VAD rejects still gets a speaker (measured: BENCHMARKS.md section 22)."""
+    import numpy as np
+
+    from benchmarks.bench_speech_loss import count_of_turns, missed_share
+    from benchmarks.evaluation import annotation_of
+    from benchmarks.farfield import far_field_meetings
+
+    for meeting in far_field_meetings(speech_dir):
+        speech = local_pipeline.vad.analyze(meeting.audio).speech
+        turns = diarizer.diarize(meeting.audio, speech)
+        frames = int(np.ceil(meeting.audio.duration / 0.01))
+        reference, found = count_of_turns(meeting.turns, frames), count_of_turns(turns, frames)
+        assert len(speakers(turns)) == meeting.speakers, meeting.name  # measured: right on all 3
+        overlap_kept = (found[reference >= 2] >= 2).mean()
+        assert overlap_kept > 0.15, meeting.name  # measured 0.55, 0.50, 0.28 (0.22, 0.26, 0.13 before)
+        assert missed_share(reference, found) < 0.16, meeting.name  # measured 0.06, 0.08, 0.12
+        in_vad = count_of_turns([Turn(s, e, "speech") for s, e in speech], frames) > 0
+        if meeting.name == "far3_quiet":  # the VAD's regions hold 81 % of it; the turns 92 %
+            assert missed_share(reference, found) < missed_share(reference, np.where(in_vad, reference, 0)) - 0.05
+        der = diarization_error_rate(annotation_of(meeting.turns), turns, collar=0.25)
+        assert der < 0.30, (meeting.name, der)  # measured 0.14, 0.21, 0.20
+
+
+def test_far_field_count_is_honoured_when_given(diarizer, local_pipeline, speech_dir):
+    from benchmarks.farfield import far_field_meetings
+
+    meeting = far_field_meetings(speech_dir)[0]
+    speech = local_pipeline.vad.analyze(meeting.audio).speech
+    for given in (2, 3, 5):
+        assert len(speakers(diarizer.diarize(meeting.audio, speech, SpeakerCount(num_speakers=given)))) == given
