@@ -12,6 +12,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
+from pipeline.diarize.config import RECIPE_REVISION
 from pipeline.diarize.known import references_digest
 from pipeline.plan import Plan
 
@@ -113,7 +114,7 @@ def _diarize(plan: Plan) -> tuple[dict, dict]:
     asked = asdict(plan.speakers)
     if plan.request.known_speakers:  # the names they give are part of the turns
         asked["known_speakers"] = references_digest(plan.request.known_speakers)
-    return _options(plan.config.diarize), asked
+    return {**_options(plan.config.diarize), "recipe": RECIPE_REVISION}, asked
 
 
 def _options(stage_config) -> dict:

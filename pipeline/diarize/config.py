@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from pipeline.errors import InvalidOption
 from pipeline.torch_runtime import TorchRuntime
 
+# The offline recipe's revision, in the diarization cache key: bump when the same settings give
+# other turns (2: the segmentation's own activity, not the VAD's regions; issue 23).
+RECIPE_REVISION = 2
 MAX_SPEAKERS = 8  # the upper bound of an estimated count when none is given
 OFFLINE_METHODS = ("segmentation", "windows")
 
