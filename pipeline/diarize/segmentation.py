@@ -13,6 +13,8 @@
    so overlapped speech gets two turns. The count per frame is the mean over the chunks that
    cover it, rounded up from OVERLAP_SHARE (pyannote rounds at 0.5): a second voice heard in a
    third of the chunks counts.
+5. Resegmentation (resegment.py): where one speaker talks, frames relabelled by the voices of
+   1.5 s windows (a chunk's slot that spanned two far-field voices gets both).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pipeline.diarize.encoder import (
     SpeakerEncoder,
     partial_windows,
 )
+from pipeline.diarize.resegment import resegment
 from pipeline.intervals import Regions, clip_turns
 from pipeline.models import whisperx_vad_weights
 from pipeline.placement import Placement
@@ -70,7 +73,8 @@ class SegmentationTrace:
 
     found: object | None = None  # active local speakers, as the segmentation scored them
     speaking: object | None = None  # ... of those that got a cluster (what reconstruction uses)
-    turns: list[Turn] = field(default_factory=list)  # reconstruction's turns: the result
+    reconstructed: list[Turn] = field(default_factory=list)  # reconstruction's turns
+    turns: list[Turn] = field(default_factory=list)  # the same, resegmented: the result
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,8 @@ class SegmentationBackend:
         if not active.any():
             return trace
 
-        locals_, embeddings = self._embed(audio, active, chunk_starts)
+        mel = self.encoder.mel(audio)
+        locals_, embeddings = self._embed(mel, active, chunk_starts)
         if not locals_:
             return trace
         clusters = self._cluster(locals_, embeddings, active, low, high)
@@ -137,9 +142,12 @@ class SegmentationBackend:
         # to embed would otherwise make room for an invented overlap.
         trace.speaking = self._count_of(active & (clusters >= 0)[:, None, :], scores)
         # the last chunk is padded past the end: no turn may reach into the padding
-        trace.turns = clip_turns(
+        trace.reconstructed = clip_turns(
             self._reconstruct(scores, clusters, trace.speaking), Regions.of([(0.0, audio.duration)])
         )
+        resegmented = resegment(trace.reconstructed, mel, self.encoder)
+        same_speakers = {t.speaker for t in resegmented} == {t.speaker for t in trace.reconstructed}
+        trace.turns = resegmented if same_speakers else trace.reconstructed
         return trace
 
     def _count_of(self, active: np.ndarray, scores):
@@ -168,9 +176,8 @@ class SegmentationBackend:
         count.data = np.floor(count.data + 1 - OVERLAP_SHARE).astype(np.uint8)
         return count
 
-    def _embed(self, audio: Audio, active: np.ndarray, chunk_starts: np.ndarray):
+    def _embed(self, mel: np.ndarray, active: np.ndarray, chunk_starts: np.ndarray):
         """One L2-normalised embedding per local speaker with enough speech."""
-        mel = self.encoder.mel(audio)
         frame_step = self.frames.step
         num_chunks, num_frames, slots = active.shape
         alone = active & (active.sum(axis=2, keepdims=True) == 1)
