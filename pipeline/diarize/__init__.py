@@ -62,9 +62,11 @@ class Diarizer:
         count: SpeakerCount = SpeakerCount(),
         references: Sequence[SpeakerReference] = (),
     ) -> list[Turn]:
-        """Speaker turns in time order. `speech`: the VAD's regions (computed if omitted by
-        the offline backend's caller; pyannote finds its own). `references`: known speakers,
-        whose names replace the labels of the speakers whose voice matches (known.py)."""
+        """Speaker turns in time order. `speech`: the VAD's regions. The windows method keeps its
+        turns inside them; the segmentation method gives none when they are empty and otherwise
+        follows its own, finer activity (quiet and overlapped speech the VAD drops); pyannote
+        finds its own. `references`: known speakers, whose names replace the labels of the
+        speakers whose voice matches (known.py)."""
         turns = self._backend.diarize(audio, speech, count)
         if references:
             turns = name_speakers(turns, audio, references, VoicePrints(self.voice_encoder))
