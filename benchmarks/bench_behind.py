@@ -19,10 +19,29 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 BEHIND_OFFSETS_S = (5.0, 10.0, 15.0, 20.0, 30.0)
 PORT = 18201
+T, U = TypeVar("T"), TypeVar("U")
+
+
+def short_behind_long(send_long: Callable[[], T], send_short: Callable[[], U]) -> tuple[T, dict[float, U]]:
+    """`send_long()` in a thread; `send_short()` at each of BEHIND_OFFSETS_S seconds after it
+    started, while it runs. Returns the long call's result and {offset: the short call's}."""
+    outcome: list[T] = []
+    long_call = threading.Thread(target=lambda: outcome.append(send_long()))
+    long_call.start()
+    sent = time.perf_counter()
+    behind: dict[float, U] = {}
+    for offset in BEHIND_OFFSETS_S:
+        time.sleep(max(0.0, sent + offset - time.perf_counter()))
+        if long_call.is_alive():
+            behind[offset] = send_short()
+    long_call.join()
+    return outcome[0], behind
 
 
 def parse_server_timing(header: str) -> dict[str, float]:
@@ -71,19 +90,9 @@ def main() -> None:
         alone = statistics.median(s for s, _ in alone_runs)
         rows = []
         for repeat in range(args.repeats):
-            outcome: dict[str, float] = {}
-            long_call = threading.Thread(
-                target=lambda outcome=outcome: outcome.setdefault("long_s", transcribe(long_path)[0])
-            )
-            long_call.start()
-            sent = time.perf_counter()
-            for offset in BEHIND_OFFSETS_S:
-                time.sleep(max(0.0, sent + offset - time.perf_counter()))
-                if long_call.is_alive():
-                    seconds, timing = transcribe(short)
-                    rows.append((repeat, offset, seconds, timing))
-            long_call.join()
-            print(f"repeat {repeat + 1}: the {long_seconds / 60:.0f}-minute upload took {outcome['long_s']:.1f} s")
+            long_s, behind = short_behind_long(lambda: transcribe(long_path)[0], lambda: transcribe(short))
+            rows += [(repeat, offset, seconds, timing) for offset, (seconds, timing) in behind.items()]
+            print(f"repeat {repeat + 1}: the {long_seconds / 60:.0f}-minute upload took {long_s:.1f} s")
     finally:
         launcher.stop()
         long_path.unlink(missing_ok=True)

@@ -135,9 +135,9 @@ def windows(pipe) -> None:
             subprocess.run(["espeak-ng", "-v", language, "-s", "140", "-w", str(path), text], check=True)
             inputs.append((language, path))
     ways = {
-        "the speech + 1 s alone": lambda c: transcriber._vote(c, (), detection_frames(c)),
+        "the speech + 1 s alone": lambda c: transcriber._vote(transcriber._features(c), (), detection_frames(c)),
         "the speech + 1 s, padded when < 0.9 sure (default)": lambda c: transcriber.detect_language(c),
-        "padded to 30 s (WhisperX)": lambda c: transcriber._vote(c, (), None),
+        "padded to 30 s (WhisperX)": lambda c: transcriber._vote(transcriber._features(c), (), None),
     }
     print(f"\nthe language pass's window, {len(inputs)} files (dev set; the last {len(inputs) - 47} espeak-ng):\n")
     print("| window | right language, dev files | right, espeak-ng | CPU s per file |\n|---|---|---|---|")

@@ -235,7 +235,6 @@ def cpu_seconds() -> dict[str, float]:
 
 # When the short request is sent, in seconds after the long one: early (its VAD and first
 # chunks), and while its chunks fill the Transcriber's batches.
-BEHIND_OFFSETS_S = (5.0, 10.0, 15.0, 20.0, 30.0)
 
 
 def quick(clients: int = 8, language: str | None = None) -> None:
@@ -246,6 +245,7 @@ def quick(clients: int = 8, language: str | None = None) -> None:
     import openai
 
     from benchmarks import launcher
+    from benchmarks.bench_behind import short_behind_long
     from benchmarks.bench_ceiling import service_compute
     from benchmarks.bench_mixed import one_run
     from benchmarks.common import SPEECH_DIR
@@ -306,26 +306,17 @@ def quick(clients: int = 8, language: str | None = None) -> None:
         del baseline
         alone = statistics.median(transcribe(short) for _ in range(3))
 
-        outcome: dict[str, object] = {}
-
-        def send_long() -> None:
+        def send_long() -> float | str:
             try:
-                outcome["long_s"] = transcribe(long_path)
+                return transcribe(long_path)
             except openai.APIStatusError as exc:
-                outcome["long_s"] = f"HTTP {exc.status_code} (Retry-After {exc.response.headers.get('retry-after')})"
+                return f"HTTP {exc.status_code} (Retry-After {exc.response.headers.get('retry-after')})"
 
-        medium_call = threading.Thread(target=lambda: outcome.setdefault("medium_s", transcribe(medium)))
+        medium_call = threading.Thread(target=lambda: transcribe(medium))
         medium_call.start()
         time.sleep(1.0)
-        long_call = threading.Thread(target=send_long)
-        long_call.start()
-        sent = time.perf_counter()
-        behind: dict[float, float] = {}  # seconds into the long one -> the short request's time
-        for offset in BEHIND_OFFSETS_S:
-            time.sleep(max(0.0, sent + offset - time.perf_counter()))
-            if long_call.is_alive():
-                behind[offset] = transcribe(short)
-        long_call.join()
+        # seconds into the long one -> the short request's time
+        long_s, behind = short_behind_long(send_long, lambda: transcribe(short))
         medium_call.join()
     finally:
         launcher.stop()
@@ -360,7 +351,6 @@ def quick(clients: int = 8, language: str | None = None) -> None:
         print(f"| {name} | {seconds:.1f} | {seconds / (wall * os.cpu_count()):.0%} |")
     idle = wall * os.cpu_count() - sum(cpu.values())
     print(f"| idle (not any of these) | {idle:.1f} | {idle / (wall * os.cpu_count()):.0%} |")
-    long_s = outcome.get("long_s")
     long_text = f"{long_s:.1f} s" if isinstance(long_s, float) else str(long_s)
     behind_text = ", ".join(f"at {at:.0f} s {s:.2f} s ({s / alone:.2f}x)" for at, s in behind.items()) or "not sent"
     worst = (

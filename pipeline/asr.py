@@ -58,13 +58,14 @@ class AsrConfig:
     language_confidence: float = 0.9
     language_confident_seconds: float = 10.0
     # The language's encoder pass first sees each sampled chunk's own frames (plus 1 s, at least
-    # 2 s), not a window padded to 30 s; only when that pass is less than TRIMMED_SURE sure does
+    # 2 s), not a window padded to 30 s; only when that pass is less than language_trim_confidence sure does
     # WhisperX's padded window decide. On the 47 dev files in 8 languages the trimmed pass named
     # the padded one's language every time, >= 0.93 sure, for a quarter of the CPU (0.13 s
     # against 0.51 s a file, base, one thread: benchmarks/bench_language_id.py); on short
     # synthetic (espeak-ng) clips it was unsure or wrong (Latin, Russian), so they take both
     # passes. False: the padded window alone.
     language_detection_trim: bool = True
+    language_trim_confidence: float = 0.9  # a trimmed pass this sure decides; below, the padded window
 
     def model_names(self) -> tuple[str, ...]:
         """The models to load, `model` first."""
@@ -116,9 +117,6 @@ def check_decode_options(options: DecodeOptions, card: AsrCard) -> None:
         raise InvalidOption("beam_size must be between 1 and 16")
     if options.initial_prompt is not None and len(options.initial_prompt) > 2000:
         raise InvalidOption("prompt must be at most 2000 characters")
-
-
-TRIMMED_SURE = 0.9  # a trimmed language pass this sure decides; below, the padded window does
 
 
 def detection_frames(chunks: Sequence[Chunk]) -> int:
@@ -190,21 +188,22 @@ class Transcriber:
         (OpenAI's languages[]). English-only model or no speech: English, or the first candidate."""
         if not self._model.model.is_multilingual or not chunks:
             return (candidates[0] if candidates else "en"), 1.0 if chunks else 0.0
+        features = self._features(chunks)  # once: the padded pass, when needed, reuses them
         if self.config.language_detection_trim:
-            language, confidence = self._vote(chunks, candidates, detection_frames(chunks))
-            if confidence >= TRIMMED_SURE:
+            language, confidence = self._vote(features, candidates, detection_frames(chunks))
+            if confidence >= self.config.language_trim_confidence:
                 return language, confidence
-        return self._vote(chunks, candidates, None)
+        return self._vote(features, candidates, None)
 
-    def _vote(self, chunks: Sequence[Chunk], candidates: Sequence[str], frames: int | None) -> tuple[str, float]:
-        encoded = self._encode(chunks, frames)
+    def _vote(self, features: np.ndarray, candidates: Sequence[str], frames: int | None) -> tuple[str, float]:
+        encoded = self._encode_features(features[:, :, :frames] if frames else features)
         totals: dict[str, float] = defaultdict(float)
         for per_chunk in self._model.model.detect_language(encoded):
             for token, prob in per_chunk:
                 if not candidates or token[2:-2] in candidates:
                     totals[token[2:-2]] += prob
         language = max(totals, key=totals.get)
-        return language, totals[language] / len(chunks)
+        return language, totals[language] / len(features)
 
     # --- decoding --------------------------------------------------------------------------
 
@@ -245,17 +244,25 @@ class Transcriber:
                 run(batch)
         return results  # type: ignore[return-value]
 
-    def _encode(self, chunks: Sequence[Chunk], frames: int | None = None):
-        """The encoder's output for each chunk's 30 s window, or for its first `frames` frames."""
-        import ctranslate2
+    def _features(self, chunks: Sequence[Chunk]) -> np.ndarray:
+        """(chunks, mels, 3000) log-Mel features of each chunk's 30 s window."""
         import torch
 
-        features = []
-        for chunk in chunks:
-            samples = torch.from_numpy(np.ascontiguousarray(chunk.samples[:N_SAMPLES]))
-            mel = log_mel_30s(samples, self._n_mels).numpy()
-            features.append(mel[:, :frames] if frames else mel)
-        batch = np.ascontiguousarray(np.stack(features).astype(np.float32))
+        return np.stack(
+            [
+                log_mel_30s(torch.from_numpy(np.ascontiguousarray(c.samples[:N_SAMPLES])), self._n_mels).numpy()
+                for c in chunks
+            ]
+        )
+
+    def _encode(self, chunks: Sequence[Chunk]):
+        return self._encode_features(self._features(chunks))
+
+    def _encode_features(self, features: np.ndarray):
+        """The encoder's output for features (a slice of their frames: the trimmed language pass)."""
+        import ctranslate2
+
+        batch = np.ascontiguousarray(features.astype(np.float32))
         return self._model.model.encode(ctranslate2.StorageView.from_array(batch), to_cpu=False)
 
     def _tokenizer(self, options: DecodeOptions):

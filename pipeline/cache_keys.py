@@ -50,6 +50,7 @@ def stage_keys(plan: Plan, audio_sha256: str) -> StageKeys | None:
         plan.detection_first_chunks,
         *plan.detection_confidence,
         plan.detection_window,
+        plan.config.asr.language_trim_confidence,
         *([plan.language_candidates] if plan.language_candidates else []),
     )
     asr = _digest("asr", audio_sha256, model, asdict(plan.decode), *detection, _vad(plan))
@@ -76,6 +77,7 @@ def result_options(plan: Plan) -> dict:
         "language_detection_first_chunks": plan.detection_first_chunks,
         "language_confidence": list(plan.detection_confidence),
         "language_detection_window": plan.detection_window,
+        "language_trim_confidence": plan.config.asr.language_trim_confidence,
         **({"language_candidates": list(plan.language_candidates)} if plan.language_candidates else {}),
         "decode": asdict(plan.decode),
         "vad": _vad(plan),

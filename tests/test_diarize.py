@@ -283,6 +283,7 @@ def test_the_trace_is_the_diarization(local_pipeline, diarizer, speech_dir):
     assert found.max() >= 2 and (kept <= found).all()  # the overlap is seen; steps only remove
 
 
+@pytest.mark.slow  # three 60 s meetings diarized: 5-10 s
 def test_far_field_overlap_gets_both_speakers_and_the_count_holds(diarizer, local_pipeline, far_field):
     """Real speech at far-field levels with reverberation and overlap (benchmarks/farfield.py):
     the count is right without a hint, overlapped speech gets two turns, and the quiet
@@ -308,6 +309,7 @@ def test_far_field_overlap_gets_both_speakers_and_the_count_holds(diarizer, loca
         assert der < 0.30, (meeting.name, der)  # measured 0.14, 0.21, 0.20
 
 
+@pytest.mark.slow  # three 60 s meetings diarized: 5-10 s
 def test_far_field_count_is_honoured_when_given(diarizer, local_pipeline, far_field):
     meeting = far_field[0]
     speech = local_pipeline.vad.analyze(meeting.audio).speech

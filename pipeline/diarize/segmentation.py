@@ -151,30 +151,19 @@ class SegmentationBackend:
         return trace
 
     def _count_of(self, active: np.ndarray, scores):
-        """Speakers per frame of the whole file, from each chunk's active local speakers
-        (the mean over the chunks covering a frame, rounded up from OVERLAP_SHARE)."""
+        """Speakers per frame of the whole file, from each chunk's active local speakers: the
+        mean count over the chunks covering a frame, rounded up from OVERLAP_SHARE."""
+        from pyannote.audio import Inference
         from pyannote.core import SlidingWindowFeature
 
-        return self._speaker_count(SlidingWindowFeature(active.astype(np.float32), scores.sliding_window))
+        per_chunk = SlidingWindowFeature(active.sum(axis=2, keepdims=True).astype(np.float32), scores.sliding_window)
+        count = Inference.aggregate(per_chunk, self.frames, hamming=False, missing=0.0, skip_average=False)
+        count.data = np.floor(count.data + 1 - OVERLAP_SHARE).astype(np.uint8)
+        return count
 
     def _frame_middles(self, num_frames: int) -> np.ndarray:
         frames = self.frames
         return frames.start + frames.duration / 2 + frames.step * np.arange(num_frames)
-
-    def _speaker_count(self, binarized):
-        """Speakers per frame: the mean count over the chunks covering it, rounded up from
-        OVERLAP_SHARE."""
-        from pyannote.audio import Inference
-
-        count = Inference.aggregate(
-            _summed(binarized),
-            self.frames,
-            hamming=False,
-            missing=0.0,
-            skip_average=False,
-        )
-        count.data = np.floor(count.data + 1 - OVERLAP_SHARE).astype(np.uint8)
-        return count
 
     def _embed(self, mel: np.ndarray, active: np.ndarray, chunk_starts: np.ndarray):
         """One L2-normalised embedding per local speaker with enough speech."""
@@ -289,10 +278,3 @@ def _assign(locals_, embeddings, centroids, shape, linear_sum_assignment) -> np.
 def _cluster_seconds(hard: np.ndarray, active: np.ndarray, j: int, frame_step: float) -> float:
     chunks, slots = np.nonzero(hard == j)
     return float(active[chunks, :, slots].sum() * frame_step)
-
-
-def _summed(binarized):
-    """(chunks, frames, speakers) activity -> (chunks, frames, 1) active speakers per frame."""
-    from pyannote.core import SlidingWindowFeature
-
-    return SlidingWindowFeature(np.sum(binarized.data, axis=-1, keepdims=True), binarized.sliding_window)
