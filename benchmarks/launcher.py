@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import time
 import urllib.request
+from pathlib import Path
 
+REPO = Path(__file__).resolve().parent.parent
 APP_NAME = "whisperx"
 
 
 def schema(args: dict | None, port: int, deployments: dict[str, dict] | None = None) -> dict:
     return {
         "proxy_location": "HeadOnly",
+        "controller_options": controller_options(),
         "http_options": {"host": "127.0.0.1", "port": port, "request_timeout_s": 900},
         "applications": [
             {
@@ -91,9 +94,18 @@ def _deploy(config: dict) -> None:
 
     validated = ServeDeploySchema.model_validate(config)
     client = serve_api.serve_start(
-        http_options=validated.http_options.model_dump(), proxy_location=validated.proxy_location
+        http_options=validated.http_options.model_dump(),
+        proxy_location=validated.proxy_location,
+        controller_options=validated.controller_options,
     )
     client.deploy_apps(validated, _blocking=False)
+
+
+def controller_options() -> dict | None:
+    """config.yaml's options for Serve's controller (its idle work), as `serve run` applies them."""
+    import yaml
+
+    return yaml.safe_load((REPO / "config.yaml").read_text()).get("controller_options")
 
 
 def stop() -> None:

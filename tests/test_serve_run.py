@@ -44,6 +44,28 @@ def test_serve_run_config_yaml(pyannote_sample, tmp_path):
         configured = yaml.safe_load((REPO / "config.yaml").read_text())["applications"][0]["deployments"][0]
         assert health["transcriber"]["max_batch_size"] == configured["user_config"]["max_batch_size"]
         assert _listeners(8000) == {"127.0.0.1"}, "the HTTP port must listen on loopback only"
+        # config.yaml's controller_options reach the controller and, through it, the proxy and
+        # the replicas (Serve's idle loops at the intervals it sets).
+        wanted = yaml.safe_load((REPO / "config.yaml").read_text())["controller_options"]["runtime_env"]["env_vars"]
+        for process in (b"ray::ServeController", b"ray::ProxyActor", b"ray::ServeReplica:whisperx:Transcriber"):
+            environ = _environ_of(process)
+            assert {k: environ.get(k) for k in wanted} == wanted, process
+
+
+def _environ_of(cmdline_prefix: bytes) -> dict[str, str]:
+    """The environment of the one process on this machine whose command line starts so."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if not f.read().startswith(cmdline_prefix):
+                    continue
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                found.append(dict(v.decode().split("=", 1) for v in f.read().split(b"\0") if b"=" in v))
+        except OSError:
+            continue
+    assert len(found) == 1, f"{len(found)} processes named {cmdline_prefix!r}"
+    return found[0]
 
 
 def _listeners(port: int) -> set[str]:
