@@ -23,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+# When the short request is sent, in seconds after the long one: early (its VAD and first
+# chunks), and while its chunks fill the Transcriber's batches.
 BEHIND_OFFSETS_S = (5.0, 10.0, 15.0, 20.0, 30.0)
 PORT = 18201
 T, U = TypeVar("T"), TypeVar("U")

@@ -233,10 +233,6 @@ def cpu_seconds() -> dict[str, float]:
     return out
 
 
-# When the short request is sent, in seconds after the long one: early (its VAD and first
-# chunks), and while its chunks fill the Transcriber's batches.
-
-
 def quick(clients: int = 8, language: str | None = None) -> None:
     import tempfile
     import threading

@@ -309,7 +309,7 @@ def test_far_field_overlap_gets_both_speakers_and_the_count_holds(diarizer, loca
         assert der < 0.30, (meeting.name, der)  # measured 0.14, 0.21, 0.20
 
 
-@pytest.mark.slow  # three 60 s meetings diarized: 5-10 s
+@pytest.mark.slow  # a 60 s meeting diarized twice: about 5 s
 def test_far_field_count_is_honoured_when_given(diarizer, local_pipeline, far_field):
     meeting = far_field[0]
     speech = local_pipeline.vad.analyze(meeting.audio).speech
